@@ -1,0 +1,272 @@
+"""Speed, measured side by side in one process: generators, their fast inference paths, GFlash and the Monte Carlo.
+
+Every number is the median over ``repeats`` timed calls after ``warmup`` untimed ones, on one device, with the
+device synchronised around each call. Each fast path of the published ``conv3d`` generator is checked against
+the as-published forward pass on the same inputs (largest cell difference and relative difference of the
+summed energy), so a gain is never bought with different showers.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "BenchResult",
+    "auto_batch_size",
+    "conv3d_paths",
+    "run_benchmark",
+    "time_call",
+]
+
+_ACTIVATION_BYTES_PER_SHOWER = 40e6  # conv3d fp32 activations peak at ~30 MB per shower (ANCHORS.md), plus slack
+
+
+@dataclass
+class BenchResult:
+    """One timed source: ms per shower and showers per second (median), with its speed-ups and physics check."""
+
+    name: str  # what ran, e.g. "conv3d (published arch)", "Monte Carlo"
+    kind: str  # "arch" (random weights), "model" (installed generator), "mc", "gflash"
+    path: str  # the inference path, e.g. "eager fp32", "pixel-shuffle rewrite", "onnxruntime"
+    device: str
+    batch_size: int
+    ms_per_shower: float
+    showers_per_s: float
+    repeats: int
+    speedup_vs_mc: float | None = None
+    speedup_vs_published: float | None = None
+    max_abs_diff: float | None = None  # largest |cell difference| vs the as-published pass, network units
+    sum_rel_diff: float | None = None  # relative difference of the mean summed energy vs the as-published pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(
+    fn: Callable[[], Any], *, n_showers: int, device: torch.device, warmup: int = 1, repeats: int = 5
+) -> tuple[float, int]:
+    """Median seconds per shower of ``fn()`` (which makes ``n_showers``), and the number of timed repeats."""
+    if repeats <= 0:
+        raise ValueError(f"repeats={repeats} must be positive")
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / n_showers, repeats
+
+
+def auto_batch_size(device: torch.device, *, cpu_default: int = 64, cap: int = 8192) -> int:
+    """A batch that fits the device: on CUDA from the free memory and ~40 MB of conv3d activations per shower."""
+    if device.type != "cuda":
+        return cpu_default
+    free, _total = torch.cuda.mem_get_info(device)
+    fits = int(0.5 * free / _ACTIVATION_BYTES_PER_SHOWER)
+    return max(1, min(cap, 2 ** int(math.log2(max(fits, 1)))))
+
+
+def _conditions(batch: int, energy_gev: float, theta_rad: float, latent_dim: int, device: torch.device, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(batch, latent_dim, generator=gen)
+    energy = torch.full((batch,), energy_gev)
+    theta = torch.full((batch,), theta_rad)
+    return energy.to(device), theta.to(device), noise.to(device)
+
+
+def _export(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
+    torch.onnx.export(
+        model.cpu(), inputs, str(path), input_names=["energy_gev", "theta_rad", "noise"],
+        output_names=["showers"], dynamic_axes={k: {0: "batch"} for k in ("energy_gev", "theta_rad", "noise")},
+        dynamo=False,
+    )
+
+
+def _onnx_runner(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> Callable[[], Any]:
+    import onnxruntime as ort
+
+    cpu_inputs = tuple(t.cpu() for t in inputs)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="calogen-bench-") as workdir:
+        path = Path(workdir) / "conv3d.onnx"
+        with warnings.catch_warnings():  # the exporter's notes on constant folding are not problems
+            warnings.simplefilter("ignore", UserWarning)
+            _export(model, cpu_inputs, path)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {"energy_gev": cpu_inputs[0].numpy(), "theta_rad": cpu_inputs[1].numpy(), "noise": cpu_inputs[2].numpy()}
+    return lambda: session.run(None, feed)[0]
+
+
+def conv3d_paths(
+    device: torch.device, batch_size: int, *, energy_gev: float = 100.0, theta_rad: float = math.pi / 2,
+    include_onnx: bool = True, include_compile: bool = False, seed: int = 0,
+) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """The as-published conv3d forward pass first, then each fast path, on the same weights and inputs.
+
+    Yields (path label, callable returning (B, 51, 51, 25) network units as a tensor or array).
+    """
+    from calogen.nets import build_generator
+
+    torch.manual_seed(seed)
+    published = build_generator("conv3d").to(device).eval()
+    inputs = _conditions(batch_size, energy_gev, theta_rad, published.latent_dim, device, seed)
+
+    def eager() -> torch.Tensor:
+        with torch.no_grad():
+            return published(*inputs)
+
+    yield "eager fp32 (as published)", eager
+
+    fast = build_generator("conv3d", fast_upsample=True).to(device).eval()
+    fast.load_state_dict(published.state_dict())
+
+    def rewrite() -> torch.Tensor:
+        with torch.inference_mode():
+            return fast(*inputs)
+
+    yield "pixel-shuffle rewrite + inference_mode", rewrite
+
+    fast_cl = build_generator("conv3d", fast_upsample=True).to(device).eval()
+    fast_cl.load_state_dict(published.state_dict())
+    fast_cl = fast_cl.to(memory_format=torch.channels_last_3d)
+
+    def channels_last() -> torch.Tensor:
+        with torch.inference_mode():
+            return fast_cl(*inputs)
+
+    yield "rewrite + channels_last_3d", channels_last
+
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+        def bf16() -> torch.Tensor:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+                return fast(*inputs).float()
+
+        yield "rewrite + bf16 autocast + cudnn.benchmark", bf16
+
+    if include_compile:
+        compiled = torch.compile(fast, mode="max-autotune-no-cudagraphs" if device.type == "cpu" else "reduce-overhead")
+
+        def compiled_call() -> torch.Tensor:
+            with torch.inference_mode():
+                return compiled(*inputs)
+
+        yield "rewrite + torch.compile", compiled_call
+
+    if include_onnx and device.type == "cpu":
+        yield "rewrite + onnxruntime", _onnx_runner(fast, inputs)
+
+
+def _as_numpy(out: Any) -> np.ndarray:
+    if isinstance(out, torch.Tensor):
+        return out.detach().float().cpu().numpy()
+    return np.asarray(out, dtype=np.float32)
+
+
+def run_benchmark(
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int | None = None,
+    energy_gev: float = 100.0,
+    theta_deg: float = 90.0,
+    mc_showers: int = 2,
+    repeats: int = 5,
+    warmup: int = 1,
+    include_mc: bool = True,
+    include_gflash: bool = True,
+    include_published: bool = True,
+    include_models: bool = True,
+    include_onnx: bool = True,
+    include_compile: bool = False,
+    models_dir: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[BenchResult]:
+    """Time every source on one device in this process and fill in the speed-up ratios.
+
+    batch_size: showers per generator call (None: chosen from the device's memory); mc_showers: showers per
+    Monte Carlo call (it is slow: keep this small on a CPU). Returns the results, as-published conv3d first.
+    """
+    dev = torch.device(device)
+    batch = batch_size or auto_batch_size(dev)
+    theta_rad = math.radians(theta_deg)
+    say = progress or (lambda _msg: None)
+    results: list[BenchResult] = []
+
+    if include_published:
+        reference: np.ndarray | None = None
+        for label, fn in conv3d_paths(dev, batch, energy_gev=energy_gev, theta_rad=theta_rad,
+                                      include_onnx=include_onnx, include_compile=include_compile):
+            say(f"conv3d: {label}")
+            out = _as_numpy(fn())
+            sec, reps = time_call(fn, n_showers=batch, device=dev, warmup=warmup, repeats=repeats)
+            row = BenchResult("conv3d (published arch, random weights)", "arch", label, str(dev), batch,
+                              1e3 * sec, 1.0 / sec, reps)
+            if reference is None:
+                reference = out
+            else:
+                row.max_abs_diff = float(np.abs(out - reference).max())
+                ref_sum = float(reference.sum(axis=(1, 2, 3)).mean())
+                row.sum_rel_diff = float(abs(out.sum(axis=(1, 2, 3)).mean() - ref_sum) / max(ref_sum, 1e-12))
+            results.append(row)
+
+    if include_models:
+        from calogen.generate import list_models, load_generator
+
+        for card in list_models(models_dir):
+            say(f"model {card['name']}")
+            loaded = load_generator(card["path"], device=dev)
+            fn = lambda g=loaded: g.generate(energy_gev, theta_rad, batch, seed=0, batch_size=batch,  # noqa: E731
+                                             allow_extrapolation=True)
+            sec, reps = time_call(fn, n_showers=batch, device=dev, warmup=warmup, repeats=repeats)
+            results.append(BenchResult(card["name"], "model", f"generate() {loaded.arch}, GeV out", str(dev), batch,
+                                       1e3 * sec, 1.0 / sec, reps))
+
+    if include_gflash:
+        try:
+            from calogen.gflash import simulate_gflash
+        except ImportError:
+            simulate_gflash = None  # type: ignore[assignment]
+        if simulate_gflash is not None:
+            say("GFlash")
+            n_gflash = max(1, min(batch, 64))
+            fn = lambda: simulate_gflash(energy_gev, theta_rad, n=n_gflash, seed=0, device=dev)  # noqa: E731
+            sec, reps = time_call(fn, n_showers=n_gflash, device=dev, warmup=warmup, repeats=max(1, repeats // 2))
+            results.append(BenchResult("GFlash", "gflash", "parametrised", str(dev), n_gflash, 1e3 * sec, 1 / sec, reps))
+
+    if include_mc:
+        from calogen.mc import simulate
+
+        say("Monte Carlo")
+        fn = lambda: simulate(energy_gev, theta_rad, n=mc_showers, seed=0, device=dev)  # noqa: E731
+        sec, reps = time_call(fn, n_showers=mc_showers, device=dev, warmup=0, repeats=max(1, min(repeats, 3)))
+        results.append(BenchResult("Monte Carlo", "mc", "analog cascade", str(dev), mc_showers, 1e3 * sec, 1 / sec, reps))
+
+    mc_ms = next((r.ms_per_shower for r in results if r.kind == "mc"), None)
+    published_ms = results[0].ms_per_shower if include_published and results else None
+    for row in results:
+        if mc_ms is not None and row.kind != "mc":
+            row.speedup_vs_mc = mc_ms / row.ms_per_shower
+        if published_ms is not None and row.kind == "arch":
+            row.speedup_vs_published = published_ms / row.ms_per_shower
+    return results

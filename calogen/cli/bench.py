@@ -1,0 +1,68 @@
+"""``python -m calogen bench``: showers/s of every generator, its fast paths, GFlash and the Monte Carlo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from calogen.cli._common import CliError, add_device_arg, resolve_device
+
+__all__ = ["register", "run", "format_table"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="measure speed side by side (generators, fast paths, GFlash, MC)")
+    add_device_arg(p)
+    p.add_argument("--batch", type=int, default=None, help="showers per generator call (default: by device memory)")
+    p.add_argument("--energy", type=float, default=100.0, help="primary energy, GeV (default 100)")
+    p.add_argument("--theta", type=float, default=90.0, help="angle, degrees (default 90)")
+    p.add_argument("--mc-showers", type=int, default=2, help="showers per Monte Carlo call (default 2)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repetitions; the median is reported")
+    p.add_argument("--no-mc", action="store_true", help="skip the Monte Carlo")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime path")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on a CPU)")
+    p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table of benchmark rows."""
+    head = f"{'source':42s} {'path':42s} {'batch':>5s} {'ms/shower':>10s} {'showers/s':>11s} {'vs MC':>9s} {'vs publ.':>8s}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        vs_mc = f"{r['speedup_vs_mc']:.3g}x" if r.get("speedup_vs_mc") else ""
+        vs_pub = f"{r['speedup_vs_published']:.2f}x" if r.get("speedup_vs_published") else ""
+        lines.append(f"{r['name'][:42]:42s} {r['path'][:42]:42s} {r['batch_size']:5d} {r['ms_per_shower']:10.3f} "
+                     f"{r['showers_per_s']:11.1f} {vs_mc:>9s} {vs_pub:>8s}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from calogen.bench import run_benchmark
+
+    device = resolve_device(args.device)
+    if args.batch is not None and args.batch <= 0:
+        raise CliError(f"--batch {args.batch}: must be a positive integer")
+    if not 0.1 <= args.energy <= 1000.0:
+        raise CliError(f"--energy {args.energy:g} GeV is outside the allowed range 0.1-1000 GeV")
+    if not 60.0 <= args.theta <= 120.0:
+        raise CliError(f"--theta {args.theta:g} deg is outside the allowed range 60-120 deg")
+    if args.mc_showers <= 0 or args.repeats <= 0:
+        raise CliError("--mc-showers and --repeats must be positive integers")
+    results = run_benchmark(
+        device=device, batch_size=args.batch, energy_gev=args.energy, theta_deg=args.theta,
+        mc_showers=args.mc_showers, repeats=args.repeats, include_mc=not args.no_mc,
+        include_onnx=not args.no_onnx, include_compile=args.compile,
+        progress=lambda msg: print(f"timing {msg} ...", file=sys.stderr),
+    )
+    rows = [r.to_dict() for r in results]
+    print(format_table(rows))
+    if args.json is not None:
+        import torch
+
+        meta = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                "energy_gev": args.energy, "theta_deg": args.theta,
+                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+        args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    return 0

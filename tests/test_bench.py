@@ -1,0 +1,70 @@
+"""Benchmark plumbing: every fast path gives the as-published showers; ratios are filled in. No timings asserted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from calogen.bench import BenchResult, auto_batch_size, conv3d_paths, run_benchmark, time_call
+from calogen.cli import bench as bench_cli
+
+
+def test_fast_paths_equal_the_published_forward_pass():
+    outputs = {label: fn() for label, fn in conv3d_paths(torch.device("cpu"), 2)}
+    labels = list(outputs)
+    assert labels[0] == "eager fp32 (as published)"
+    assert "rewrite + onnxruntime" in labels and "pixel-shuffle rewrite + inference_mode" in labels
+    reference = np.asarray(outputs[labels[0]])
+    assert reference.shape == (2, 51, 51, 25)
+    for label in labels[1:]:
+        out = outputs[label]
+        out = out.numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+        np.testing.assert_allclose(out, reference, atol=1e-4, err_msg=label)
+
+
+def test_run_benchmark_fills_ratios_and_checks(monkeypatch):
+    rows = run_benchmark(batch_size=2, repeats=1, warmup=0, include_mc=False, include_gflash=False,
+                         include_models=False, include_onnx=False)
+    assert [r.kind for r in rows] == ["arch"] * len(rows)
+    assert rows[0].speedup_vs_published == pytest.approx(1.0)
+    for row in rows[1:]:
+        assert row.max_abs_diff is not None and row.max_abs_diff < 1e-4
+        assert row.sum_rel_diff is not None and row.sum_rel_diff < 1e-5
+        assert row.speedup_vs_published == pytest.approx(rows[0].ms_per_shower / row.ms_per_shower)
+        assert row.showers_per_s == pytest.approx(1e3 / row.ms_per_shower)
+
+
+def test_time_call_reports_per_shower_median():
+    calls = []
+    sec, reps = time_call(lambda: calls.append(1), n_showers=10, device=torch.device("cpu"), warmup=2, repeats=3)
+    assert len(calls) == 5 and reps == 3 and sec >= 0
+    with pytest.raises(ValueError, match="repeats=0"):
+        time_call(lambda: None, n_showers=1, device=torch.device("cpu"), repeats=0)
+
+
+def test_cpu_batch_default():
+    assert auto_batch_size(torch.device("cpu")) == 64
+
+
+def test_table_and_json_shape(tmp_path):
+    row = BenchResult("Monte Carlo", "mc", "analog cascade", "cpu", 2, 1500.0, 1 / 1.5, 3).to_dict()
+    gan = BenchResult("conv3d", "model", "generate()", "cpu", 64, 15.0, 66.7, 5, speedup_vs_mc=100.0).to_dict()
+    table = bench_cli.format_table([gan, row])
+    assert "100x" in table and "Monte Carlo" in table
+    json.dumps([gan, row])
+
+
+def test_cli_rejects_bad_arguments():
+    from calogen.cli._common import CliError
+
+    args = argparse.Namespace(device="cpu", batch=0, energy=100.0, theta=90.0, mc_showers=1, repeats=1,
+                              no_mc=True, no_onnx=True, compile=False, json=None)
+    with pytest.raises(CliError, match="--batch 0"):
+        bench_cli.run(args)
+    args.batch, args.theta = 2, 150.0
+    with pytest.raises(CliError, match="outside the allowed range 60-120 deg"):
+        bench_cli.run(args)
