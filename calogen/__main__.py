@@ -13,7 +13,7 @@ from calogen.io import ShowerFileError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("simulate", "generate", "validate", "train", "bench", "export", "models")
+COMMANDS = ("simulate", "reference", "generate", "validate", "train", "bench", "export", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:
