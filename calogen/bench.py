@@ -146,9 +146,9 @@ def conv3d_paths(
 
     yield "pixel-shuffle rewrite + inference_mode", rewrite
 
-    fast_cl = build_generator("conv3d", fast_upsample=True).to(device).eval()
+    fast_cl = build_generator("conv3d").to(device).eval()
     fast_cl.load_state_dict(published.state_dict())
-    fast_cl = fast_cl.to(memory_format=torch.channels_last_3d)
+    fast_cl.use_fast_path(True)  # pixel-shuffle rewrite + channels-last activations
 
     def channels_last() -> torch.Tensor:
         with torch.inference_mode():
@@ -165,6 +165,12 @@ def conv3d_paths(
 
         yield "rewrite + bf16 autocast + cudnn.benchmark", bf16
 
+        def bf16_cl() -> torch.Tensor:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+                return fast_cl(*inputs).float()
+
+        yield "rewrite + channels_last_3d + bf16 autocast", bf16_cl
+
     if include_compile:
         compiled = torch.compile(fast, mode="max-autotune-no-cudagraphs" if device.type == "cpu" else "reduce-overhead")
 
@@ -176,6 +182,20 @@ def conv3d_paths(
 
     if include_onnx and device.type == "cpu":
         yield "rewrite + onnxruntime", _onnx_runner(fast, inputs)
+
+
+def _conv2d_call(device: torch.device, batch: int, energy_gev: float, theta_rad: float) -> Callable[[], Any]:
+    from calogen.nets import build_generator
+
+    torch.manual_seed(0)
+    model = build_generator("conv2d").to(device).eval()
+    inputs = _conditions(batch, energy_gev, theta_rad, model.latent_dim, device, 0)
+
+    def call() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(*inputs)
+
+    return call
 
 
 def _as_numpy(out: Any) -> np.ndarray:
@@ -230,12 +250,18 @@ def run_benchmark(
                 row.sum_rel_diff = float(abs(out.sum(axis=(1, 2, 3)).mean() - ref_sum) / max(ref_sum, 1e-12))
             results.append(row)
 
+        say("conv2d: eager fp32")
+        fn = _conv2d_call(dev, batch, energy_gev, theta_rad)
+        sec, reps = time_call(fn, n_showers=batch, device=dev, warmup=warmup, repeats=repeats)
+        results.append(BenchResult("conv2d (arch, random weights)", "arch", "inference_mode fp32", str(dev), batch,
+                                   1e3 * sec, 1.0 / sec, reps))
+
     if include_models:
         from calogen.generate import list_models, load_generator
 
         for card in list_models(models_dir):
             say(f"model {card['name']}")
-            loaded = load_generator(card["path"], device=dev)
+            loaded = load_generator(card["path"], device=dev, fast=True)
             fn = lambda g=loaded: g.generate(energy_gev, theta_rad, batch, seed=0, batch_size=batch,  # noqa: E731
                                              allow_extrapolation=True)
             sec, reps = time_call(fn, n_showers=batch, device=dev, warmup=warmup, repeats=repeats)

@@ -16,7 +16,7 @@ that loaders never need to know which transform a model was trained with.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +38,6 @@ __all__ = [
 DEFAULT_POWER = 0.85  # 3DGAN angle loader: cells ** 0.85 (Khattak et al. 2021)
 DEFAULT_SCALE = 50.0  # 3DGAN files store GeV x 50
 
-ArrayLike = Union[npt.NDArray[np.floating], torch.Tensor]
 _A = TypeVar("_A", np.ndarray, torch.Tensor)
 
 
@@ -147,7 +146,12 @@ class BoxCox:
 
 
 def fit_boxcox(
-    showers_gev: npt.ArrayLike, *, shift: float = 1e-3, scale: float = DEFAULT_SCALE, max_values: int = 200_000, seed: int = 0
+    showers_gev: npt.ArrayLike,
+    *,
+    shift: float = 1e-3,
+    scale: float = DEFAULT_SCALE,
+    max_values: int = 200_000,
+    seed: int = 0,
 ) -> BoxCox:
     """Fit the Box-Cox exponent by maximum likelihood (``scipy.stats.boxcox``) on ``scale * E + shift``.
 
@@ -171,6 +175,13 @@ def _kind(preprocessing: dict[str, Any]) -> str:
     return kind
 
 
+def _boxcox_from_card(p: dict[str, Any]) -> BoxCox:
+    if "lmbda" not in p:
+        raise ValueError("Box-Cox preprocessing needs the fitted 'lmbda'; write it with BoxCox.to_card()")
+    shift, scale = float(p.get("shift", 1e-3)), float(p.get("scale", DEFAULT_SCALE))
+    return BoxCox(lmbda=float(p["lmbda"]), shift=shift, scale=scale)
+
+
 def from_network_card(x: _A, preprocessing: dict[str, Any] | None) -> _A:
     """Network units -> GeV following a card's ``preprocessing`` dict (default: 3DGAN power 0.85, scale 50)."""
     p = dict(preprocessing or {})
@@ -178,7 +189,7 @@ def from_network_card(x: _A, preprocessing: dict[str, Any] | None) -> _A:
     if kind == "identity":
         return x.clamp_min(0.0) if isinstance(x, torch.Tensor) else np.maximum(np.asarray(x, np.float32), 0.0)
     if kind == "boxcox":
-        return BoxCox(lmbda=float(p["lmbda"]), shift=float(p.get("shift", 1e-3)), scale=float(p.get("scale", DEFAULT_SCALE))).inverse(x)
+        return _boxcox_from_card(p).inverse(x)
     return from_network(x, float(p.get("power", DEFAULT_POWER)), float(p.get("scale", DEFAULT_SCALE)))
 
 
@@ -189,5 +200,5 @@ def to_network_card(showers_gev: _A, preprocessing: dict[str, Any] | None) -> _A
     if kind == "identity":
         return showers_gev
     if kind == "boxcox":
-        return BoxCox(lmbda=float(p["lmbda"]), shift=float(p.get("shift", 1e-3)), scale=float(p.get("scale", DEFAULT_SCALE))).forward(showers_gev)
+        return _boxcox_from_card(p).forward(showers_gev)
     return to_network(showers_gev, float(p.get("power", DEFAULT_POWER)), float(p.get("scale", DEFAULT_SCALE)))
