@@ -150,11 +150,18 @@ def _atomic_h5(path: str | os.PathLike[str], fill: Any) -> Path:
     try:
         with h5py.File(tmp, "w") as h5:
             fill(h5)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...] | None:

@@ -1,0 +1,89 @@
+"""``python -m calogen validate`` end to end on small synthetic files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from calogen.__main__ import main
+from calogen.io import ShowerSet, write_showers
+
+
+def toy_set(n: int, seed: int, *, shape=(9, 9, 25), scale: float = 1.0) -> ShowerSet:
+    """Showers with an exponential longitudinal profile and a narrow core, 2% sampling fraction."""
+    rng = np.random.default_rng(seed)
+    energy = rng.uniform(20.0, 80.0, n)
+    nx, ny, nz = shape
+    longitudinal = np.exp(-np.arange(nz) / 5.0)
+    longitudinal /= longitudinal.sum()
+    lateral = np.zeros((nx, ny))
+    lateral[nx // 2, ny // 2] = 0.6
+    lateral[nx // 2 - 1 : nx // 2 + 2, ny // 2 - 1 : ny // 2 + 2] += 0.05
+    lateral /= lateral.sum()
+    mean = 0.02 * energy[:, None, None, None] * lateral[None, :, :, None] * longitudinal[None, None, None, :]
+    cells = rng.gamma(np.maximum(mean / 1e-4, 1e-9), 1e-4) * scale
+    return ShowerSet(cells.astype(np.float32), energy.astype(np.float32), np.full(n, np.pi / 2, np.float32),
+                     {"source": f"toy{seed}", "detector": "toy"})
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("validate")
+    return {
+        "ref": write_showers(root / "ref.h5", toy_set(150, 1)),
+        "cand": write_showers(root / "cand.h5", toy_set(150, 2, scale=1.1)),
+        "wide": write_showers(root / "wide.h5", toy_set(10, 3, shape=(11, 11, 25))),
+        "root": root,
+    }
+
+
+def test_validate_writes_json_and_html(files: dict, capsys) -> None:
+    out = files["root"] / "report.json"
+    html = files["root"] / "report.html"
+    code = main(["validate", "--reference", str(files["ref"]), "--candidate", str(files["cand"]), "--out", str(out),
+                 "--html", str(html), "--no-classifier", "--energy-bins", "20", "50", "80"])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["metrics"]["sf_mre"] == pytest.approx(0.10, abs=0.01)
+    assert [r["energy_gev"] for r in result["bins"]] == [[20.0, 50.0], [50.0, 80.0]]
+    assert "sf_mre" in capsys.readouterr().out
+    assert html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_geometry_mismatch_is_one_line_exit_2(files: dict) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "calogen", "validate", "--reference", str(files["ref"]), "--candidate",
+         str(files["wide"]), "--out", str(files["root"] / "x.json"), "--no-classifier"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:")
+    assert "ref.h5" in lines[0] and "wide.h5" in lines[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--energy-bins", "50", "20"], "strictly increasing"),
+        (["--theta-bins", "90"], "at least two"),
+        (["--max-showers", "1"], "at least 2"),
+    ],
+)
+def test_bad_arguments_exit_2(files: dict, capsys, extra: list, message: str) -> None:
+    code = main(["validate", "--reference", str(files["ref"]), "--candidate", str(files["cand"]), "--out",
+                 str(files["root"] / "y.json"), "--no-classifier", "--quiet", *extra])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_missing_file_exit_2(files: dict, capsys) -> None:
+    code = main(["validate", "--reference", str(files["root"] / "nope.h5"), "--candidate", str(files["cand"]),
+                 "--out", str(files["root"] / "z.json"), "--no-classifier", "--quiet"])
+    assert code == 2
+    assert "nope.h5" in capsys.readouterr().err
