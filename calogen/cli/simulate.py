@@ -1,7 +1,8 @@
-"""``python -m calogen simulate``: showers from the built-in cascade Monte Carlo, written as native HDF5.
+"""``python -m calogen simulate``: showers from the cascade Monte Carlo (or GFlash), written as native HDF5.
 
     python -m calogen simulate --particle e- --energy 100 --theta 90 -n 50 --seed 1 --out s.h5
     python -m calogen simulate --energy-range 10 200 --theta-range 60 120 -n 1000 --out train.h5
+    python -m calogen simulate --engine gflash --energy 100 --theta 90 -n 500 --out gflash.h5
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="simulate showers with the analog electromagnetic-cascade Monte Carlo",
         description="Simulate e-, e+ or photon showers in the calorimeter and write a native HDF5 file.",
     )
+    parser.add_argument("--engine", choices=("mc", "gflash"), default="mc",
+                        help="mc: the analog cascade Monte Carlo (default); gflash: the GFlash parametrisation")
     parser.add_argument("--particle", choices=("e-", "e+", "gamma"), default="e-", help="primary particle")
     add_condition_args(parser, default_n=10)
     parser.add_argument("--detector", default="clic_ecal",
@@ -60,17 +63,27 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     progress = None if args.quiet else progress_bar(len(energy), "simulate")
     start = time.perf_counter()
-    showers, book = simulate(
-        energy, theta, particle=args.particle, detector=detector, seed=args.seed, device=device,
-        progress=progress, return_bookkeeping=True, allow_out_of_range=args.wide,
-    )
+    if args.engine == "gflash":
+        from calogen.gflash import simulate_gflash
+
+        if args.particle != "e-":
+            raise CliError(f"--engine gflash simulates electrons only; got --particle {args.particle}")
+        if args.bookkeeping:
+            raise CliError("--bookkeeping is a Monte Carlo feature; GFlash has no particle-level bookkeeping")
+        showers = simulate_gflash(energy, theta, detector=detector, seed=args.seed, device=device, progress=progress)
+        book = None
+    else:
+        showers, book = simulate(
+            energy, theta, particle=args.particle, detector=detector, seed=args.seed, device=device,
+            progress=progress, return_bookkeeping=True, allow_out_of_range=args.wide,
+        )
     wall = time.perf_counter() - start
     showers.attrs.update({
         "command": "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "wall_time_s": round(wall, 3),
     })
     path = write_showers(args.out, showers)
-    if args.bookkeeping:
+    if book is not None and args.bookkeeping:
         with open(args.bookkeeping, "w") as fh:
             json.dump(book.to_dict(), fh)
     print(f"wrote {len(showers)} showers to {path} ({wall:.1f} s, {1000 * wall / len(showers):.0f} ms/shower)",
