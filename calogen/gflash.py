@@ -40,6 +40,7 @@ import numpy.typing as npt
 import torch
 from scipy import special
 
+from calogen.conditions import as_condition_array
 from calogen.detector import Detector, Material, get_detector
 from calogen.io import ShowerSet
 
@@ -588,18 +589,6 @@ def _deposit(
     return grid.view(b, nx, ny, n_layers)  # (B, X, Y, L)
 
 
-def _as_array(value: float | npt.ArrayLike, n: int | None, name: str) -> npt.NDArray[np.float64]:
-    arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a number or a 1-d array, got shape {arr.shape}")
-    if n is not None:
-        if arr.size == 1:
-            arr = np.full(n, arr[0])
-        elif arr.size != n:
-            raise ValueError(f"{name} has {arr.size} values but n={n}; pass one value or n values")
-    return arr
-
-
 def simulate_gflash(
     energy_gev: float | npt.ArrayLike,
     theta_rad: float | npt.ArrayLike,
@@ -633,10 +622,10 @@ def simulate_gflash(
 
     det = get_detector(detector)
     p = params or GFlashParams()
-    energy = _as_array(energy_gev, n, "energy_gev")
-    theta = _as_array(theta_rad, energy.size if n is None else n, "theta_rad")
+    energy = as_condition_array(energy_gev, n, "energy_gev")
+    theta = as_condition_array(theta_rad, energy.size if n is None else n, "theta_rad")
     if energy.size != theta.size:
-        energy = _as_array(energy, theta.size, "energy_gev")
+        energy = as_condition_array(energy, theta.size, "energy_gev")
     e_lo, e_hi = ENERGY_RANGE_GEV
     if energy.size == 0:
         raise ValueError("no showers asked for: pass n >= 1 or non-empty energy/theta arrays")

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from calogen.conditions import as_condition_array
 from calogen.detector import Detector, get_detector
 from calogen.mc.physics import ELECTRON_MASS_MEV, PhysicsTables, build_tables
 from calogen.mc.transport import BOOK_COLUMNS, Cascade, Geometry, Particles
@@ -81,18 +82,6 @@ def _prepare(det: Detector, device: torch.device, dtype: torch.dtype) -> tuple[G
     return _TABLE_CACHE[key]
 
 
-def _as_array(value: float | npt.ArrayLike, n: int | None, name: str) -> npt.NDArray[np.float64]:
-    arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a number or a 1-d array, got shape {arr.shape}")
-    if n is not None:
-        if arr.size == 1:
-            arr = np.full(n, arr[0])
-        elif arr.size != n:
-            raise ValueError(f"{name} has {arr.size} values but n={n}; pass one value or n values")
-    return arr
-
-
 def simulate(
     energy_gev: float | npt.ArrayLike,
     theta_rad: float | npt.ArrayLike,
@@ -140,8 +129,8 @@ def simulate(
         n = max(np.size(energy_gev), np.size(theta_rad))
     if n < 1:
         raise ValueError(f"n={n}: the number of showers must be positive")
-    energy = _as_array(energy_gev, n, "energy_gev")
-    theta = _as_array(theta_rad, n, "theta_rad")
+    energy = as_condition_array(energy_gev, n, "energy_gev")
+    theta = as_condition_array(theta_rad, n, "theta_rad")
     n_showers = energy.size
     e_lo, e_hi = WIDE_ENERGY_RANGE_GEV if allow_out_of_range else ENERGY_RANGE_GEV
     if not np.all(np.isfinite(energy)) or energy.min() < e_lo or energy.max() > e_hi:
