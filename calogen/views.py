@@ -1,0 +1,416 @@
+"""Pure helpers for the app: URL state parsing and single-shower figures.
+
+Nothing here imports streamlit, so every function is testable with plain pytest and reusable in notebooks.
+
+- :func:`parse_view_state` turns a query-string mapping (``st.query_params``) into a validated
+  :class:`ViewState` plus a list of readable warnings; :func:`view_state_to_query` goes back.
+- Figure builders return a ``plotly.graph_objects.Figure`` and never show or save it.
+- :func:`shower_numbers` gives the headline numbers of one shower.
+
+Shower arrays are float32 ``(nx, ny, nz)`` in GeV, axes x, y (transverse cells) and layer (front to back),
+as in :class:`calogen.io.ShowerSet`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from calogen import features
+
+__all__ = [
+    "DEVICES",
+    "ENERGY_RANGE_GEV",
+    "HIT_THRESHOLD_GEV",
+    "MAX_SHOWERS",
+    "THETA_RANGE_DEG",
+    "ViewState",
+    "format_card",
+    "lateral_profiles",
+    "lateral_profile_figure",
+    "longitudinal_profile_figure",
+    "mean_images_figure",
+    "measured_theta_rad",
+    "parse_view_state",
+    "projection",
+    "projections_figure",
+    "sampling_fraction_figure",
+    "shower_3d_figure",
+    "shower_numbers",
+    "view_state_to_query",
+]
+
+ENERGY_RANGE_GEV = (2.0, 500.0)  # primary energy range of the 3DGAN angle data set, GeV
+THETA_RANGE_DEG = (60.0, 120.0)  # polar-angle range of the 3DGAN angle data set, degrees
+MAX_SHOWERS = 64  # showers per request in the app (CPU Monte Carlo takes seconds per GeV-shower)
+DEVICES = ("auto", "cpu", "cuda")
+HIT_THRESHOLD_GEV = features.HIT_THRESHOLD_GEV  # a hit: a cell above 0.2 MeV, as in the 3DGAN validation
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """What the URL can carry between pages (units as named)."""
+
+    energy_gev: float = 50.0  # primary energy, GeV
+    theta_deg: float = 90.0  # polar angle, degrees (90 = normal incidence)
+    n_showers: int = 4  # showers per request
+    seed: int = 0  # seed of the sampling request
+    source: str = "Monte Carlo"  # "Monte Carlo", "GFlash" or a model name
+    shower_index: int = 0  # the shower shown in detail
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+
+    @property
+    def theta_rad(self) -> float:
+        """Polar angle, radians."""
+        return math.radians(self.theta_deg)
+
+
+_QUERY_KEYS = {
+    "energy_gev": "energy",
+    "theta_deg": "theta",
+    "n_showers": "n",
+    "seed": "seed",
+    "source": "source",
+    "shower_index": "shower",
+    "device": "device",
+}
+
+
+def _first(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        value = value[-1] if value else ""
+    return str(value).strip()
+
+
+def _parse_float(raw: str, key: str, lo: float, hi: float, unit: str, warnings: list[str]) -> float | None:
+    try:
+        value = float(raw)
+    except ValueError:
+        warnings.append(f"{key}={raw!r} in the URL is not a number; using the default instead.")
+        return None
+    if not math.isfinite(value) or not lo <= value <= hi:
+        warnings.append(
+            f"{key}={raw} in the URL is outside {lo:g}-{hi:g} {unit}; using the default instead."
+        )
+        return None
+    return value
+
+
+def _parse_int(raw: str, key: str, lo: int, hi: int, warnings: list[str]) -> int | None:
+    try:
+        value = int(raw)
+    except ValueError:
+        warnings.append(f"{key}={raw!r} in the URL is not a whole number; using the default instead.")
+        return None
+    if not lo <= value <= hi:
+        warnings.append(f"{key}={raw} in the URL is outside {lo}-{hi}; using the default instead.")
+        return None
+    return value
+
+
+def parse_view_state(
+    params: Mapping[str, Any],
+    *,
+    default: ViewState | None = None,
+    sources: Sequence[str] | None = None,
+) -> tuple[ViewState, list[str]]:
+    """Validate query-string parameters; bad values fall back to ``default`` with a warning each.
+
+    params:  mapping of key -> string (or list of strings, last one wins), e.g. ``st.query_params``.
+             Keys: energy (GeV), theta (deg), n, seed, source, shower, device.
+    sources: the valid source names; an unknown source falls back with a warning (None: accept any).
+    Returns (state, warnings); warnings are sentences naming the key, the value and what was done.
+    """
+    state = default or ViewState()
+    warnings: list[str] = []
+    changes: dict[str, Any] = {}
+    raw = {key: _first(params[key]) for key in _QUERY_KEYS.values() if key in params}
+    if "energy" in raw:
+        changes["energy_gev"] = _parse_float(raw["energy"], "energy", *ENERGY_RANGE_GEV, "GeV", warnings)
+    if "theta" in raw:
+        changes["theta_deg"] = _parse_float(raw["theta"], "theta", *THETA_RANGE_DEG, "deg", warnings)
+    if "n" in raw:
+        changes["n_showers"] = _parse_int(raw["n"], "n", 1, MAX_SHOWERS, warnings)
+    if "seed" in raw:
+        changes["seed"] = _parse_int(raw["seed"], "seed", 0, 2**31 - 1, warnings)
+    if "shower" in raw:
+        changes["shower_index"] = _parse_int(raw["shower"], "shower", 0, MAX_SHOWERS - 1, warnings)
+    if "device" in raw:
+        if raw["device"] in DEVICES:
+            changes["device"] = raw["device"]
+        else:
+            warnings.append(
+                f"device={raw['device']!r} in the URL is not one of {', '.join(DEVICES)}; using the default instead."
+            )
+    if "source" in raw:
+        if sources is None or raw["source"] in sources:
+            changes["source"] = raw["source"] or None
+        else:
+            warnings.append(
+                f"source={raw['source']!r} in the URL is not an available source "
+                f"({', '.join(sources) or 'none installed'}); using the default instead."
+            )
+    state = replace(state, **{k: v for k, v in changes.items() if v is not None})
+    if state.shower_index >= state.n_showers:
+        state = replace(state, shower_index=0)
+    return state, warnings
+
+
+def view_state_to_query(state: ViewState) -> dict[str, str]:
+    """The query-string form of ``state`` (strings; floats without trailing zeros)."""
+    out: dict[str, str] = {}
+    for name, value in asdict(state).items():
+        out[_QUERY_KEYS[name]] = f"{value:g}" if isinstance(value, float) else str(value)
+    return out
+
+
+# ---------------------------------------------------------------- numbers for one shower
+
+
+def measured_theta_rad(shower: npt.ArrayLike) -> float:
+    """Polar angle measured from the layer barycentres of one (nx, ny, nz) shower, radians.
+
+    The 3DGAN measurement (straight-line fit of the layer y barycentres against depth) of
+    :func:`calogen.features.measured_angle`; pi/2 = normal incidence.
+    """
+    return float(features.measured_angle(np.asarray(shower, dtype=np.float32)[None])[0])
+
+
+def shower_numbers(shower: npt.ArrayLike, energy_gev: float, theta_rad: float) -> dict[str, float]:
+    """Headline numbers of one shower.
+
+    shower: (nx, ny, nz) GeV. Returns deposited_gev (sum of cells), sampling_fraction (deposited / primary),
+    hits (cells above HIT_THRESHOLD_GEV), max_layer (layer with the most energy, 0-based),
+    theta_deg (true) and measured_theta_deg.
+    """
+    cells = np.asarray(shower, dtype=np.float64)
+    deposited = float(cells.sum())
+    return {
+        "energy_gev": float(energy_gev),
+        "deposited_gev": deposited,
+        "sampling_fraction": deposited / float(energy_gev) if energy_gev > 0 else float("nan"),
+        "hits": int((cells > HIT_THRESHOLD_GEV).sum()),
+        "max_layer": int(np.argmax(cells.sum(axis=(0, 1)))),
+        "theta_deg": math.degrees(float(theta_rad)),
+        "measured_theta_deg": math.degrees(measured_theta_rad(cells)),
+    }
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _log10(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
+    out = np.full(values.shape, np.nan)
+    positive = values > 0
+    out[positive] = np.log10(values[positive])
+    return out
+
+
+def shower_3d_figure(
+    shower: npt.ArrayLike,
+    *,
+    threshold_gev: float = HIT_THRESHOLD_GEV,
+    mode: Literal["points", "volume"] = "points",
+    max_points: int = 15000,
+    title: str = "",
+) -> go.Figure:
+    """Interactive 3D view of one shower.
+
+    shower: (nx, ny, nz) GeV. mode "points": a Scatter3d of the cells above ``threshold_gev`` (the
+    ``max_points`` most energetic ones), colour = log10(E/GeV), hover shows the cell and its energy in GeV.
+    mode "volume": a translucent go.Volume of log10(E) over the whole grid.
+    Axes: x and y in cells, layer along the third axis.
+    """
+    cells = np.asarray(shower, dtype=np.float32)
+    fig = go.Figure()
+    if mode == "volume":
+        x, y, z = np.meshgrid(*(np.arange(n) for n in cells.shape), indexing="ij")
+        log_e = _log10(cells)
+        floor = math.log10(threshold_gev)
+        fig.add_trace(
+            go.Volume(
+                x=x.ravel(), y=y.ravel(), z=z.ravel(),
+                value=np.nan_to_num(log_e, nan=floor - 1).ravel(),
+                isomin=floor, isomax=float(np.nanmax(log_e)) if np.isfinite(log_e).any() else floor + 1,
+                opacity=0.15, surface_count=12, colorscale="Inferno",
+                colorbar={"title": "log10(E/GeV)"},
+            )
+        )
+    else:
+        ix, iy, iz = np.nonzero(cells > threshold_gev)
+        energy = cells[ix, iy, iz]
+        if energy.size > max_points:
+            keep = np.argsort(energy)[-max_points:]
+            ix, iy, iz, energy = ix[keep], iy[keep], iz[keep], energy[keep]
+        fig.add_trace(
+            go.Scatter3d(
+                x=ix, y=iy, z=iz, mode="markers",
+                customdata=energy,
+                marker={
+                    "size": 3, "color": np.log10(energy), "colorscale": "Inferno", "opacity": 0.8,
+                    "colorbar": {"title": "log10(E/GeV)"},
+                },
+                hovertemplate="x=%{x} y=%{y} layer=%{z}<br>E=%{customdata:.3g} GeV<extra></extra>",
+                name="cells",
+            )
+        )
+    fig.update_layout(
+        title=title or None,
+        scene={"xaxis": {"title": "x (cell)", "range": [-0.5, cells.shape[0] - 0.5]},
+               "yaxis": {"title": "y (cell)", "range": [-0.5, cells.shape[1] - 0.5]},
+               "zaxis": {"title": "layer", "range": [-0.5, cells.shape[2] - 0.5]},
+               "aspectmode": "manual", "aspectratio": {"x": 1, "y": 1, "z": 1.2}},
+        margin={"l": 0, "r": 0, "t": 30 if title else 0, "b": 0},
+        height=500,
+    )
+    return fig
+
+
+_PLANES = {"xy": (2, "x (cell)", "y (cell)"), "xz": (1, "layer", "x (cell)"), "yz": (0, "layer", "y (cell)")}
+
+
+def projection(shower: npt.ArrayLike, plane: Literal["xy", "xz", "yz"]) -> npt.NDArray[np.float64]:
+    """Energy summed along the axis not in ``plane``, GeV; shape (first axis, second axis) of the plane."""
+    axis = _PLANES[plane][0]
+    return np.asarray(shower, dtype=np.float64).sum(axis=axis)
+
+
+def projections_figure(shower: npt.ArrayLike, *, title: str = "") -> go.Figure:
+    """XY, XZ and YZ projections of one shower (or a mean image) as log10(E/GeV) heatmaps side by side."""
+    cells = np.asarray(shower, dtype=np.float64)
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("XY (front view)", "XZ (top view)", "YZ (side view)"))
+    images = {plane: _log10(projection(cells, plane)) for plane in _PLANES}
+    finite = np.concatenate([img[np.isfinite(img)] for img in images.values()])
+    zmin, zmax = (float(finite.min()), float(finite.max())) if finite.size else (-4.0, 0.0)
+    for col, (plane, (_, x_title, y_title)) in enumerate(_PLANES.items(), start=1):
+        img = images[plane]
+        # Heatmap z is (rows = y axis, columns = x axis): the xy image (x, y) is transposed so x runs across.
+        z = img.T if plane == "xy" else img
+        fig.add_trace(
+            go.Heatmap(
+                z=z, zmin=zmin, zmax=zmax, colorscale="Inferno", showscale=col == 3,
+                colorbar={"title": "log10(E/GeV)"},
+                hovertemplate=f"{x_title}=%{{x}} {y_title}=%{{y}}<br>log10(E/GeV)=%{{z:.2f}}<extra></extra>",
+            ),
+            row=1, col=col,
+        )
+        fig.update_xaxes(title_text=x_title, row=1, col=col)
+        fig.update_yaxes(title_text=y_title, row=1, col=col)
+    fig.update_layout(title=title or None, height=330, margin={"l": 40, "r": 10, "t": 50, "b": 40})
+    return fig
+
+
+def mean_images_figure(showers: npt.ArrayLike, *, title: str = "Mean of the batch") -> go.Figure:
+    """Projections of the batch-mean shower. showers: (N, nx, ny, nz) GeV."""
+    return projections_figure(np.asarray(showers, dtype=np.float64).mean(axis=0), title=title)
+
+
+def lateral_profiles(shower: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Energy per x column and per y row summed over the other axes, GeV: shapes (nx,), (ny,)."""
+    cells = np.asarray(shower, dtype=np.float64)
+    return cells.sum(axis=(1, 2)), cells.sum(axis=(0, 2))
+
+
+def _curves(curves: Mapping[str, npt.ArrayLike] | npt.ArrayLike) -> dict[str, npt.NDArray[np.float64]]:
+    if isinstance(curves, Mapping):
+        return {label: np.asarray(c, dtype=np.float64) for label, c in curves.items()}
+    return {"shower": np.asarray(curves, dtype=np.float64)}
+
+
+def longitudinal_profile_figure(
+    showers: Mapping[str, npt.ArrayLike] | npt.ArrayLike, *, log_y: bool = True
+) -> go.Figure:
+    """Energy per layer, GeV, one curve per label.
+
+    showers: one (nx, ny, nz) shower, or {label: (nx, ny, nz) shower or (N, nx, ny, nz) batch (mean is drawn)}.
+    """
+    fig = go.Figure()
+    for label, cells in _curves(showers).items():
+        mean = cells.mean(axis=0) if cells.ndim == 4 else cells
+        profile = mean.sum(axis=(0, 1))
+        fig.add_trace(go.Scatter(x=np.arange(profile.size), y=profile, mode="lines+markers", name=label))
+    fig.update_layout(
+        title="Longitudinal profile", xaxis_title="layer", yaxis_title="energy per layer (GeV)",
+        yaxis_type="log" if log_y else "linear", height=330, margin={"l": 50, "r": 10, "t": 40, "b": 40},
+    )
+    return fig
+
+
+def lateral_profile_figure(
+    showers: Mapping[str, npt.ArrayLike] | npt.ArrayLike, *, log_y: bool = True
+) -> go.Figure:
+    """Energy per x column (solid) and per y row (dashed), GeV, one pair of curves per label.
+
+    showers: as for :func:`longitudinal_profile_figure`.
+    """
+    fig = go.Figure()
+    for label, cells in _curves(showers).items():
+        mean = cells.mean(axis=0) if cells.ndim == 4 else cells
+        along_x, along_y = lateral_profiles(mean)
+        fig.add_trace(go.Scatter(x=np.arange(along_x.size), y=along_x, mode="lines", name=f"{label}: x"))
+        fig.add_trace(
+            go.Scatter(x=np.arange(along_y.size), y=along_y, mode="lines", name=f"{label}: y",
+                       line={"dash": "dash"})
+        )
+    fig.update_layout(
+        title="Lateral profiles", xaxis_title="cell", yaxis_title="energy per column/row (GeV)",
+        yaxis_type="log" if log_y else "linear", height=330, margin={"l": 50, "r": 10, "t": 40, "b": 40},
+    )
+    return fig
+
+
+def sampling_fraction_figure(samples: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]]) -> go.Figure:
+    """Spread of the sampling fraction (deposited / primary energy), one box per label.
+
+    samples: {label: (showers (N, nx, ny, nz) GeV, energy_gev (N,))}.
+    """
+    fig = go.Figure()
+    for label, (showers, energy_gev) in samples.items():
+        cells = np.asarray(showers, dtype=np.float64)
+        sf = cells.reshape(cells.shape[0], -1).sum(axis=1) / np.asarray(energy_gev, dtype=np.float64)
+        fig.add_trace(go.Box(y=sf, name=label, boxpoints="all", jitter=0.3))
+    fig.update_layout(
+        title="Sampling fraction of the batch", yaxis_title="deposited / primary energy", height=330,
+        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+    )
+    return fig
+
+
+def format_card(card: Mapping[str, Any]) -> str:
+    """A model card (card.json contents) as readable Markdown."""
+    lines = [f"### {card.get('name', 'unnamed model')}"]
+    if card.get("description"):
+        lines.append(str(card["description"]))
+    facts = []
+    if "arch" in card:
+        facts.append(f"**Architecture:** `{card['arch']}`")
+    ranges = card.get("condition_ranges") or {}
+    if "energy_gev" in ranges:
+        lo, hi = ranges["energy_gev"]
+        facts.append(f"**Energy range:** {lo:g}-{hi:g} GeV")
+    if "theta_deg" in ranges:
+        lo, hi = ranges["theta_deg"]
+        facts.append(f"**Angle range:** {lo:g}-{hi:g} deg")
+    if card.get("preprocessing"):
+        pre = card["preprocessing"]
+        facts.append("**Pre-processing:** " + ", ".join(f"{k}={v}" for k, v in pre.items()))
+    lines.extend(f"- {fact}" for fact in facts)
+    for section in ("training", "validation"):
+        block = card.get(section)
+        if isinstance(block, Mapping) and block:
+            lines.append(f"\n**{section.capitalize()}**\n")
+            lines.append("| | |\n|---|---|")
+            for key, value in block.items():
+                shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+                lines.append(f"| {key} | {shown.replace('|', '/')} |")
+    config = card.get("config")
+    if isinstance(config, Mapping) and config:
+        lines.append("\n**Network configuration:** " + ", ".join(f"`{k}={v}`" for k, v in config.items()))
+    return "\n".join(lines)

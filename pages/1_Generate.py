@@ -1,0 +1,125 @@
+"""Generate: showers from any source at a chosen energy and angle, in 3D, projections, profiles and numbers."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from calogen import sources, views
+from calogen.io import showers_to_bytes
+from pages import cached_model, cached_reference, device, page_setup, remember, show_error, url_state
+
+page_setup("Generate", ":material/bolt:")
+st.title("Generate showers")
+st.markdown("Pick a source and the conditions of the primary electron; each request has its own seed, so the "
+            "same settings give the same showers. The Monte Carlo runs at a few seconds per shower on a CPU.")
+
+available = {s.name: s for s in sources.list_sources()}
+if not available:
+    st.info(f"No shower source is available yet: the Monte Carlo (calogen.mc) does not import and "
+            f"`{sources.models_dir()}/` holds no model. {sources.backend_error('mc') or ''}")
+    st.stop()
+state = url_state(list(available))
+
+left, right = st.columns([1, 1])
+with left:
+    st.slider("Energy (GeV)", *views.ENERGY_RANGE_GEV, step=1.0, format="%.0f", key="w_energy")
+    st.slider("Angle theta (deg, 90 = normal incidence)", *views.THETA_RANGE_DEG, step=1.0, format="%.0f",
+              key="w_theta")
+with right:
+    st.selectbox("Source", list(available), key="w_source",
+                 format_func=lambda n: f"{n} ({available[n].origin})")
+    col_n, col_seed = st.columns(2)
+    col_n.number_input("Showers", 1, views.MAX_SHOWERS, key="w_n")
+    col_seed.number_input("Seed", 0, 2**31 - 1, key="w_seed")
+state = views.ViewState(
+    energy_gev=float(st.session_state.w_energy), theta_deg=float(st.session_state.w_theta),
+    n_showers=int(st.session_state.w_n), seed=int(st.session_state.w_seed), source=st.session_state.w_source,
+    shower_index=min(int(st.session_state.w_shower), int(st.session_state.w_n) - 1), device=device(),
+)
+remember(state, ("energy", "theta", "n", "seed", "source", "shower"))
+
+request = (state.source, state.energy_gev, state.theta_deg, state.n_showers, state.seed, device())
+if st.button("Generate", type="primary"):
+    source = available[state.source]
+    bar = st.progress(0.0, text=f"Generating {state.n_showers} showers with {source.name} ...")
+    try:
+        batch = sources.sample(
+            source, state.energy_gev, state.theta_rad, state.n_showers, seed=state.seed, device=device(),
+            model=cached_model(source, device()),
+            progress=lambda done, total: bar.progress(done / max(total, 1), text=f"{done}/{total} showers"),
+        )
+        st.session_state["_batch"] = (request, batch)
+    except Exception as exc:  # a user-facing failure: one readable message, no traceback
+        show_error(f"Generating with {source.name}", exc)
+    bar.empty()
+
+if "_batch" not in st.session_state:
+    st.info("Press **Generate** to sample showers.")
+    st.stop()
+made_with, batch = st.session_state["_batch"]
+if made_with != request:
+    st.caption(f"Showing the last batch ({made_with[0]}, {made_with[1]:g} GeV, {made_with[2]:g} deg); "
+               "press Generate for the new settings.")
+n_made = len(batch)
+index = 0
+if n_made > 1:
+    st.session_state.w_shower = min(int(st.session_state.get("w_shower", 0)), n_made - 1)
+    index = int(st.slider("Shower shown", 0, n_made - 1, key="w_shower"))
+shower = batch.showers[index]
+numbers = views.shower_numbers(shower, float(batch.energy_gev[index]), float(batch.theta_rad[index]))
+cols = st.columns(5)
+cols[0].metric("Deposited energy", f"{numbers['deposited_gev']:.3g} GeV")
+cols[1].metric("Sampling fraction", f"{numbers['sampling_fraction']:.4f}")
+cols[2].metric("Hits (> 0.2 MeV)", f"{numbers['hits']}")
+cols[3].metric("Measured angle", f"{numbers['measured_theta_deg']:.1f} deg",
+               f"{numbers['measured_theta_deg'] - numbers['theta_deg']:+.1f} vs true")
+cols[4].metric("Layer of maximum", f"{numbers['max_layer']}")
+
+mode = st.radio("3D view", ["points", "volume"], horizontal=True,
+                help="points: cells above 0.2 MeV coloured by log energy; volume: log-energy isosurfaces")
+st.plotly_chart(views.shower_3d_figure(shower, mode=mode), key="shower3d")
+st.plotly_chart(views.projections_figure(shower, title=f"Shower {index}: log10 energy projections"))
+
+reference, ref_file = cached_reference(state.energy_gev, state.theta_rad, 16)
+with st.expander("Monte Carlo at the same energy and angle", expanded=reference is not None):
+    if reference is not None:
+        st.caption(f"{len(reference)} reference showers from data/{ref_file} near {state.energy_gev:g} GeV, "
+                   f"{state.theta_deg:g} deg.")
+    elif sources.MONTE_CARLO in available:
+        n_live = st.number_input("Monte Carlo showers to simulate", 1, 8, 2)
+        if st.button("Simulate Monte Carlo showers"):
+            bar = st.progress(0.0, text="Simulating ...")
+            try:
+                live = sources.sample(available[sources.MONTE_CARLO], state.energy_gev, state.theta_rad,
+                                      int(n_live), seed=state.seed + 1, device=device(),
+                                      progress=lambda d, t: bar.progress(d / max(t, 1), text=f"{d}/{t} showers"))
+                st.session_state["_live_mc"] = ((state.energy_gev, state.theta_deg), live)
+            except Exception as exc:  # shown, not raised
+                show_error("Simulating Monte Carlo showers", exc)
+            bar.empty()
+        live_key, live = st.session_state.get("_live_mc", (None, None))
+        reference = live if live_key == (state.energy_gev, state.theta_deg) else None
+    else:
+        st.info("No reference file in data/ and no Monte Carlo to simulate one.")
+    if reference is not None:
+        st.plotly_chart(views.projections_figure(
+            reference.showers[0], title=f"Monte Carlo shower at {float(reference.energy_gev[0]):.3g} GeV, "
+                                        f"{math.degrees(float(reference.theta_rad[0])):.1f} deg"))
+
+curves = {f"{made_with[0]} (shower {index})": shower}
+if reference is not None and made_with[0] != sources.MONTE_CARLO:
+    curves["Monte Carlo (mean)"] = reference.showers
+left, right = st.columns(2)
+left.plotly_chart(views.longitudinal_profile_figure(curves))
+right.plotly_chart(views.lateral_profile_figure(curves))
+
+st.subheader(f"The batch ({n_made} showers)")
+st.plotly_chart(views.mean_images_figure(batch.showers))
+spread = {made_with[0]: (batch.showers, batch.energy_gev)}
+if reference is not None:
+    spread["Monte Carlo reference"] = (reference.showers, reference.energy_gev)
+st.plotly_chart(views.sampling_fraction_figure(spread))
+st.download_button("Download the batch (HDF5)", showers_to_bytes(batch), mime="application/x-hdf5",
+                   file_name=f"showers_{made_with[1]:g}GeV_{made_with[2]:g}deg.h5")

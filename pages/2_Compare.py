@@ -1,0 +1,92 @@
+"""Compare: generators against the Monte Carlo reference in chosen energy and angle bins."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from calogen import sources
+from pages import cached_model, device, page_setup, show_error
+
+page_setup("Compare", ":material/compare:")
+st.title("Compare with the Monte Carlo")
+st.markdown("Reference showers are drawn from a Monte Carlo file in the data folder; each chosen source then "
+            "generates showers at exactly the same energies and angles, and calogen.metrics compares the two "
+            "samples: sampling fraction, shower shapes, cell spectra, correlations and distances.")
+
+missing = sources.backend_error("metrics") or sources.backend_error("plots") or sources.backend_error("report")
+files = sources.reference_files()
+if missing or not files:
+    st.info(missing or f"No reference shower file in `{sources.data_dir()}/`: put a Monte Carlo sample there "
+                       "(python -m calogen simulate ... -o data/reference.h5) to compare against.")
+    st.stop()
+from calogen import metrics  # noqa: E402  (imported once the check above has passed)
+from calogen.plots import figures_from_result  # noqa: E402
+from calogen.report import KEY_METRICS, render_html_report  # noqa: E402
+
+available = {s.name: s for s in sources.list_sources()}
+reference_file = st.selectbox("Reference file", files, format_func=lambda p: p.name)
+try:
+    energy, theta = sources.reference_conditions(reference_file)
+except (OSError, ValueError) as exc:
+    show_error(f"Reading {reference_file.name}", exc)
+    st.stop()
+energy_bins = metrics.default_energy_bins(energy)
+theta_bins = metrics.default_theta_bins(theta)
+st.caption(f"{energy.size} showers, {energy.min():.3g}-{energy.max():.3g} GeV, "
+           f"{math.degrees(theta.min()):.1f}-{math.degrees(theta.max()):.1f} deg.")
+
+with st.form("compare"):
+    chosen = st.multiselect("Sources", list(available),
+                            default=[n for n in available if available[n].kind == "model"][:2])
+    col1, col2 = st.columns(2)
+    e_bins = col1.multiselect("Energy bins", energy_bins, default=energy_bins,
+                              format_func=lambda b: f"{b[0]:.3g}-{b[1]:.3g} GeV")
+    t_bins = col2.multiselect("Angle bins", theta_bins, default=theta_bins,
+                              format_func=lambda b: f"{math.degrees(b[0]):.1f}-{math.degrees(b[1]):.1f} deg")
+    max_showers = st.slider("Reference showers (at most)", 10, 2000, 200, step=10,
+                            help="The Monte Carlo as a source takes seconds per shower: keep this small then.")
+    submitted = st.form_submit_button("Compare", type="primary")
+
+if submitted:
+    if not chosen or not e_bins or not t_bins:
+        st.warning("Pick at least one source, one energy bin and one angle bin.")
+        st.stop()
+    results = {}
+    bar = st.progress(0.0, text="Reading the reference ...")
+    try:
+        reference = sources.reference_in_bins(reference_file, e_bins, t_bins, max_showers)
+        for i, name in enumerate(chosen):
+            bar.progress(i / len(chosen), text=f"{name}: generating {len(reference)} showers and comparing ...")
+            candidate = sources.sample(available[name], reference.energy_gev, reference.theta_rad,
+                                       len(reference), seed=1, device=device(),
+                                       model=cached_model(available[name], device()), allow_extrapolation=True)
+            results[name] = metrics.compare(reference, candidate, energy_bins=e_bins, theta_bins_rad=t_bins)
+        st.session_state["_compare"] = (reference_file.name, results)
+    except Exception as exc:  # one readable message
+        show_error("The comparison", exc)
+    bar.empty()
+
+if "_compare" not in st.session_state:
+    st.stop()
+ref_name, results = st.session_state["_compare"]
+st.subheader("Scoreboard")
+st.caption(f"Against {ref_name}. What each column measures, and its perfect value: "
+           + "; ".join(f"**{name}** {what} ({perfect})" for name, what, perfect in KEY_METRICS))
+board = pd.DataFrame({name: {m: r["metrics"].get(m) for m, _, _ in KEY_METRICS} for name, r in results.items()}).T
+st.dataframe(board.dropna(axis=1, how="all").style.format(precision=4), width="stretch")
+
+shown = st.selectbox("Details for", list(results))
+st.download_button("Download the HTML report", render_html_report(results[shown], title=f"{shown} vs {ref_name}"),
+                   file_name=f"compare_{shown.replace('/', '_')}.html", mime="text/html")
+with st.expander("Per-bin table"):
+    st.dataframe(pd.DataFrame(results[shown]["bins"]), hide_index=True)
+figures = figures_from_result(results[shown])
+picked = st.multiselect("Figures (reference vs candidate)", list(figures),
+                        default=[n for n in ("sf_vs_energy", "profile_z", "profile_x", "feature_sampling_fraction",
+                                             "feature_n_hits", "cell_spectrum") if n in figures])
+columns = st.columns(2)
+for i, name in enumerate(picked):
+    columns[i % 2].plotly_chart(figures[name], key=f"fig_{name}")

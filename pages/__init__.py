@@ -1,0 +1,134 @@
+"""Widgets shared by every page of the calogen app: page setup, the sidebar, URL state and cached loaders.
+
+This file is not a page (Streamlit skips ``__init__.py`` when it discovers pages); each page calls
+:func:`page_setup` first, so the sidebar is the same whichever page a visitor opens first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from calogen import sources, views
+from calogen.io import ShowerSet
+
+__all__ = ["PAGES", "cached_model", "cached_reference", "device", "page_setup", "remember", "show_error", "url_state"]
+
+PAGES = (
+    ("app.py", "Home", ":material/home:"),
+    ("pages/1_Generate.py", "Generate", ":material/bolt:"),
+    ("pages/2_Compare.py", "Compare", ":material/compare:"),
+    ("pages/3_Train.py", "Train", ":material/model_training:"),
+    ("pages/4_Benchmark.py", "Benchmark", ":material/speed:"),
+    ("pages/5_Models.py", "Models", ":material/inventory_2:"),
+)
+_WIDGET_KEYS = {
+    "energy_gev": "w_energy",
+    "theta_deg": "w_theta",
+    "n_showers": "w_n",
+    "seed": "w_seed",
+    "source": "w_source",
+    "shower_index": "w_shower",
+}
+
+
+def page_setup(title: str, icon: str) -> None:
+    """Page config and the shared sidebar (device switch, back-end status)."""
+    st.set_page_config(page_title=f"calogen · {title}", page_icon=icon, layout="wide")
+    _sidebar()
+
+
+def _sidebar() -> None:
+    has_cuda = sources.cuda_available()
+    options = ["cuda", "cpu"] if has_cuda else ["cpu"]
+    wanted = st.query_params.get("device")
+    if "device" not in st.session_state or (wanted is not None and wanted != st.session_state.get("_device_url")):
+        # first run of the session, or a URL edited by hand / opened from a link
+        if wanted == "cuda" and not has_cuda:
+            st.warning("device=cuda in the URL, but no CUDA device is visible; using the CPU.")
+        elif wanted not in (None, "auto", *options):
+            st.warning(f"device={wanted!r} in the URL is not one of auto, {', '.join(options)}; using "
+                       f"{options[0]}.")
+        st.session_state["device"] = wanted if wanted in options else options[0]
+    with st.sidebar:
+        for path, label, icon in PAGES:
+            st.page_link(path, label=label, icon=icon)
+        st.divider()
+        st.radio("Device", options, key="device", horizontal=True,
+                 help="Where generators and the Monte Carlo run. CUDA is offered when torch sees a GPU.")
+        st.caption("GPU: " + ("CUDA available" if has_cuda else "none found, running on the CPU"))
+    st.query_params["device"] = st.session_state["_device_url"] = st.session_state["device"]
+
+
+def device() -> str:
+    """The device chosen in the sidebar ("cpu" or "cuda")."""
+    return str(st.session_state.get("device", "cpu"))
+
+
+def show_error(what: str, exc: BaseException) -> None:
+    """One readable error box (no traceback)."""
+    st.error(f"{what} failed: {exc}")
+
+
+def url_state(source_names: list[str]) -> views.ViewState:
+    """The page's state: read from the URL when it was set from outside (first load, hand edit, link),
+    otherwise from the widgets. Bad URL values give one st.warning each and fall back to defaults."""
+    base: views.ViewState = st.session_state.get("_view", views.ViewState())
+    if source_names and base.source not in source_names:
+        base = dataclasses.replace(base, source=source_names[0])
+    current = st.query_params.to_dict()
+    if current != st.session_state.get("_written_query"):
+        page_params = {k: v for k, v in current.items() if k != "device"}  # the sidebar checks the device
+        state, warnings = views.parse_view_state(page_params, default=base, sources=source_names or None)
+        for warning in warnings:
+            st.warning(warning)
+        for field, key in _WIDGET_KEYS.items():
+            st.session_state[key] = getattr(state, field)
+        return state
+    for field, key in _WIDGET_KEYS.items():
+        st.session_state.setdefault(key, getattr(base, field))
+    return base
+
+
+def remember(state: views.ViewState, keys: tuple[str, ...]) -> None:
+    """Store ``state`` for the session and write its ``keys`` (query names) and the device into the URL."""
+    state = dataclasses.replace(state, device=device())
+    st.session_state["_view"] = state
+    query = {k: v for k, v in views.view_state_to_query(state).items() if k in keys or k == "device"}
+    st.query_params.from_dict(query)
+    st.session_state["_written_query"] = query
+
+
+def _folder_mtime(path: str) -> float:
+    return max((p.stat().st_mtime for p in Path(path).iterdir()), default=0.0)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading model ...")
+def _load_model(path: str, mtime: float, device_name: str) -> Any:
+    return sources.load_model(path, device_name)
+
+
+def cached_model(source: sources.Source, device_name: str) -> Any:
+    """The loaded generator of a model source, cached by folder, modification time and device."""
+    if source.kind != "model" or source.path is None:
+        return None
+    return _load_model(source.path, _folder_mtime(source.path), device_name)
+
+
+@st.cache_data(max_entries=32, show_spinner="Reading reference showers ...")
+def _reference(path: str, mtime: float, energy_gev: float, theta_rad: float, n: int) -> ShowerSet | None:
+    return sources.reference_near(path, energy_gev, theta_rad, n)
+
+
+def cached_reference(energy_gev: float, theta_rad: float, n: int) -> tuple[ShowerSet | None, str]:
+    """Monte Carlo reference showers near (energy, angle) from the first reference file in data/.
+
+    Returns (showers or None, the file name or "" when there is no reference file)."""
+    files = sources.reference_files()
+    if not files:
+        return None, ""
+    path = files[0]
+    return _reference(str(path), path.stat().st_mtime, energy_gev, theta_rad, n), path.name

@@ -1,0 +1,273 @@
+"""AppTest tests of every page of the Streamlit app (streamlit.testing.v1), run in-process.
+
+Each test points the app at its own temporary models/runs/data folders through the CALOGEN_* environment
+variables. Sources: a tiny random-weight conv3d model saved into the temporary models folder, and the Monte
+Carlo at 2-10 GeV where a physical answer is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from calogen import sources
+from calogen.io import ShowerSet, write_showers
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 240
+HAS_MC = sources.backend_error("mc") is None
+HAS_JOBS = sources.backend_error("jobs") is None
+
+
+@pytest.fixture()
+def folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    paths = {name: tmp_path / name for name in ("models", "runs", "data")}
+    for path in paths.values():
+        path.mkdir()
+    monkeypatch.setenv("CALOGEN_MODELS", str(paths["models"]))
+    monkeypatch.setenv("CALOGEN_RUNS", str(paths["runs"]))
+    monkeypatch.setenv("CALOGEN_DATA", str(paths["data"]))
+    return paths
+
+
+def _tiny_model(models: Path, name: str = "tiny") -> Path:
+    from calogen.generate import save_model
+    from calogen.nets import build_generator
+
+    torch.manual_seed(0)
+    card = {"name": name, "arch": "conv3d", "config": {"latent_dim": 8},
+            "condition_ranges": {"energy_gev": [2.0, 500.0], "theta_deg": [60.0, 120.0]},
+            "description": "random weights, for tests", "training": {"epochs": 0}}
+    return save_model(models / name, build_generator("conv3d", latent_dim=8), card)
+
+
+def _toy_reference(data: Path, n: int = 24) -> Path:
+    """A small reference file: toy showers (SF 5%) at 10 and 50 GeV, 90 deg (not physics, only plumbing)."""
+    rng = np.random.default_rng(0)
+    energy = np.repeat([10.0, 50.0], n // 2).astype(np.float32)
+    showers = np.zeros((n, 51, 51, 25), np.float32)
+    profile = np.exp(-0.5 * ((np.arange(25) - 8) / 4) ** 2)
+    for i in range(n):
+        showers[i, 24:27, 24:27, :] = 0.05 * energy[i] * profile / profile.sum() / 9 * rng.uniform(0.8, 1.2)
+    shower_set = ShowerSet(showers, energy, np.full(n, math.pi / 2, np.float32), {"source": "mc"})
+    return write_showers(data / "reference.h5", shower_set)
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT_S)
+    at.run()
+    return at
+
+
+def _open(page: str, query: dict[str, str] | None = None) -> AppTest:
+    at = _app()
+    at.query_params.update(query or {})
+    at.switch_page(f"pages/{page}").run()
+    return at
+
+
+def _no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _figure(at: AppTest, title: str) -> dict:
+    """The plotly figure (as a dict) whose title text is ``title``."""
+    for chart in at.get("plotly_chart"):
+        figure = json.loads(chart.proto.spec)
+        if figure.get("layout", {}).get("title", {}).get("text") == title:
+            return figure
+    raise AssertionError(f"no figure titled {title!r}")
+
+
+def _deposited(at: AppTest) -> float:
+    metric = next(m for m in at.metric if m.label == "Deposited energy")
+    return float(metric.value.split()[0])
+
+
+def test_home_lists_sources_device_and_links(folders: dict[str, Path]) -> None:
+    _tiny_model(folders["models"])
+    at = _app()
+    _no_errors(at)
+    assert at.title[0].value == "calogen"
+    assert at.sidebar.radio(key="device").value == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert "tiny" in at.dataframe[0].value["source"].tolist()
+    assert any("CPU" in i.value or "CUDA" in i.value for i in [*at.info, *at.success])
+    assert at.query_params["device"] in ("cpu", "cuda")
+
+
+def test_generate_widgets_and_tiny_model(folders: dict[str, Path]) -> None:
+    _tiny_model(folders["models"])
+    at = _open("1_Generate.py", {"source": "tiny", "energy": "20", "n": "2"})
+    _no_errors(at)
+    assert at.slider(key="w_energy").value == 20.0
+    assert at.selectbox(key="w_source").value == "tiny"
+    assert at.number_input(key="w_n").value == 2
+    at.button[0].click().run()
+    _no_errors(at)
+    assert len(at.get("plotly_chart")) == 6
+    assert len(at.get("download_button")) == 1
+    first = _deposited(at)
+    at.slider(key="w_shower").set_value(1).run()  # the second shower of the same batch
+    _no_errors(at)
+    assert _deposited(at) != first
+    assert at.query_params["shower"] == "1" and at.query_params["energy"] == "20"
+
+
+@pytest.mark.skipif(not HAS_MC, reason=f"{sources.backend_error('mc')}")
+def test_generate_model_next_to_live_monte_carlo(folders: dict[str, Path]) -> None:
+    _tiny_model(folders["models"])
+    at = _open("1_Generate.py", {"source": "tiny", "energy": "2", "n": "1"})
+    at.button[0].click().run()
+    _no_errors(at)
+    assert len(at.get("plotly_chart")) == 6
+    live = next(b for b in at.button if b.label == "Simulate Monte Carlo showers")
+    next(n for n in at.number_input if n.label == "Monte Carlo showers to simulate").set_value(1)
+    live.click().run()
+    _no_errors(at)
+    assert len(at.get("plotly_chart")) == 7  # plus the Monte Carlo shower's projections
+    names = [trace["name"] for trace in _figure(at, "Longitudinal profile")["data"]]
+    assert names == ["tiny (shower 0)", "Monte Carlo (mean)"]
+
+
+@pytest.mark.skipif(not HAS_MC, reason=f"{sources.backend_error('mc')}")
+def test_generate_monte_carlo_higher_energy_deposits_more(folders: dict[str, Path]) -> None:
+    at = _open("1_Generate.py", {"source": sources.MONTE_CARLO, "energy": "2", "n": "2", "seed": "1"})
+    at.button[0].click().run()
+    _no_errors(at)
+    low = _deposited(at)
+    at.slider(key="w_energy").set_value(10.0).run()
+    at.button[0].click().run()
+    _no_errors(at)
+    high = _deposited(at)
+    assert high > 2 * low > 0  # deposited energy scales with the primary energy (sampling fraction ~1-2%)
+
+
+def test_generate_bad_query_params_warn_and_fall_back(folders: dict[str, Path]) -> None:
+    _tiny_model(folders["models"])
+    query = {"energy": "9999", "theta": "abc", "source": "nope", "n": "2", "device": "cuda"}
+    at = _open("1_Generate.py", query)
+    _no_errors(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "energy=9999" in warnings and "theta='abc'" in warnings and "source='nope'" in warnings
+    if not torch.cuda.is_available():
+        assert "device=cuda" in warnings and at.query_params["device"] == "cpu"
+    assert at.slider(key="w_energy").value == 50.0
+    assert at.slider(key="w_theta").value == 90.0
+    assert at.number_input(key="w_n").value == 2  # the good parameter is kept
+    assert at.query_params["energy"] == "50"  # the URL is rewritten with the values in use
+    at.run()
+    assert not at.warning  # warned once, not on every rerun
+
+
+def test_generate_compares_with_reference_file(folders: dict[str, Path]) -> None:
+    _tiny_model(folders["models"])
+    _toy_reference(folders["data"])
+    at = _open("1_Generate.py", {"source": "tiny", "energy": "10", "n": "1"})
+    at.button[0].click().run()
+    _no_errors(at)
+    assert any("reference showers from data/reference.h5" in c.value for c in at.caption)
+
+
+def test_models_page_shows_cards(folders: dict[str, Path]) -> None:
+    at = _open("5_Models.py")
+    _no_errors(at)
+    assert any("No model installed" in i.value for i in at.info)
+    _tiny_model(folders["models"])
+    at.run()
+    _no_errors(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "### tiny" in text and "2-500 GeV" in text
+
+
+def test_benchmark_page_times_a_model(folders: dict[str, Path]) -> None:
+    _tiny_model(folders["models"])
+    at = _open("4_Benchmark.py")
+    _no_errors(at)
+    at.multiselect[0].set_value(["installed models"])
+    at.number_input[0].set_value(4)  # batch
+    at.number_input[2].set_value(1)  # repeats
+    at.button[0].click().run()
+    _no_errors(at)
+    table = at.dataframe[0].value
+    assert table["source"].tolist() == ["tiny · generate() conv3d, GeV out"]
+    assert float(table["showers_per_s"].iloc[0]) > 0
+    assert len(at.get("plotly_chart")) == 1
+
+
+@pytest.mark.skipif(not HAS_JOBS, reason=f"{sources.backend_error('jobs')}")
+def test_train_page_background_run_cancel_and_listed_after_restart(folders: dict[str, Path]) -> None:
+    from calogen import jobs
+
+    reference = _toy_reference(folders["data"], n=32)
+    at = _open("3_Train.py")
+    _no_errors(at)
+    at.selectbox[2].set_value(reference)  # training data: the file
+    at.number_input[0].set_value(50)  # epochs
+    at.number_input[1].set_value(100)  # steps per epoch
+    at.number_input[2].set_value(2)  # batch
+    at.radio[1].set_value("cpu")  # the form's device switch (radio 0 is the sidebar's)
+    at.text_input[0].set_value("tiny-run")
+    at.number_input[3].set_value(4)  # held-out showers
+    at.button[0].click().run()
+    _no_errors(at)
+    assert any("Started tiny-run" in s.value for s in at.success)
+    run_dir = folders["runs"] / "tiny-run"
+    try:
+        _follow_and_cancel(at, run_dir)
+    finally:
+        jobs.cancel_run(run_dir)  # never leave a training process behind, whatever failed above
+
+    fresh = _open("3_Train.py")  # a new session, as after a server restart
+    _no_errors(fresh)
+    table = fresh.dataframe[0].value
+    assert table.loc[table["name"] == "tiny-run", "state"].tolist() == ["cancelled"]
+    assert next(m.value for m in fresh.metric if m.label == "State") == "cancelled"
+
+
+def _follow_and_cancel(at: AppTest, run_dir: Path) -> None:
+    """Rerun the Train page until the run is running with metrics drawn, then press Cancel."""
+    from calogen import jobs
+
+    deadline = time.monotonic() + 180
+    state, charts = "", 0
+    while time.monotonic() < deadline:
+        at.run()
+        state = next(m.value for m in at.metric if m.label == "State")
+        charts = len(at.get("vega_lite_chart"))
+        if state == "running" and charts and len(jobs.read_metrics(run_dir)):
+            break
+        time.sleep(1.0)
+    assert state == "running", jobs.tail_log(run_dir, 30)
+    assert charts >= 1  # the loss curve is drawn from metrics.csv
+    cancel = next(b for b in at.button if b.label == "Cancel run")
+    cancel.click().run()
+    _no_errors(at)
+    assert jobs.read_status(run_dir)["state"] == "cancelled"
+
+
+def test_compare_page_scoreboard_figures_and_report(folders: dict[str, Path]) -> None:
+    at = _open("2_Compare.py")
+    _no_errors(at)
+    assert any("No reference shower file" in i.value for i in at.info)
+    _tiny_model(folders["models"])
+    _toy_reference(folders["data"])
+    at.run()
+    _no_errors(at)
+    chosen = ["tiny"] + ([sources.GFLASH] if sources.backend_error("gflash") is None else [])
+    at.multiselect[0].set_value(chosen)
+    at.slider[0].set_value(20)
+    at.button[0].click().run()
+    _no_errors(at)
+    board = at.dataframe[0].value
+    assert board.index.tolist() == chosen
+    assert board["sf_mre"].notna().all()
+    assert len(at.get("plotly_chart")) >= 3
+    assert len(at.get("download_button")) == 1

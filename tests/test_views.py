@@ -1,0 +1,147 @@
+"""Tests of calogen.views: URL parsing and the single-shower figures, with showers checkable by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from calogen import views
+
+
+def _pencil_shower(energy_per_layer_gev: float = 0.01) -> np.ndarray:
+    """A shower in one column (x=25, y=25) of every layer, plus one hot cell (x=25, y=30, layer 5)."""
+    shower = np.zeros((51, 51, 25), np.float32)
+    shower[25, 25, :] = energy_per_layer_gev
+    shower[25, 30, 5] = 0.5
+    return shower
+
+
+def test_parse_defaults_when_url_empty() -> None:
+    state, warnings = views.parse_view_state({})
+    assert state == views.ViewState()
+    assert warnings == []
+
+
+def test_parse_good_values_round_trip() -> None:
+    params = {"energy": "120", "theta": "75.5", "n": "8", "seed": "7", "source": "Monte Carlo",
+              "shower": "3", "device": "cpu"}
+    state, warnings = views.parse_view_state(params, sources=["Monte Carlo", "tiny"])
+    assert warnings == []
+    assert (state.energy_gev, state.theta_deg, state.n_showers, state.seed) == (120.0, 75.5, 8, 7)
+    assert state.shower_index == 3 and state.device == "cpu"
+    assert math.isclose(state.theta_rad, math.radians(75.5))
+    again, _ = views.parse_view_state(views.view_state_to_query(state), sources=["Monte Carlo", "tiny"])
+    assert again == state
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "words"),
+    [
+        ({"energy": "9999"}, "energy_gev", "outside 2-500 GeV"),
+        ({"energy": "nan"}, "energy_gev", "outside"),
+        ({"energy": "1.5"}, "energy_gev", "outside"),
+        ({"theta": "abc"}, "theta_deg", "not a number"),
+        ({"theta": "130"}, "theta_deg", "outside 60-120 deg"),
+        ({"n": "2.5"}, "n_showers", "not a whole number"),
+        ({"n": "0"}, "n_showers", "outside"),
+        ({"seed": "-1"}, "seed", "outside"),
+        ({"device": "tpu"}, "device", "not one of"),
+        ({"source": "nope"}, "source", "not an available source"),
+    ],
+)
+def test_bad_values_warn_and_fall_back(params: dict[str, str], field: str, words: str) -> None:
+    default = views.ViewState()
+    state, warnings = views.parse_view_state(params, sources=["Monte Carlo"])
+    assert getattr(state, field) == getattr(default, field)
+    assert len(warnings) == 1
+    assert words in warnings[0]
+    assert next(iter(params)) in warnings[0]  # the message names the key
+
+
+def test_list_values_last_wins_and_shower_index_clamped() -> None:
+    state, warnings = views.parse_view_state({"energy": ["10", "20"], "n": "2", "shower": "5"})
+    assert warnings == []
+    assert state.energy_gev == 20.0
+    assert state.shower_index == 0  # index 5 does not exist in a batch of 2
+
+
+def test_shower_numbers_by_hand() -> None:
+    shower = _pencil_shower()
+    numbers = views.shower_numbers(shower, energy_gev=10.0, theta_rad=math.pi / 2)
+    assert math.isclose(numbers["deposited_gev"], 25 * 0.01 + 0.5, rel_tol=1e-6)
+    assert math.isclose(numbers["sampling_fraction"], 0.075, rel_tol=1e-6)
+    assert numbers["hits"] == 26
+    assert numbers["max_layer"] == 5
+    assert numbers["theta_deg"] == 90.0
+
+
+def test_measured_angle_of_straight_column_is_normal_incidence() -> None:
+    shower = np.zeros((51, 51, 25), np.float32)
+    shower[25, 25, :] = 0.01
+    assert math.isclose(views.measured_theta_rad(shower), math.pi / 2, abs_tol=1e-9)
+    tilted = np.zeros_like(shower)
+    for layer in range(25):
+        tilted[25, 20 + layer // 2, layer] = 0.01  # drifts to +y with depth: theta < 90 deg
+    assert views.measured_theta_rad(tilted) < math.pi / 2
+
+
+def test_3d_figure_points_threshold_and_hover() -> None:
+    shower = _pencil_shower()
+    shower[0, 0, 0] = 1e-5  # below the hit threshold: not drawn
+    fig = views.shower_3d_figure(shower)
+    trace = fig.data[0]
+    assert isinstance(trace, go.Scatter3d)
+    assert len(trace.x) == 26
+    assert np.allclose(trace.marker.color, np.log10(trace.customdata))
+    assert "GeV" in trace.hovertemplate
+    hot = int(np.argmax(trace.customdata))
+    assert (trace.x[hot], trace.y[hot], trace.z[hot]) == (25, 30, 5)
+    capped = views.shower_3d_figure(shower, max_points=3)
+    assert len(capped.data[0].x) == 3 and max(capped.data[0].customdata) == pytest.approx(0.5)
+
+
+def test_3d_figure_volume_mode() -> None:
+    fig = views.shower_3d_figure(_pencil_shower(), mode="volume")
+    assert isinstance(fig.data[0], go.Volume)
+    assert len(fig.data[0].value) == 51 * 51 * 25
+
+
+def test_projections_are_log_sums() -> None:
+    shower = _pencil_shower()
+    assert views.projection(shower, "xy").shape == (51, 51)
+    assert views.projection(shower, "yz").shape == (51, 25)
+    assert math.isclose(views.projection(shower, "xz").sum(), shower.sum(), rel_tol=1e-6)
+    fig = views.projections_figure(shower)
+    assert len(fig.data) == 3
+    xy = np.asarray(fig.data[0].z, dtype=float)  # transposed: rows are y
+    assert math.isclose(xy[30, 25], math.log10(0.5), rel_tol=1e-6)
+    assert np.isnan(xy[0, 0])  # empty cells are blank, not log(0)
+
+
+def test_profiles() -> None:
+    shower = _pencil_shower()
+    fig = views.longitudinal_profile_figure({"one": shower, "batch": np.stack([shower, shower])})
+    assert len(fig.data) == 2
+    assert np.allclose(fig.data[0].y, fig.data[1].y)
+    assert math.isclose(fig.data[0].y[5], 0.51, rel_tol=1e-6)
+    along_x, along_y = views.lateral_profiles(shower)
+    assert math.isclose(along_x[25], 0.75, rel_tol=1e-6) and math.isclose(along_y[30], 0.5, rel_tol=1e-6)
+    assert len(views.lateral_profile_figure(shower).data) == 2
+
+
+def test_batch_figures() -> None:
+    batch = np.stack([_pencil_shower(0.01), _pencil_shower(0.02)])
+    assert len(views.mean_images_figure(batch).data) == 3
+    fig = views.sampling_fraction_figure({"toy": (batch, np.array([10.0, 10.0]))})
+    assert np.allclose(fig.data[0].y, [0.075, 0.1])
+
+
+def test_format_card_is_readable() -> None:
+    card = {"name": "tiny", "arch": "conv3d", "condition_ranges": {"energy_gev": [2, 500], "theta_deg": [60, 120]},
+            "training": {"epochs": 3, "wall_time_s": 12.5}, "validation": {"sf_mre": 0.0412}}
+    text = views.format_card(card)
+    assert "### tiny" in text and "2-500 GeV" in text and "60-120 deg" in text
+    assert "| sf_mre | 0.0412 |" in text
