@@ -1,0 +1,272 @@
+"""Background training runs on disk: start, list, inspect, cancel and resume them.
+
+A run is a directory (see :mod:`calogen.train`); the training process writes its own status.json, so a run
+survives the process (or browser tab) that started it. :func:`start_run` launches
+``python -m calogen train --config RUN/config.json`` in a new session (its own process group, so cancelling
+reaches every child, e.g. torchrun workers) with stdout/stderr in ``RUN/output.txt``.
+
+Two callers cannot start the same run: the run directory is created with ``mkdir`` (fails if it exists) and
+``RUN/lock`` with ``O_CREAT | O_EXCL``; the training process takes the lock over and removes it on exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from calogen.train import LOCK_ENV, METRIC_COLUMNS, TrainConfig, process_alive, write_json_atomic
+
+__all__ = [
+    "RunError",
+    "cancel_run",
+    "list_runs",
+    "read_metrics",
+    "read_status",
+    "resume_run",
+    "start_run",
+    "tail_log",
+]
+
+_ACTIVE = ("queued", "running")
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # processes started here, reaped by _reap
+
+
+class RunError(ValueError):
+    """A run cannot be started, resumed or cancelled as asked (the message says why and what to do)."""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _reap() -> None:
+    """Collect exit statuses of finished children so they do not linger as zombies."""
+    for pid, proc in list(_CHILDREN.items()):
+        if proc.poll() is not None:
+            del _CHILDREN[pid]
+
+
+def _alive(pid: int | None) -> bool:
+    _reap()
+    return pid is not None and process_alive(int(pid))
+
+
+def _launch(run_dir: Path, args: list[str]) -> int:
+    """Create the lock (O_EXCL), start ``python -m calogen train ARGS`` in its own session; returns its pid."""
+    lock = run_dir / "lock"
+    token = secrets.token_hex(8)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        raise RunError(f"run {run_dir} is locked (already starting or running); cancel it first or wait") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"launching {token}")
+    env = dict(os.environ, **{LOCK_ENV: token})
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    repo_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
+    try:
+        with open(run_dir / "output.txt", "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "calogen", "train", *args],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True,  # own process group: cancel_run signals the whole group
+            )
+    except OSError:
+        lock.unlink(missing_ok=True)
+        raise
+    _CHILDREN[proc.pid] = proc
+    return proc.pid
+
+
+def start_run(config: TrainConfig | Mapping[str, Any], root: str | os.PathLike[str] = "runs") -> Path:
+    """Start a training run in the background; returns its directory.
+
+    config: a :class:`calogen.train.TrainConfig` or a dict of its fields. The run directory is
+    ``config.run_dir`` when it is given below ``root`` or as a bare name, else ``root/<arch>-<recipe>-<UTC time>``.
+    Raises :class:`RunError` if that directory already exists (two tabs cannot start the same run).
+    status.json says ``queued`` before the process starts; the process then writes ``running``.
+    """
+    values = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
+    root_path = Path(root)
+    name = values.get("run_dir") or ""
+    if not name or name == TrainConfig.run_dir:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        name = f"{values.get('arch', 'conv3d')}-{values.get('recipe', '3dgan')}-{stamp}"
+    run_dir = Path(name) if Path(name).parent != Path(".") else root_path / name
+    values["run_dir"] = str(run_dir)
+    if not values.get("command"):
+        values["command"] = f"python -m calogen train --config {run_dir / 'config.json'}"
+    resolved = TrainConfig.from_dict(values)  # validate before anything is created
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        raise RunError(f"run directory {run_dir} already exists; choose another name, or resume it with "
+                       "calogen.jobs.resume_run") from None
+    write_json_atomic(run_dir / "config.json", resolved.to_dict())
+    write_json_atomic(run_dir / "status.json", {"state": "queued", "queued": _now(), "updated": _now(),
+                                                "run_dir": str(run_dir)})
+    pid = _launch(run_dir, ["--config", str(run_dir / "config.json"), "--run-dir", str(run_dir)])
+    write_json_atomic(run_dir / "launch.json", {"pid": pid, "pgid": pid, "launched": _now()})
+    return run_dir
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def read_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """status.json of a run, with ``run_dir`` added; a queued/running run whose process is gone reads as failed.
+
+    (The check uses the pid written by the process itself, or the launcher's pid for a queued run.)
+    """
+    path = Path(run_dir)
+    status = _read_json(path / "status.json")
+    if not status:
+        return {"state": "unknown", "run_dir": str(path), "exit_reason": "no status.json in this directory"}
+    status["run_dir"] = str(path)
+    if status.get("state") in _ACTIVE:
+        pid = status.get("pid") if status.get("state") == "running" else _read_json(path / "launch.json").get("pid")
+        if pid is not None and not _alive(pid):
+            _reap()
+            fresh = _read_json(path / "status.json")  # the process may have finished between the two reads
+            if fresh.get("state") in _ACTIVE:
+                fresh.update(state="failed", exit_reason="process disappeared (see output.txt and log.txt)",
+                             ended=_now(), updated=_now())
+                write_json_atomic(path / "status.json", fresh)
+            fresh["run_dir"] = str(path)
+            return fresh
+    return status
+
+
+def list_runs(root: str | os.PathLike[str] = "runs") -> list[dict[str, Any]]:
+    """Status of every run directory under ``root``, newest first (by start/queue time, then name)."""
+    root_path = Path(root)
+    if not root_path.is_dir():
+        return []
+    runs = []
+    for child in root_path.iterdir():
+        if child.is_dir() and ((child / "status.json").exists() or (child / "config.json").exists()):
+            status = read_status(child)
+            status.setdefault("name", child.name)
+            status["name"] = child.name
+            config = _read_json(child / "config.json")
+            status["arch"] = config.get("arch")
+            status["recipe"] = config.get("recipe")
+            runs.append(status)
+    def key(s: dict[str, Any]) -> tuple[str, str]:
+        return (str(s.get("queued") or s.get("started") or ""), s["name"])
+    return sorted(runs, key=key, reverse=True)
+
+
+def read_metrics(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """metrics.csv as a DataFrame (columns :data:`calogen.train.METRIC_COLUMNS`; empty before the first step)."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=list(METRIC_COLUMNS))
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame(columns=list(METRIC_COLUMNS))
+
+
+def tail_log(run_dir: str | os.PathLike[str], n: int = 20) -> list[str]:
+    """The last ``n`` lines of log.txt (and, when the process died early, of output.txt)."""
+    lines: list[str] = []
+    for name in ("log.txt", "output.txt"):
+        path = Path(run_dir) / name
+        if path.exists():
+            lines = path.read_text(errors="replace").splitlines()
+            if lines:
+                break
+    return lines[-n:] if n > 0 else []
+
+
+def cancel_run(run_dir: str | os.PathLike[str], *, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Stop a run: SIGTERM to its process group, wait up to ``timeout_s``, then SIGKILL. Returns the status.
+
+    The training process answers SIGTERM by saving a checkpoint and writing ``cancelled``. If it had to be
+    killed, status.json is set to ``cancelled`` here; a process that was already gone is marked failed.
+    """
+    path = Path(run_dir)
+    status = read_status(path)
+    if status.get("state") not in _ACTIVE:
+        return status
+    launch = _read_json(path / "launch.json")
+    pid = status.get("pid") or launch.get("pid")
+    pgid = status.get("pgid") or launch.get("pgid") or pid
+    if pid is None:
+        raise RunError(f"run {path} has no process id recorded yet; try again in a moment")
+    try:
+        os.killpg(int(pgid), signal.SIGTERM)
+    except ProcessLookupError:
+        return read_status(path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if _alive(pid):
+        try:
+            os.killpg(int(pgid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for _ in range(50):
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
+        fresh = _read_json(path / "status.json")
+        fresh.update(state="cancelled", ended=_now(), updated=_now(),
+                     exit_reason=f"killed (SIGKILL) after not stopping within {timeout_s:g} s of SIGTERM; "
+                                 "the last periodic checkpoint is kept")
+        write_json_atomic(path / "status.json", fresh)
+        (path / "lock").unlink(missing_ok=True)
+    else:
+        fresh = _read_json(path / "status.json")
+        if fresh.get("state") in _ACTIVE:  # stopped before its SIGTERM handler was installed
+            fresh.update(state="cancelled", ended=_now(), updated=_now(),
+                         exit_reason="SIGTERM received before training started; nothing to resume from yet"
+                         if fresh.get("state") == "queued" else "SIGTERM received; the process ended without "
+                         "writing its status (the last periodic checkpoint is kept)")
+            write_json_atomic(path / "status.json", fresh)
+            (path / "lock").unlink(missing_ok=True)
+    return read_status(path)
+
+
+def resume_run(run_dir: str | os.PathLike[str]) -> Path:
+    """Continue a stopped run (cancelled, failed or finished with more epochs configured) in the background.
+
+    Raises :class:`RunError` while the run is queued or running, or when it has no checkpoint yet.
+    """
+    path = Path(run_dir)
+    status = read_status(path)
+    if status.get("state") in _ACTIVE:
+        raise RunError(f"run {path} is {status['state']}; cancel it before resuming")
+    if not (path / "checkpoints" / "last.pt").exists():
+        raise RunError(f"run {path} has no checkpoint to resume from; start a new run instead")
+    lock = path / "lock"
+    if lock.exists():  # left behind by a killed process?
+        content = lock.read_text().strip()
+        if content.isdigit() and _alive(int(content)):
+            raise RunError(f"run {path} is locked by running process {content}; cancel it first")
+        lock.unlink(missing_ok=True)
+    (path / "launch.json").unlink(missing_ok=True)
+    previous = dict(status)
+    previous.pop("run_dir", None)
+    previous.update(state="queued", queued=_now(), updated=_now(), resumed_from=status.get("state"))
+    write_json_atomic(path / "status.json", previous)
+    pid = _launch(path, ["--resume", str(path)])
+    write_json_atomic(path / "launch.json", {"pid": pid, "pgid": pid, "launched": _now()})
+    return path

@@ -1,0 +1,75 @@
+"""Background runs: queued -> running, metrics appear, cancel, list, no double start, resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from calogen import jobs
+from calogen.train import load_checkpoint
+from test_train import SMALL_NETS, shower_file, wait_for
+
+
+def _config(tmp_path: Path, name: str) -> dict:
+    data = shower_file(tmp_path / "small.h5", 48)
+    return dict(arch="wgan-gp-atlas", data=str(data), epochs=100000, steps_per_epoch=3, batch=4, heldout_mc=8,
+                device="cpu", threads=1, run_dir=name, **SMALL_NETS)
+
+
+def test_background_run_lifecycle(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    run_dir = jobs.start_run(_config(tmp_path, "bg"), root=root)
+    assert run_dir == root / "bg"
+    assert jobs.read_status(run_dir)["state"] in ("queued", "running")  # queued is written before launch
+    with pytest.raises(jobs.RunError, match="already exists"):
+        jobs.start_run(_config(tmp_path, "bg"), root=root)  # a second tab cannot start the same run
+    with pytest.raises(jobs.RunError, match="cancel it before resuming"):
+        jobs.resume_run(run_dir)
+
+    wait_for(lambda: jobs.read_status(run_dir)["state"] == "running" and len(jobs.read_metrics(run_dir)) >= 2,
+             what="the background run to write metrics")
+    status = jobs.read_status(run_dir)
+    assert status["pgid"] == status["pid"]  # its own process group
+    assert jobs.tail_log(run_dir, 5)
+
+    final = jobs.cancel_run(run_dir)
+    assert final["state"] == "cancelled" and "SIGTERM" in final["exit_reason"]
+    step = load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"]
+    assert step == int(jobs.read_metrics(run_dir)["step"].max())
+    listed = {r["name"]: r for r in jobs.list_runs(root)}
+    assert listed["bg"]["state"] == "cancelled" and listed["bg"]["arch"] == "wgan-gp-atlas"
+
+    # resume in the background: continues after the saved step
+    jobs.resume_run(run_dir)
+    wait_for(lambda: int(jobs.read_metrics(run_dir)["step"].max()) > step + 1,
+             what="the resumed run to make progress")
+    assert jobs.cancel_run(run_dir)["state"] == "cancelled"
+    steps = jobs.read_metrics(run_dir)["step"]
+    assert steps.is_monotonic_increasing  # no step repeated after the resume
+
+
+def test_process_that_disappeared_is_marked_failed(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "ghost"
+    run_dir.mkdir(parents=True)
+    # the pid of a process that has exited
+    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                             text=True, check=True).stdout)
+    (run_dir / "status.json").write_text(json.dumps({"state": "running", "pid": pid, "pgid": pid,
+                                                     "started": "2026-01-01T00:00:00Z"}))
+    status = jobs.cancel_run(run_dir)
+    assert status["state"] == "failed" and "process disappeared" in status["exit_reason"]
+    assert [r["name"] for r in jobs.list_runs(tmp_path / "runs")] == ["ghost"]
+
+
+def test_list_runs_newest_first_and_empty_metrics(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    for name, queued in (("old", "2026-01-01T00:00:00Z"), ("new", "2026-02-01T00:00:00Z")):
+        (root / name).mkdir(parents=True)
+        (root / name / "status.json").write_text(json.dumps({"state": "finished", "queued": queued}))
+    assert [r["name"] for r in jobs.list_runs(root)] == ["new", "old"]
+    assert jobs.read_metrics(root / "new").empty
+    assert jobs.list_runs(tmp_path / "nothing") == []
