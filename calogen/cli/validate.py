@@ -11,9 +11,12 @@ and prints the key numbers.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import shlex
 import sys
 import time
+from pathlib import Path
 
 from calogen.cli._common import CliError
 
@@ -32,8 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "energy and angle bin, and write them as JSON (and optionally an HTML report).",
     )
     parser.add_argument("--reference", required=True, help="reference shower file (native, 3DGAN or CaloChallenge)")
-    parser.add_argument("--candidate", required=True, help="candidate shower file (same geometry and units)")
-    parser.add_argument("--out", required=True, help="output JSON file")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--candidate", help="candidate shower file (same geometry and units)")
+    source.add_argument("--model", help="an installed generator (name or folder): it generates one shower per "
+                        "reference shower, at the same energy and angle")
+    parser.add_argument("--out", default=None, help="output JSON file (required with --candidate)")
+    parser.add_argument("--update-card", action="store_true",
+                        help="with --model: write the measured figures into the model's card.json")
     parser.add_argument("--html", default=None, help="also write a self-contained HTML report here")
     parser.add_argument("--no-classifier", action="store_true",
                         help="skip the classifier test (saves a minute or two of CPU)")
@@ -57,9 +65,38 @@ def _edges_to_bins(values: list[float], name: str, unit: str) -> list[tuple[floa
     return list(zip(values[:-1], values[1:]))
 
 
+def _run_model(args: argparse.Namespace) -> int:
+    """Validate an installed generator against the held-out reference; optionally update its card."""
+    from calogen.cards import validate_model, write_validation
+    from calogen.generate import resolve_model_dir
+
+    command = "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    validation = validate_model(
+        args.model, args.reference, seed=args.seed if args.seed else 97531, classifier=not args.no_classifier,
+        command=command, progress=None if args.quiet else (lambda m: print(f"[validate] {m}", file=sys.stderr)),
+    )
+    if args.out:
+        Path(args.out).write_text(json.dumps(validation, indent=2) + "\n")
+    if args.update_card:
+        print(f"updated {write_validation(resolve_model_dir(args.model), validation)}", file=sys.stderr)
+    if not args.quiet:
+        for key in ("sf_mre", "sf_relative_error_max_bin", "bmre_profile_z", "classifier_auc_low",
+                    "classifier_auc_high", "fpd_x1e3", "kpd_x1e3"):
+            value = validation.get(key)
+            print(f"{key:>26s}  {'n/a' if value is None else f'{value:.4g}'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate and write the outputs; returns the exit code."""
     from calogen.metrics import ENERGY_BIN_HALF_WIDTH_GEV, validate_files
+
+    if args.model:
+        return _run_model(args)
+    if args.update_card:
+        raise CliError("--update-card needs --model (a card belongs to a model, not to a shower file)")
+    if not args.out:
+        raise CliError("--out is required with --candidate: the JSON file to write the metrics to")
 
     energy_bins = None
     if args.energy_bins:

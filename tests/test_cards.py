@@ -1,0 +1,66 @@
+"""Model-card validation: figures measured against a held-out file and written into card.json by code."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from calogen.__main__ import main
+from calogen.cards import CARD_METRICS, validate_model, write_validation
+from calogen.generate import save_model
+from calogen.io import ShowerSet, write_showers
+from calogen.nets import build_generator
+
+RANGES = {"energy_gev": [2.0, 500.0], "theta_deg": [60.0, 120.0]}
+
+
+@pytest.fixture()
+def model_dir(tmp_path):
+    torch.manual_seed(0)
+    folder = tmp_path / "models" / "tiny"
+    save_model(folder, build_generator("conv2d"), {"name": "tiny", "arch": "conv2d", "config": {},
+                                                     "condition_ranges": RANGES})
+    return folder
+
+
+@pytest.fixture()
+def reference_file(tmp_path):
+    rng = np.random.default_rng(3)
+    energy = np.repeat([50.0, 100.0, 900.0], 12).astype(np.float32)  # 900 GeV lies outside the model's range
+    showers = rng.gamma(0.5, 2e-4, size=(energy.size, 51, 51, 25)).astype(np.float32)
+    showers[:, 25, 25, 5:15] += energy[:, None] * 0.001
+    sample = ShowerSet(showers, energy, np.full(energy.size, np.pi / 2, np.float32), {"source": "mc", "seed": 11})
+    return write_showers(tmp_path / "heldout.h5", sample)
+
+
+def test_validate_model_measures_in_range_bins(model_dir, reference_file):
+    validation = validate_model(model_dir, reference_file, classifier=False)
+    assert validation["reference"] == {"file": "heldout.h5", "seed": 11, "source": "mc", "held_out": True,
+                                       "showers": 24}
+    assert {b["energy_bin_gev"][0] for b in validation["bins"]} == {45.0, 95.0}
+    assert all(b["theta_bin_deg"][0] <= 90.0 <= b["theta_bin_deg"][1] for b in validation["bins"])
+    sf_errors = [b["sf_relative_error"] for b in validation["bins"]]
+    assert validation["sf_mre"] == pytest.approx(np.mean(sf_errors), rel=1e-6)
+    assert validation["sf_relative_error_max_bin"] == pytest.approx(max(sf_errors))
+    assert set(CARD_METRICS) - {"classifier_auc_low", "classifier_auc_high"} <= set(validation)
+
+
+def test_command_writes_the_card(model_dir, reference_file, tmp_path):
+    out = tmp_path / "v.json"
+    assert main(["validate", "--model", str(model_dir), "--reference", str(reference_file), "--no-classifier",
+                 "--update-card", "--out", str(out), "--quiet"]) == 0
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["validation"] == json.loads(out.read_text())
+    assert card["validation"]["command"].startswith("python -m calogen")
+    assert card["arch"] == "conv2d"  # the rest of the card is kept
+
+
+def test_update_card_needs_a_model(reference_file, tmp_path, capsys):
+    assert main(["validate", "--candidate", str(reference_file), "--reference", str(reference_file),
+                 "--update-card"]) == 2
+    assert "--update-card needs --model" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no model card"):
+        write_validation(tmp_path, {})
