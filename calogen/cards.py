@@ -111,11 +111,18 @@ def validate_model(
 
 
 def write_validation(model_dir: str | os.PathLike[str], validation: dict[str, Any]) -> Path:
-    """Replace ``validation`` in ``model_dir/card.json`` (atomic: temporary file, then rename)."""
+    """Replace ``validation`` in ``model_dir/card.json`` (atomic: temporary file, then rename).
+
+    Figures written at training time (the epoch-selection SF errors) move to ``training.selection``.
+    """
     card_path = Path(model_dir) / "card.json"
     if not card_path.is_file():
         raise FileNotFoundError(f"{card_path}: no model card to update")
     card = json.loads(card_path.read_text())
+    previous = card.get("validation")
+    if isinstance(previous, dict) and previous and "bins" not in previous:
+        # the training-time figures (held-out SF error per epoch, used to select the epoch) stay with training
+        card.setdefault("training", {}).setdefault("selection", previous)
     card["validation"] = validation
     tmp = card_path.with_name(f".{card_path.name}.tmp")
     tmp.write_text(json.dumps(card, indent=2, default=_json_default) + "\n")

@@ -64,3 +64,14 @@ def test_update_card_needs_a_model(reference_file, tmp_path, capsys):
     assert "--update-card needs --model" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no model card"):
         write_validation(tmp_path, {})
+
+
+def test_training_figures_move_to_training_selection(model_dir):
+    card_path = model_dir / "card.json"
+    card = json.loads(card_path.read_text())
+    card["validation"] = {"sf_mre": 0.2, "sf_mre_by_epoch": [{"epoch": 0, "sf_error": 0.2}]}
+    card_path.write_text(json.dumps(card))
+    write_validation(model_dir, {"sf_mre": 0.1, "bins": []})
+    card = json.loads(card_path.read_text())
+    assert card["validation"] == {"sf_mre": 0.1, "bins": []}
+    assert card["training"]["selection"]["sf_mre_by_epoch"][0]["sf_error"] == 0.2
