@@ -57,32 +57,26 @@ def test_cuda_asked_without_cuda_is_a_clear_error():
     assert resolve_device("auto").type == "cpu"
 
 
-def test_main_turns_user_errors_into_one_line_and_status_2(capsys, tmp_path):
+def test_main_turns_user_errors_into_one_line_and_status_2(capsys, tmp_path, monkeypatch):
+    import calogen.__main__ as entry
+    from calogen.io import read_showers
+
     bad = tmp_path / "bad.h5"
     bad.write_text("nope")
-    import calogen.__main__ as entry
-
-    def run(args):
-        from calogen.io import read_showers
-
-        read_showers(bad)
-        return 0
-
-    parser = entry.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) <= set(entry.COMMANDS)
-    # a direct check of the error path, independent of which commands are installed
-    ns = argparse.Namespace(_run=run)
-    original = entry.build_parser
 
     class _Parser:
         def parse_args(self, argv):
-            return ns
+            return argparse.Namespace(_run=lambda args: read_showers(bad))
 
-    entry.build_parser = lambda: _Parser()  # type: ignore[assignment]
-    try:
-        assert main([]) == 2
-    finally:
-        entry.build_parser = original
+    monkeypatch.setattr(entry, "build_parser", lambda: _Parser())
+    assert main([]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "bad.h5" in err[0]
+
+
+def test_every_installed_command_is_registered():
+    import calogen.__main__ as entry
+
+    parser = entry.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(entry.COMMANDS)
