@@ -218,7 +218,7 @@ def shower_3d_figure(
     *,
     threshold_gev: float = HIT_THRESHOLD_GEV,
     mode: Literal["points", "volume"] = "points",
-    max_points: int = 15000,
+    max_points: int = 6000,
     title: str = "",
 ) -> go.Figure:
     """Interactive 3D view of one shower.
