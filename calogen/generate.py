@@ -71,8 +71,11 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    mask = os.umask(0)
+    os.umask(mask)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; a model folder is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

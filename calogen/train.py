@@ -55,6 +55,7 @@ __all__ = [
     "Stage",
     "TrainConfig",
     "TrainingFailed",
+    "data_provenance",
     "load_checkpoint",
     "main",
     "process_alive",
@@ -626,6 +627,22 @@ def _generate_gev(generator: torch.nn.Module, energy: np.ndarray, theta: np.ndar
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
+def data_provenance(data: str) -> dict[str, Any]:
+    """How the training showers were made: the shower file's attributes (command, seed, device, wall time)
+    and its number of showers, or ``{"source": "mc", "on_the_fly": True}`` for ``data == "mc"``."""
+    if data == "mc":
+        return {"source": "mc", "on_the_fly": True}
+    from calogen.io import count_showers, read_showers
+
+    attrs = read_showers(data, start=0, stop=0).attrs
+    return {**{k: _plain(v) for k, v in attrs.items()}, "showers": count_showers(data)}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers, so that the value is JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def _card(config: TrainConfig, run: RunDirectory, generator: torch.nn.Module, *, wall_time_s: float, step: int,
           selected_epoch: int, sf_mre: float, history: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
     final = stages(config)[-1]
@@ -640,6 +657,7 @@ def _card(config: TrainConfig, run: RunDirectory, generator: torch.nn.Module, *,
             "epochs": sum(s.epochs for s in stages(config)), "steps": step, "selected_epoch": selected_epoch,
             "recipe": config.recipe, "batch": config.batch, "lr": config.lr, "seed": config.seed,
             "two_step": config.two_step, "config": config.to_dict(),
+            "data_provenance": data_provenance(config.data),
         },
         "validation": {"sf_mre": sf_mre, "sf_mre_by_epoch": history,
                        "heldout": config.heldout or ("mc" if config.data == "mc" else f"tail of {config.data}")},

@@ -95,6 +95,7 @@ def test_conv3d_training_step_is_finite_and_exports_a_model(tmp_path: Path) -> N
     assert card["arch"] == "conv3d" and card["training"]["selected_epoch"] == 0
     assert card["preprocessing"]["power"] == 0.85 and card["condition_ranges"]["energy_gev"] == [2.0, 500.0]
     assert "sf_mre" in card["validation"]
+    assert card["training"]["data"] == str(data) and card["training"]["data_provenance"]["showers"] == 8
     assert not (run_dir / "lock").exists()
 
 

@@ -1,0 +1,48 @@
+"""The generators shipped in models/: they load on a CPU, respond to the conditions, and their cards hold
+provenance and figures measured by `calogen validate --update-card` against held-out Monte Carlo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calogen.generate import load_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p for p in (ROOT / "models").glob("*") if (p / "card.json").exists())
+
+pytestmark = pytest.mark.skipif(not SHIPPED, reason="models/ holds no generator")
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_card_records_training_and_held_out_validation(folder: Path) -> None:
+    card = json.loads((folder / "card.json").read_text())
+    training = card["training"]
+    assert training["command"].startswith("python -m calogen train")
+    assert training["wall_time_s"] > 0 and training["epochs"] > 0 and training["device"] in {"cpu", "cuda"}
+    validation = card["validation"]
+    assert validation["command"].startswith("python -m calogen validate")
+    assert validation["reference"]["held_out"] is True
+    # the validation showers come from seeds the training data never used
+    assert validation["reference"]["seed"] != training["data_provenance"]["seed"]
+    assert validation["classifier"] is True and 0.0 <= validation["classifier_auc_low"] <= 1.0
+    bins = validation["bins"]
+    assert {b["energy_bin_gev"][0] + 5 for b in bins} >= {50.0, 100.0, 200.0}
+    assert validation["sf_mre"] == pytest.approx(np.mean([b["sf_relative_error"] for b in bins]), rel=1e-6)
+    assert card["condition_ranges"] == {"energy_gev": [2.0, 500.0], "theta_deg": [60.0, 120.0]}
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_loads_on_cpu_and_deposit_grows_with_energy(folder: Path) -> None:
+    generator = load_generator(folder, device="cpu", fast=True)
+    theta = np.full(32, np.pi / 2, np.float32)
+    low = generator.generate(np.full(32, 20.0, np.float32), theta, seed=5).showers
+    high = generator.generate(np.full(32, 200.0, np.float32), theta, seed=5).showers
+    assert low.shape == high.shape == (32, 51, 51, 25)
+    assert np.isfinite(high).all() and (high >= 0).all()
+    assert high.sum(axis=(1, 2, 3)).mean() > 1.5 * low.sum(axis=(1, 2, 3)).mean()
+    again = generator.generate(np.full(32, 200.0, np.float32), theta, seed=5).showers
+    np.testing.assert_array_equal(again, high)  # a seed reproduces the batch
