@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from calogen.io import atomic_write
+
 __all__ = ["CARD_METRICS", "validate_model", "write_validation"]
 
 # the flat metrics copied from calogen.metrics.compare into a card
@@ -124,10 +126,8 @@ def write_validation(model_dir: str | os.PathLike[str], validation: dict[str, An
         # the training-time figures (held-out SF error per epoch, used to select the epoch) stay with training
         card.setdefault("training", {}).setdefault("selection", previous)
     card["validation"] = validation
-    tmp = card_path.with_name(f".{card_path.name}.tmp")
-    tmp.write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, card_path)
-    return card_path
+    text = json.dumps(card, indent=2, default=_json_default) + "\n"
+    return atomic_write(card_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _json_default(value: Any) -> Any:

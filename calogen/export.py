@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from calogen.generate import LoadedGenerator, load_generator
+from calogen.io import atomic_write
 from calogen.preprocess import from_network_card
 
 __all__ = ["GevGenerator", "export_model", "export_onnx", "export_torchscript", "INPUT_NAMES", "OUTPUT_NAME"]
@@ -65,22 +65,14 @@ def _export_copy(model: LoadedGenerator) -> GevGenerator:
     return GevGenerator(module, model.preprocessing).eval()
 
 
-def _atomic_target(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def export_onnx(model: LoadedGenerator, out: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET) -> Path:
     """Write ``model`` as an ONNX graph (inputs energy_gev, theta_rad, noise; output showers in GeV).
 
     Uses the TorchScript-based exporter (``dynamo=False``), which needs no extra packages.
     """
     wrapper = _export_copy(model)
-    target = Path(out)
-    tmp = _atomic_target(target)
-    try:
+
+    def write(tmp: Path) -> None:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer / deprecation chatter of the legacy exporter
             torch.onnx.export(
@@ -94,11 +86,8 @@ def export_onnx(model: LoadedGenerator, out: str | os.PathLike[str], *, opset: i
                 dynamo=False,
             )
         _annotate_onnx(tmp, model)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+
+    return atomic_write(out, write)
 
 
 def _annotate_onnx(path: Path, model: LoadedGenerator) -> None:
@@ -124,18 +113,14 @@ def _annotate_onnx(path: Path, model: LoadedGenerator) -> None:
 def export_torchscript(model: LoadedGenerator, out: str | os.PathLike[str]) -> Path:
     """Write ``model`` as a traced TorchScript module with the same inputs and output as the ONNX graph."""
     wrapper = _export_copy(model)
-    target = Path(out)
-    tmp = _atomic_target(target)
-    try:
+
+    def write(tmp: Path) -> None:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(wrapper, _example_inputs(wrapper.latent_dim), check_trace=False)
             torch.jit.save(traced, str(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+
+    return atomic_write(out, write)
 
 
 def export_model(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import calogen
-from calogen.io import ShowerSet
+from calogen.io import ShowerSet, atomic_write
 from calogen.nets import ARCHITECTURES, build_generator
 from calogen.preprocess import DEFAULT_POWER, DEFAULT_SCALE, from_network_card
 
@@ -64,22 +63,6 @@ def models_root() -> Path:
     if env:
         return Path(env)
     return Path(calogen.__file__).resolve().parent.parent / "models"
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename (never a half-written file)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    mask = os.umask(0)
-    os.umask(mask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; a model folder is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _state_dict_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -130,8 +113,8 @@ def save_model(model_dir: str | os.PathLike[str], generator: nn.Module, card: di
     text = json.dumps(full_card, indent=2, sort_keys=False, default=_json_default) + "\n"
     folder = Path(model_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"arch": str(card["arch"])}))
-    _atomic_write(folder / CARD_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"arch": str(card["arch"])}))
+    atomic_write(folder / CARD_FILE, lambda p: p.write_text(text, encoding="utf-8"))
     return folder
 
 

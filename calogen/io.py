@@ -23,7 +23,7 @@ import io as _io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ __all__ = [
     "NATIVE_FORMAT",
     "ShowerFileError",
     "ShowerSet",
+    "atomic_write",
     "count_showers",
     "detect_format",
     "iter_showers",
@@ -141,27 +142,35 @@ def _json_attr(value: Any) -> Any:
     return value
 
 
-def _atomic_h5(path: str | os.PathLike[str], fill: Any) -> Path:
-    """Write an HDF5 file through ``fill(h5file)`` into a temporary file, then rename it onto ``path``."""
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Write ``path`` through ``write(tmp)`` on a temporary file in the same folder, then rename it over
+    ``path``: readers never see half a file, and a failed write leaves no file behind. The file gets the
+    usual permissions (0666 less the umask; mkstemp alone would give 0600)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    tmp = Path(tmp_name)
+    mask = os.umask(0)
+    os.umask(mask)
     try:
-        with h5py.File(tmp, "w") as h5:
-            fill(h5)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return target
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _atomic_h5(path: str | os.PathLike[str], fill: Any) -> Path:
+    """Write an HDF5 file through ``fill(h5file)`` atomically (:func:`atomic_write`)."""
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as h5:
+            fill(h5)
+
+    return atomic_write(path, write)
 
 
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...] | None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from plotly.offline import get_plotlyjs
 
+from calogen.io import atomic_write
 from calogen.plots import figures_from_result
 
 __all__ = ["KEY_METRICS", "render_html_report", "write_html_report"]
@@ -101,15 +101,5 @@ def write_html_report(
     result: dict[str, Any], path: str | os.PathLike[str], *, title: str = "calogen validation report"
 ) -> Path:
     """Write the self-contained report page to ``path`` (atomically) and return the path."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(render_html_report(result, title=title))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    page = render_html_report(result, title=title)
+    return atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
