@@ -44,6 +44,7 @@ __all__ = [
     "sampling_fraction_figure",
     "shower_3d_figure",
     "shower_numbers",
+    "stale_batch_message",
     "view_state_to_query",
 ]
 
@@ -169,6 +170,20 @@ def view_state_to_query(state: ViewState) -> dict[str, str]:
     for name, value in asdict(state).items():
         out[_QUERY_KEYS[name]] = f"{value:g}" if isinstance(value, float) else str(value)
     return out
+
+
+def stale_batch_message(shown: ViewState, wanted: ViewState) -> str | None:
+    """A sentence naming what differs between the batch on screen (``shown``) and the widgets (``wanted``),
+    or None when the batch was made with the widgets' settings. The shower index is not a condition."""
+    fields = (("source", "source", "{}"), ("energy_gev", "energy", "{:g} GeV"), ("theta_deg", "angle", "{:g} deg"),
+              ("n_showers", "showers", "{}"), ("seed", "seed", "{}"))
+    differ = [(label, fmt.format(getattr(shown, name)), fmt.format(getattr(wanted, name)))
+              for name, label, fmt in fields if getattr(shown, name) != getattr(wanted, name)]
+    if not differ:
+        return None
+    changes = ", ".join(f"{label} {new} (shown: {old})" for label, old, new in differ)
+    return (f"The settings differ from the batch on screen: {changes}. Everything below, the Monte Carlo "
+            "comparison included, is for the batch on screen; press Generate for the new settings.")
 
 
 # ---------------------------------------------------------------- numbers for one shower

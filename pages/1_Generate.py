@@ -40,7 +40,6 @@ state = views.ViewState(
 )
 remember(state, ("energy", "theta", "n", "seed", "source", "shower"))
 
-request = (state.source, state.energy_gev, state.theta_deg, state.n_showers, state.seed, device())
 if st.button("Generate", type="primary"):
     source = available[state.source]
     bar = st.progress(0.0, text=f"Generating {state.n_showers} showers with {source.name} ...")
@@ -50,7 +49,7 @@ if st.button("Generate", type="primary"):
             model=cached_model(source, device()),
             progress=lambda done, total: bar.progress(done / max(total, 1), text=f"{done}/{total} showers"),
         )
-        st.session_state["_batch"] = (request, batch)
+        st.session_state["_batch"] = (state, batch)
     except Exception as exc:  # a user-facing failure: one readable message, no traceback
         show_error(f"Generating with {source.name}", exc)
     bar.empty()
@@ -58,10 +57,10 @@ if st.button("Generate", type="primary"):
 if "_batch" not in st.session_state:
     st.info("Press **Generate** to sample showers.")
     st.stop()
-made_with, batch = st.session_state["_batch"]
-if made_with != request:
-    st.caption(f"Showing the last batch ({made_with[0]}, {made_with[1]:g} GeV, {made_with[2]:g} deg); "
-               "press Generate for the new settings.")
+shown, batch = st.session_state["_batch"]  # every figure below is for the batch's own conditions
+stale = views.stale_batch_message(shown, state)
+if stale:
+    st.warning(stale)
 n_made = len(batch)
 index = 0
 if n_made > 1:
@@ -82,25 +81,26 @@ mode = st.radio("3D view", ["points", "volume"], horizontal=True,
 st.plotly_chart(views.shower_3d_figure(shower, mode=mode), key="shower3d")
 st.plotly_chart(views.projections_figure(shower, title=f"Shower {index}: log10 energy projections"))
 
-reference, ref_file = cached_reference(state.energy_gev, state.theta_rad, 16)
-with st.expander("Monte Carlo at the same energy and angle", expanded=reference is not None):
+reference, ref_file = cached_reference(shown.energy_gev, shown.theta_rad, 16)
+with st.expander(f"Monte Carlo at the batch's conditions ({shown.energy_gev:g} GeV, {shown.theta_deg:g} deg)",
+                 expanded=reference is not None):
     if reference is not None:
-        st.caption(f"{len(reference)} reference showers from data/{ref_file} near {state.energy_gev:g} GeV, "
-                   f"{state.theta_deg:g} deg.")
+        st.caption(f"{len(reference)} reference showers from data/{ref_file} near {shown.energy_gev:g} GeV, "
+                   f"{shown.theta_deg:g} deg.")
     elif sources.MONTE_CARLO in available:
         n_live = st.number_input("Monte Carlo showers to simulate", 1, 8, 2)
         if st.button("Simulate Monte Carlo showers"):
             bar = st.progress(0.0, text="Simulating ...")
             try:
-                live = sources.sample(available[sources.MONTE_CARLO], state.energy_gev, state.theta_rad,
-                                      int(n_live), seed=state.seed + 1, device=device(),
+                live = sources.sample(available[sources.MONTE_CARLO], shown.energy_gev, shown.theta_rad,
+                                      int(n_live), seed=shown.seed + 1, device=device(),
                                       progress=lambda d, t: bar.progress(d / max(t, 1), text=f"{d}/{t} showers"))
-                st.session_state["_live_mc"] = ((state.energy_gev, state.theta_deg), live)
+                st.session_state["_live_mc"] = ((shown.energy_gev, shown.theta_deg), live)
             except Exception as exc:  # shown, not raised
                 show_error("Simulating Monte Carlo showers", exc)
             bar.empty()
         live_key, live = st.session_state.get("_live_mc", (None, None))
-        reference = live if live_key == (state.energy_gev, state.theta_deg) else None
+        reference = live if live_key == (shown.energy_gev, shown.theta_deg) else None
     else:
         st.info("No reference file in data/ and no Monte Carlo to simulate one.")
     if reference is not None:
@@ -108,8 +108,8 @@ with st.expander("Monte Carlo at the same energy and angle", expanded=reference 
             reference.showers[0], title=f"Monte Carlo shower at {float(reference.energy_gev[0]):.3g} GeV, "
                                         f"{math.degrees(float(reference.theta_rad[0])):.1f} deg"))
 
-curves = {f"{made_with[0]} (shower {index})": shower}
-if reference is not None and made_with[0] != sources.MONTE_CARLO:
+curves = {f"{shown.source} (shower {index})": shower}
+if reference is not None and shown.source != sources.MONTE_CARLO:
     curves["Monte Carlo (mean)"] = reference.showers
 left, right = st.columns(2)
 left.plotly_chart(views.longitudinal_profile_figure(curves))
@@ -117,9 +117,9 @@ right.plotly_chart(views.lateral_profile_figure(curves))
 
 st.subheader(f"The batch ({n_made} showers)")
 st.plotly_chart(views.mean_images_figure(batch.showers))
-spread = {made_with[0]: (batch.showers, batch.energy_gev)}
+spread = {shown.source: (batch.showers, batch.energy_gev)}
 if reference is not None:
     spread["Monte Carlo reference"] = (reference.showers, reference.energy_gev)
 st.plotly_chart(views.sampling_fraction_figure(spread))
 st.download_button("Download the batch (HDF5)", showers_to_bytes(batch), mime="application/x-hdf5",
-                   file_name=f"showers_{made_with[1]:g}GeV_{made_with[2]:g}deg.h5")
+                   file_name=f"showers_{shown.energy_gev:g}GeV_{shown.theta_deg:g}deg.h5")

@@ -7,6 +7,7 @@ Carlo at 2-10 GeV where a physical answer is needed.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import time
@@ -85,6 +86,13 @@ def _figure(at: AppTest, title: str) -> dict:
         if figure.get("layout", {}).get("title", {}).get("text") == title:
             return figure
     raise AssertionError(f"no figure titled {title!r}")
+
+
+def _array(value: object) -> np.ndarray:
+    """A plotly JSON array: a list, or the typed form {"dtype": ..., "bdata": base64}."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value, dtype=float)
 
 
 def _deposited(at: AppTest) -> float:
@@ -174,6 +182,25 @@ def test_generate_compares_with_reference_file(folders: dict[str, Path]) -> None
     at.button[0].click().run()
     _no_errors(at)
     assert any("reference showers from data/reference.h5" in c.value for c in at.caption)
+
+
+def test_generate_stale_batch_keeps_its_own_reference(folders: dict[str, Path]) -> None:
+    """Moving a slider without pressing Generate keeps the batch and its Monte Carlo comparison together."""
+    _tiny_model(folders["models"])
+    _toy_reference(folders["data"])  # toy showers deposit 5 % of 10 or 50 GeV
+    at = _open("1_Generate.py", {"source": "tiny", "energy": "10", "n": "1"})
+    at.button[0].click().run()
+    _no_errors(at)
+    assert not at.warning
+    at.slider(key="w_energy").set_value(50.0).run()  # no Generate
+    _no_errors(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert "energy 50 GeV (shown: 10 GeV)" in warning and "press Generate" in warning
+    assert any("near 10 GeV" in c.value for c in at.caption)
+    mc_mean = next(t for t in _figure(at, "Longitudinal profile")["data"] if t["name"].startswith("Monte Carlo"))
+    assert float(np.sum(_array(mc_mean["y"]))) == pytest.approx(0.05 * 10, rel=0.25)  # the 10 GeV reference, not the 50 GeV one
+    at.slider(key="w_energy").set_value(10.0).run()  # back to the batch's settings: no warning
+    assert not at.warning
 
 
 def test_models_page_shows_cards(folders: dict[str, Path]) -> None:

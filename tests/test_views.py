@@ -145,3 +145,10 @@ def test_format_card_is_readable() -> None:
     text = views.format_card(card)
     assert "### tiny" in text and "2-500 GeV" in text and "60-120 deg" in text
     assert "| sf_mre | 0.0412 |" in text
+
+
+def test_stale_batch_message_names_what_changed() -> None:
+    shown = views.ViewState(energy_gev=10.0, source="conv2d")
+    assert views.stale_batch_message(shown, views.ViewState(energy_gev=10.0, source="conv2d", shower_index=2)) is None
+    message = views.stale_batch_message(shown, views.ViewState(energy_gev=200.0, source="conv2d"))
+    assert message is not None and "energy 200 GeV (shown: 10 GeV)" in message and "angle" not in message
