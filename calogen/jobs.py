@@ -5,6 +5,9 @@ survives the process (or browser tab) that started it. :func:`start_run` launche
 ``python -m calogen train --config RUN/config.json`` in a new session (its own process group, so cancelling
 reaches every child, e.g. torchrun workers) with stdout/stderr in ``RUN/output.txt``.
 
+A run name is one folder name directly inside the runs folder (:func:`run_path` checks it for every function
+here), so no name typed into the app can write, read or signal anything outside that folder.
+
 Two callers cannot start the same run: the run directory is created with ``mkdir`` (fails if it exists) and
 ``RUN/lock`` with ``O_CREAT | O_EXCL``; the training process takes the lock over and removes it on exit.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -24,25 +28,70 @@ from typing import Any
 
 import pandas as pd
 
+from calogen.sources import runs_dir
 from calogen.train import LOCK_ENV, METRIC_COLUMNS, TrainConfig, process_alive, write_json_atomic
 
 __all__ = [
+    "RUN_NAME_MAX_CHARS",
     "RunError",
     "cancel_run",
     "list_runs",
     "read_metrics",
     "read_status",
     "resume_run",
+    "run_path",
     "start_run",
     "tail_log",
 ]
 
+RUN_NAME_MAX_CHARS = 64
+_RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_NAME_RULE = (f"a run name is one folder name of letters, digits, '-', '_' and '.', not starting with '.', at most "
+              f"{RUN_NAME_MAX_CHARS} characters (e.g. conv3d-test-1)")
 _ACTIVE = ("queued", "running")
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # processes started here, reaped by _reap
 
 
 class RunError(ValueError):
     """A run cannot be started, resumed or cancelled as asked (the message says why and what to do)."""
+
+
+def _name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a run name, or None when it is a valid one."""
+    if not name:
+        return "it is empty"
+    if "/" in name or "\\" in name:
+        return "it contains a path separator"
+    if name.startswith("."):
+        return "it starts with '.'"
+    if len(name) > RUN_NAME_MAX_CHARS:
+        return f"it has {len(name)} characters"
+    if not _RUN_NAME.fullmatch(name):
+        bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "-_."))})
+        return f"it contains {''.join(bad)!r}"
+    return None
+
+
+def run_path(run: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> Path:
+    """The directory of a run, guaranteed to be a direct child of the runs folder.
+
+    run: a run name (``conv3d-test-1``) or a path ``ROOT/NAME``; root: the runs folder (default
+    :func:`calogen.sources.runs_dir`, i.e. $CALOGEN_RUNS or ``runs``). Raises :class:`RunError` naming the
+    value and the rule for anything else: ``../x``, ``a/b``, ``/tmp/x``, ``.hidden``, a name longer than
+    :data:`RUN_NAME_MAX_CHARS`, or a symbolic link that leads out of the runs folder. Creates nothing.
+    """
+    root_path = Path(root) if root is not None else runs_dir()
+    text = os.fspath(run)
+    given = Path(text)
+    name = given.name if len(given.parts) > 1 and given.parent.resolve() == root_path.resolve() else text
+    problem = _name_problem(name)
+    if problem is not None:
+        raise RunError(f"run name {text!r} is not allowed ({problem}): {_NAME_RULE}, inside {root_path}/")
+    path = root_path / name
+    if path.resolve().parent != root_path.resolve():
+        raise RunError(f"run {name!r} leads outside the runs folder {root_path}/ (a symbolic link to "
+                       f"{path.resolve()}); remove that link or choose another name")
+    return path
 
 
 def _now() -> str:
@@ -89,26 +138,28 @@ def _launch(run_dir: Path, args: list[str]) -> int:
     return proc.pid
 
 
-def start_run(config: TrainConfig | Mapping[str, Any], root: str | os.PathLike[str] = "runs") -> Path:
+def start_run(config: TrainConfig | Mapping[str, Any], root: str | os.PathLike[str] | None = None) -> Path:
     """Start a training run in the background; returns its directory.
 
-    config: a :class:`calogen.train.TrainConfig` or a dict of its fields. The run directory is
-    ``config.run_dir`` when it is given below ``root`` or as a bare name, else ``root/<arch>-<recipe>-<UTC time>``.
-    Raises :class:`RunError` if that directory already exists (two tabs cannot start the same run).
+    config: a :class:`calogen.train.TrainConfig` or a dict of its fields. ``config.run_dir`` is the run name
+    (or ``root/NAME``), checked by :func:`run_path`; left empty, the name is ``<arch>-<recipe>-<UTC time>``.
+    root: the runs folder (default :func:`calogen.sources.runs_dir`).
+    Raises :class:`RunError` for a name outside the runs folder or a directory that already exists (two tabs
+    cannot start the same run), and ValueError for bad settings; in both cases nothing is created.
     status.json says ``queued`` before the process starts; the process then writes ``running``.
     """
     values = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
-    root_path = Path(root)
+    root_path = Path(root) if root is not None else runs_dir()
     name = values.get("run_dir") or ""
     if not name or name == TrainConfig.run_dir:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         name = f"{values.get('arch', 'conv3d')}-{values.get('recipe', '3dgan')}-{stamp}"
-    run_dir = Path(name) if Path(name).parent != Path(".") else root_path / name
+    run_dir = run_path(name, root_path)
     values["run_dir"] = str(run_dir)
     if not values.get("command"):
         values["command"] = f"python -m calogen train --config {run_dir / 'config.json'}"
     resolved = TrainConfig.from_dict(values)  # validate before anything is created
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    root_path.mkdir(parents=True, exist_ok=True)
     try:
         run_dir.mkdir()
     except FileExistsError:
@@ -129,12 +180,14 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def read_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def read_status(run_dir: str | os.PathLike[str], *,
+                root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """status.json of a run, with ``run_dir`` added; a queued/running run whose process is gone reads as failed.
 
-    (The check uses the pid written by the process itself, or the launcher's pid for a queued run.)
+    run_dir: a run name or ``root/NAME`` (see :func:`run_path`). The check uses the pid written by the process
+    itself, or the launcher's pid for a queued run.
     """
-    path = Path(run_dir)
+    path = run_path(run_dir, root)
     status = _read_json(path / "status.json")
     if not status:
         return {"state": "unknown", "run_dir": str(path), "exit_reason": "no status.json in this directory"}
@@ -153,15 +206,18 @@ def read_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return status
 
 
-def list_runs(root: str | os.PathLike[str] = "runs") -> list[dict[str, Any]]:
-    """Status of every run directory under ``root``, newest first (by start/queue time, then name)."""
-    root_path = Path(root)
+def list_runs(root: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """Status of every run directory under ``root`` (default :func:`calogen.sources.runs_dir`), newest first
+    (by start/queue time, then name). Folders whose name is not a valid run name are left out."""
+    root_path = Path(root) if root is not None else runs_dir()
     if not root_path.is_dir():
         return []
     runs = []
     for child in root_path.iterdir():
+        if _name_problem(child.name) is not None or child.resolve().parent != root_path.resolve():
+            continue
         if child.is_dir() and ((child / "status.json").exists() or (child / "config.json").exists()):
-            status = read_status(child)
+            status = read_status(child, root=root_path)
             status.setdefault("name", child.name)
             status["name"] = child.name
             config = _read_json(child / "config.json")
@@ -173,9 +229,9 @@ def list_runs(root: str | os.PathLike[str] = "runs") -> list[dict[str, Any]]:
     return sorted(runs, key=key, reverse=True)
 
 
-def read_metrics(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def read_metrics(run_dir: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """metrics.csv as a DataFrame (columns :data:`calogen.train.METRIC_COLUMNS`; empty before the first step)."""
-    path = Path(run_dir) / "metrics.csv"
+    path = run_path(run_dir, root) / "metrics.csv"
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=list(METRIC_COLUMNS))
     try:
@@ -184,11 +240,12 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=list(METRIC_COLUMNS))
 
 
-def tail_log(run_dir: str | os.PathLike[str], n: int = 20) -> list[str]:
+def tail_log(run_dir: str | os.PathLike[str], n: int = 20, *, root: str | os.PathLike[str] | None = None) -> list[str]:
     """The last ``n`` lines of log.txt (and, when the process died early, of output.txt)."""
     lines: list[str] = []
+    folder = run_path(run_dir, root)
     for name in ("log.txt", "output.txt"):
-        path = Path(run_dir) / name
+        path = folder / name
         if path.exists():
             lines = path.read_text(errors="replace").splitlines()
             if lines:
@@ -196,14 +253,17 @@ def tail_log(run_dir: str | os.PathLike[str], n: int = 20) -> list[str]:
     return lines[-n:] if n > 0 else []
 
 
-def cancel_run(run_dir: str | os.PathLike[str], *, timeout_s: float = 30.0) -> dict[str, Any]:
+def cancel_run(run_dir: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None,
+               timeout_s: float = 30.0) -> dict[str, Any]:
     """Stop a run: SIGTERM to its process group, wait up to ``timeout_s``, then SIGKILL. Returns the status.
 
-    The training process answers SIGTERM by saving a checkpoint and writing ``cancelled``. If it had to be
-    killed, status.json is set to ``cancelled`` here; a process that was already gone is marked failed.
+    run_dir: a run name or ``root/NAME`` (see :func:`run_path`). The training process answers SIGTERM by
+    saving a checkpoint and writing ``cancelled``. If it had to be killed, status.json is set to
+    ``cancelled`` here; a process that was already gone is marked failed.
     """
-    path = Path(run_dir)
-    status = read_status(path)
+    path = run_path(run_dir, root)
+    root = path.parent
+    status = read_status(path, root=root)
     if status.get("state") not in _ACTIVE:
         return status
     launch = _read_json(path / "launch.json")
@@ -214,7 +274,7 @@ def cancel_run(run_dir: str | os.PathLike[str], *, timeout_s: float = 30.0) -> d
     try:
         os.killpg(int(pgid), signal.SIGTERM)
     except ProcessLookupError:
-        return read_status(path)
+        return read_status(path, root=root)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)
@@ -242,16 +302,17 @@ def cancel_run(run_dir: str | os.PathLike[str], *, timeout_s: float = 30.0) -> d
                          "writing its status (the last periodic checkpoint is kept)")
             write_json_atomic(path / "status.json", fresh)
             (path / "lock").unlink(missing_ok=True)
-    return read_status(path)
+    return read_status(path, root=root)
 
 
-def resume_run(run_dir: str | os.PathLike[str]) -> Path:
+def resume_run(run_dir: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> Path:
     """Continue a stopped run (cancelled, failed or finished with more epochs configured) in the background.
 
-    Raises :class:`RunError` while the run is queued or running, or when it has no checkpoint yet.
+    run_dir: a run name or ``root/NAME`` (see :func:`run_path`). Raises :class:`RunError` while the run is
+    queued or running, or when it has no checkpoint yet.
     """
-    path = Path(run_dir)
-    status = read_status(path)
+    path = run_path(run_dir, root)
+    status = read_status(path, root=path.parent)
     if status.get("state") in _ACTIVE:
         raise RunError(f"run {path} is {status['state']}; cancel it before resuming")
     if not (path / "checkpoints" / "last.pt").exists():

@@ -40,7 +40,9 @@ with st.form("train"):
     run_device = st.radio("Device", ["auto", "cpu", "cuda"], index=["auto", "cpu", "cuda"].index(device()),
                           horizontal=True)
     with st.expander("More options"):
-        name = st.text_input("Run name (empty: <arch>-<recipe>-<time>)")
+        name = st.text_input("Run name (empty: <arch>-<recipe>-<time>)",
+                             help=f"One folder name inside {root}/: letters, digits, '-', '_' and '.', not "
+                                  f"starting with '.', at most {jobs.RUN_NAME_MAX_CHARS} characters")
         heldout = st.number_input("Held-out showers for the SF error", 1, 10000, 100)
         seed = st.number_input("Seed", 0, 2**31 - 1, 0)
     started = st.form_submit_button("Start training", type="primary")
@@ -69,13 +71,13 @@ names = [r["name"] for r in runs]
 chosen_dir = st.session_state.get("_run")
 default = names.index(Path(chosen_dir).name) if chosen_dir and Path(chosen_dir).name in names else 0
 run_name = st.selectbox("Run", names, index=default)
-run_dir = root / run_name
-active = jobs.read_status(run_dir).get("state") in ("queued", "running")
+run_dir = jobs.run_path(run_name, root)
+active = jobs.read_status(run_dir, root=root).get("state") in ("queued", "running")
 
 
 @st.fragment(run_every=2.0 if active else None)
 def _live(run_dir: Path) -> None:
-    status = jobs.read_status(run_dir)
+    status = jobs.read_status(run_dir, root=root)
     state = status.get("state", "unknown")
     cols = st.columns(4)
     cols[0].metric("State", state)
@@ -84,7 +86,7 @@ def _live(run_dir: Path) -> None:
     cols[3].metric("SF error", f"{status['sf_error']:.4f}" if "sf_error" in status else "-")
     if status.get("exit_reason"):
         st.caption(f"Exit reason: {status['exit_reason']}")
-    metrics = jobs.read_metrics(run_dir)
+    metrics = jobs.read_metrics(run_dir, root=root)
     if len(metrics):
         left, right = st.columns(2)
         losses = [c for c in ("loss_d", "loss_g") if c in metrics and metrics[c].notna().any()]
@@ -94,7 +96,7 @@ def _live(run_dir: Path) -> None:
             right.line_chart(sf, x="step", y="sf_error", x_label="step", y_label="SF relative error")
     else:
         st.caption("No metrics yet (the first steps are on their way).")
-    st.code("\n".join(jobs.tail_log(run_dir, 15)) or "(log is empty)", language=None)
+    st.code("\n".join(jobs.tail_log(run_dir, 15, root=root)) or "(log is empty)", language=None)
     if state != "running" and state != "queued" and active:
         st.rerun()  # the run just stopped: refresh the buttons and the table
 
@@ -104,13 +106,13 @@ col_cancel, col_resume = st.columns(2)
 if col_cancel.button("Cancel run", disabled=not active):
     with st.spinner("Stopping (the run saves a checkpoint first) ..."):
         try:
-            jobs.cancel_run(run_dir)
+            jobs.cancel_run(run_dir, root=root)
         except Exception as exc:  # shown, not raised
             show_error("Cancelling", exc)
     st.rerun()
 if col_resume.button("Resume run", disabled=active):
     try:
-        st.session_state["_run"] = str(jobs.resume_run(run_dir))
+        st.session_state["_run"] = str(jobs.resume_run(run_dir, root=root))
         st.rerun()
     except Exception as exc:  # e.g. no checkpoint yet
         show_error("Resuming", exc)

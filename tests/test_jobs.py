@@ -1,4 +1,5 @@
-"""Background runs: queued -> running, metrics appear, cancel, list, no double start, resume."""
+"""Background runs: queued -> running, metrics appear, cancel, list, no double start, resume; run names stay
+inside the runs folder."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ import pytest
 from calogen import jobs
 from calogen.train import load_checkpoint
 from test_train import SMALL_NETS, shower_file, wait_for
+
+
+@pytest.fixture(autouse=True)
+def _runs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's runs folder is tmp_path/runs (the default root of calogen.jobs)."""
+    monkeypatch.setenv("CALOGEN_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
 
 
 def _config(tmp_path: Path, name: str) -> dict:
@@ -73,3 +81,57 @@ def test_list_runs_newest_first_and_empty_metrics(tmp_path: Path) -> None:
     assert [r["name"] for r in jobs.list_runs(root)] == ["new", "old"]
     assert jobs.read_metrics(root / "new").empty
     assert jobs.list_runs(tmp_path / "nothing") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("../x", "path separator"), ("a/b", "path separator"), ("..", "starts with '.'"), (".hidden", "starts with"),
+     ("", "empty"), ("x" * 65, "65 characters"), ("a b", "' '"), ("run;rm", "';'"), ("a\\b", "path separator")],
+)
+def test_run_name_outside_the_rules_is_refused(tmp_path: Path, name: str, problem: str) -> None:
+    with pytest.raises(jobs.RunError, match=problem):
+        jobs.run_path(name)
+
+
+def test_run_path_accepts_a_name_or_root_slash_name(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    assert jobs.run_path("conv3d-3dgan_1.2") == root / "conv3d-3dgan_1.2"
+    assert jobs.run_path(root / "a", root) == root / "a"
+    assert jobs.run_path("x" * jobs.RUN_NAME_MAX_CHARS, root).name == "x" * 64
+    for path in (str(root / ".." / "x"), "/tmp/x", str(tmp_path / "elsewhere" / "a")):
+        with pytest.raises(jobs.RunError, match="not allowed"):
+            jobs.run_path(path, root)
+
+
+def test_symbolic_link_out_of_the_runs_folder_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    root.mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "status.json").write_text(json.dumps({"state": "finished"}))
+    (root / "link").symlink_to(tmp_path / "outside")
+    with pytest.raises(jobs.RunError, match="symbolic link"):
+        jobs.read_status("link")
+    assert jobs.list_runs() == []  # not listed either
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "/tmp/calogen-escape-test", "sub/../../x", ".x"])
+def test_start_run_with_a_bad_name_creates_nothing(tmp_path: Path, name: str) -> None:
+    config = _config(tmp_path, name)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(jobs.RunError, match="not allowed"):
+        jobs.start_run(config)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert not Path("/tmp/calogen-escape-test").exists()
+
+
+@pytest.mark.parametrize("call", [jobs.read_status, jobs.read_metrics, jobs.tail_log, jobs.cancel_run,
+                                  jobs.resume_run])
+def test_every_run_function_refuses_a_path_outside_the_runs_folder(tmp_path: Path, call) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "status.json").write_text(json.dumps({"state": "cancelled"}))
+    with pytest.raises(jobs.RunError, match="not allowed"):
+        call(outside)
+    with pytest.raises(jobs.RunError, match="not allowed"):
+        call("../outside")
+    assert sorted(p.name for p in outside.iterdir()) == ["status.json"]
