@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ __all__ = [
     "load_model",
     "model_card",
     "models_dir",
+    "rank_sources",
     "reference_conditions",
     "reference_files",
     "reference_in_bins",
@@ -48,6 +50,7 @@ __all__ = [
 MONTE_CARLO = "Monte Carlo"
 GFLASH = "GFlash"
 Progress = Callable[[int, int], None]
+MC_PROGRESS_STEPS = 16  # at most this many Monte Carlo chunks when a progress callback is given
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,32 @@ def list_sources(*, include_runs: bool = True) -> list[Source]:
     return unique
 
 
+def _validation_rank(source: Source) -> tuple[int, float]:
+    """(headline figures failed, SF error) of a model's card; (big, inf) when the card has no validation."""
+    from calogen.report import failed_headlines
+
+    try:
+        validation = model_card(source).get("validation") or {}
+    except ValueError:
+        validation = {}
+    if not isinstance(validation, dict) or "sf_mre" not in validation:
+        return (1_000, float("inf"))
+    sf_mre = validation.get("sf_mre")
+    return (len(failed_headlines(validation)), float(sf_mre) if isinstance(sf_mre, (int, float)) else float("inf"))
+
+
+def rank_sources(found: list[Source]) -> list[Source]:
+    """``found`` with the best fast source first and the Monte Carlo last.
+
+    Models come first, ordered by their card's validation figures (fewest headline figures failing their
+    target, then the smallest sampling-fraction error; models without validation after validated ones),
+    then GFlash, then the Monte Carlo (seconds per shower on a CPU: opt-in, never the default).
+    """
+    order = {"model": 0, "gflash": 1, "mc": 2}
+    models = sorted((s for s in found if s.kind == "model"), key=_validation_rank)
+    return models + sorted((s for s in found if s.kind != "model"), key=lambda s: order[s.kind])
+
+
 def model_card(source: Source) -> dict[str, Any]:
     """The card.json of a model source as a dict (raises ValueError naming the file if unreadable)."""
     if source.kind != "model" or source.path is None:
@@ -231,11 +260,14 @@ def sample(
     if source.kind == "mc":
         from calogen.mc import simulate
 
-        return simulate(energy, theta, n=n, seed=seed, device=device, progress=progress)
+        # With a progress callback the showers go in about MC_PROGRESS_STEPS chunks, so the callback (and a
+        # Stop button that acts between Streamlit calls) fires during the run, not only at its end.
+        chunk = max(1, math.ceil(n / MC_PROGRESS_STEPS)) if progress is not None else 64
+        return simulate(energy, theta, n=n, seed=seed, device=device, progress=progress, max_chunk_showers=chunk)
     if source.kind == "gflash":
         from calogen.gflash import simulate_gflash
 
-        return simulate_gflash(energy, theta, n=n, seed=seed, device=device)
+        return simulate_gflash(energy, theta, n=n, seed=seed, device=device, progress=progress)
     if model is None:
         if source.path is None:
             raise ValueError(f"source {source.name!r} has no model folder")

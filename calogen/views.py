@@ -40,6 +40,7 @@ __all__ = [
     "measured_theta_rad",
     "parse_view_state",
     "projection",
+    "progress_text",
     "projections_figure",
     "sampling_fraction_figure",
     "shower_3d_figure",
@@ -63,7 +64,7 @@ class ViewState:
     theta_deg: float = 90.0  # polar angle, degrees (90 = normal incidence)
     n_showers: int = 4  # showers per request
     seed: int = 0  # seed of the sampling request
-    source: str = "Monte Carlo"  # "Monte Carlo", "GFlash" or a model name
+    source: str = ""  # "Monte Carlo", "GFlash" or a model name; "" = the best available (see sources.rank_sources)
     shower_index: int = 0  # the shower shown in detail
     device: str = "auto"  # "auto", "cpu" or "cuda"
 
@@ -184,6 +185,21 @@ def stale_batch_message(shown: ViewState, wanted: ViewState) -> str | None:
     changes = ", ".join(f"{label} {new} (shown: {old})" for label, old, new in differ)
     return (f"The settings differ from the batch on screen: {changes}. Everything below, the Monte Carlo "
             "comparison included, is for the batch on screen; press Generate for the new settings.")
+
+
+def progress_text(done: int, total: int, elapsed_s: float, *, unit: str = "showers") -> str:
+    """Progress line with an estimate of the time left, from the rate so far: "2/4 showers, 12 s so far,
+    about 12 s left" (no estimate before the first chunk is done)."""
+    line = f"{done}/{total} {unit}, {_duration(elapsed_s)} so far"
+    if 0 < done < total:
+        line += f", about {_duration(elapsed_s / done * (total - done))} left"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
 
 
 # ---------------------------------------------------------------- numbers for one shower

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import streamlit as st
 
@@ -15,7 +16,7 @@ st.title("Generate showers")
 st.markdown("Pick a source and the conditions of the primary electron; each request has its own seed, so the "
             "same settings give the same showers. The Monte Carlo runs at a few seconds per shower on a CPU.")
 
-available = {s.name: s for s in sources.list_sources()}
+available = {s.name: s for s in sources.rank_sources(sources.list_sources())}  # best generator first
 if not available:
     st.info(f"No shower source is available yet: the Monte Carlo (calogen.mc) does not import and "
             f"`{sources.models_dir()}/` holds no model. {sources.backend_error('mc') or ''}")
@@ -39,20 +40,30 @@ state = views.ViewState(
     shower_index=min(int(st.session_state.w_shower), int(st.session_state.w_n) - 1), device=device(),
 )
 remember(state, ("energy", "theta", "n", "seed", "source", "shower"))
+if available[state.source].kind == "mc":
+    st.caption("The Monte Carlo simulates every particle of the cascade: seconds per shower on a CPU, more at "
+               "high energy. The progress bar gives the time left, and Stop ends the run.")
 
 if st.button("Generate", type="primary"):
     source = available[state.source]
+    stop_slot = st.empty()
+    stop_slot.button("Stop", key="w_stop", help="End the run; the batch shown before stays.")
     bar = st.progress(0.0, text=f"Generating {state.n_showers} showers with {source.name} ...")
+    started = time.perf_counter()
     try:
         batch = sources.sample(
             source, state.energy_gev, state.theta_rad, state.n_showers, seed=state.seed, device=device(),
             model=cached_model(source, device()),
-            progress=lambda done, total: bar.progress(done / max(total, 1), text=f"{done}/{total} showers"),
+            progress=lambda done, total: bar.progress(
+                done / max(total, 1), text=views.progress_text(done, total, time.perf_counter() - started)),
         )
         st.session_state["_batch"] = (state, batch)
     except Exception as exc:  # a user-facing failure: one readable message, no traceback
         show_error(f"Generating with {source.name}", exc)
     bar.empty()
+    stop_slot.empty()
+elif st.session_state.get("w_stop"):  # Stop interrupted the run at its last progress update
+    st.warning("Stopped before the batch was complete; nothing new was generated.")
 
 if "_batch" not in st.session_state:
     st.info("Press **Generate** to sample showers.")

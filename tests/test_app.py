@@ -38,7 +38,7 @@ def folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return paths
 
 
-def _tiny_model(models: Path, name: str = "tiny") -> Path:
+def _tiny_model(models: Path, name: str = "tiny", validation: dict | None = None) -> Path:
     from calogen.generate import save_model
     from calogen.nets import build_generator
 
@@ -46,6 +46,8 @@ def _tiny_model(models: Path, name: str = "tiny") -> Path:
     card = {"name": name, "arch": "conv3d", "config": {"latent_dim": 8},
             "condition_ranges": {"energy_gev": [2.0, 500.0], "theta_deg": [60.0, 120.0]},
             "description": "random weights, for tests", "training": {"epochs": 0}}
+    if validation is not None:
+        card["validation"] = validation
     return save_model(models / name, build_generator("conv3d", latent_dim=8), card)
 
 
@@ -182,6 +184,19 @@ def test_generate_compares_with_reference_file(folders: dict[str, Path]) -> None
     at.button[0].click().run()
     _no_errors(at)
     assert any("reference showers from data/reference.h5" in c.value for c in at.caption)
+
+
+def test_generate_opens_on_the_best_generator_not_the_monte_carlo(folders: dict[str, Path]) -> None:
+    _tiny_model(folders["models"], "weak", {"sf_mre": 2.1, "separation_mean": 0.5, "classifier_auc_high": 1.0})
+    _tiny_model(folders["models"], "better", {"sf_mre": 0.04, "separation_mean": 0.03, "classifier_auc_high": 0.6})
+    at = _open("1_Generate.py")
+    _no_errors(at)
+    assert at.selectbox(key="w_source").value == "better"
+    assert at.selectbox(key="w_source").options[-1].startswith(sources.MONTE_CARLO) or not HAS_MC
+    assert not any("seconds per shower" in c.value for c in at.caption)
+    if HAS_MC:  # the Monte Carlo is opt-in and says what it costs
+        at.selectbox(key="w_source").set_value(sources.MONTE_CARLO).run()
+        assert any("seconds per shower" in c.value for c in at.caption)
 
 
 def test_generate_stale_batch_keeps_its_own_reference(folders: dict[str, Path]) -> None:

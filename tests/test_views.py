@@ -152,3 +152,9 @@ def test_stale_batch_message_names_what_changed() -> None:
     assert views.stale_batch_message(shown, views.ViewState(energy_gev=10.0, source="conv2d", shower_index=2)) is None
     message = views.stale_batch_message(shown, views.ViewState(energy_gev=200.0, source="conv2d"))
     assert message is not None and "energy 200 GeV (shown: 10 GeV)" in message and "angle" not in message
+
+
+def test_progress_text_estimates_time_left() -> None:
+    assert views.progress_text(0, 4, 0.2) == "0/4 showers, 0 s so far"
+    assert views.progress_text(1, 4, 10.0) == "1/4 showers, 10 s so far, about 30 s left"
+    assert views.progress_text(4, 4, 95.0) == "4/4 showers, 1 min 35 s so far"
