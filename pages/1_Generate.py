@@ -9,7 +9,8 @@ import streamlit as st
 
 from calogen import sources, views
 from calogen.io import showers_to_bytes
-from pages import cached_model, cached_reference, device, page_setup, remember, show_error, url_state
+from pages import (cached_model, cached_reference, device, page_setup, remember, show_error, source_verdict,
+                   url_state)
 
 page_setup("Generate", ":material/bolt:")
 st.title("Generate showers")
@@ -31,6 +32,7 @@ with left:
 with right:
     st.selectbox("Source", list(available), key="w_source",
                  format_func=lambda n: f"{n} ({available[n].origin})")
+    source_verdict(available[st.session_state.w_source])
     col_n, col_seed = st.columns(2)
     col_n.number_input("Showers", 1, views.MAX_SHOWERS, key="w_n")
     col_seed.number_input("Seed", 0, 2**31 - 1, key="w_seed")
@@ -83,8 +85,12 @@ cols = st.columns(5)
 cols[0].metric("Deposited energy", f"{numbers['deposited_gev']:.3g} GeV")
 cols[1].metric("Sampling fraction", f"{numbers['sampling_fraction']:.4f}")
 cols[2].metric("Hits (> 0.2 MeV)", f"{numbers['hits']}")
-cols[3].metric("Measured angle", f"{numbers['measured_theta_deg']:.1f} deg",
-               f"{numbers['measured_theta_deg'] - numbers['theta_deg']:+.1f} vs true")
+angle_off = numbers["measured_theta_deg"] - numbers["theta_deg"]
+tolerance = views.angle_tolerance_deg(numbers["energy_gev"])
+cols[3].metric("Measured angle", f"{numbers['measured_theta_deg']:.1f} deg", f"{angle_off:+.1f} deg vs true",
+               delta_color="green" if abs(angle_off) <= tolerance else "red",
+               help=f"Red when further than {tolerance:.1f} deg from the true angle, the Monte Carlo's own "
+                    "spread at this energy.")
 cols[4].metric("Layer of maximum", f"{numbers['max_layer']}")
 
 mode = st.radio("3D view", ["points", "volume"], horizontal=True,

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from calogen import sources, views
-from pages import page_setup
+from calogen import report, sources, views
+from pages import figures_table, page_setup, source_verdict
 
-page_setup("Models", ":material/inventory_2:")
+page_setup("Models", "🗂️")
 st.title("Models")
 st.markdown("Every model folder holds the generator weights and a card: architecture, the conditions it was "
-            f"trained on, how it was trained and how it validated. Installed models live in "
-            f"`{sources.models_dir()}/`, models of training runs in `{sources.runs_dir()}/`.")
+            "trained on, how it was trained and how it validated against held-out Monte Carlo showers. "
+            f"Installed models live in `{sources.models_dir()}/`, models of training runs in "
+            f"`{sources.runs_dir()}/`. The best validated model comes first.")
 
-models = [s for s in sources.list_sources() if s.kind == "model"]
+models = [s for s in sources.rank_sources(sources.list_sources()) if s.kind == "model"]
 if not models:
     st.info(f"No model installed: `{sources.models_dir()}/` holds no folder with a card.json, and no training "
             "run has written a model yet. Train one on the Train page.")
@@ -30,8 +32,18 @@ for source in models:
             st.error(str(exc))
             continue
         st.markdown(views.format_card(card))
+        source_verdict(source)
+        validation = card.get("validation") or {}
+        rows = report.judged_rows(validation)
+        if rows:
+            st.markdown("**Every figure of the card**")
+            figures_table(rows, key=f"figures_{source.name}")
+        bins = validation.get("bins") or []
+        if bins:
+            with st.expander("Sampling fraction per energy and angle bin"):
+                st.dataframe(pd.DataFrame(views.card_bin_rows(bins)), hide_index=True)
         st.caption(f"{source.origin} · folder `{source.path}`")
         with st.expander("card.json"):
-            st.json(card)
-        st.page_link("pages/1_Generate.py", label=f"Generate with {source.name}", icon=":material/bolt:",
+            st.json(card, expanded=False)
+        st.page_link("pages/1_Generate.py", label=f"Generate with {source.name}", icon="⚡",
                      query_params={"source": source.name})

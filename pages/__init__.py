@@ -10,12 +10,24 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
-from calogen import sources, views
+from calogen import report, sources, views
 from calogen.io import ShowerSet
 
-__all__ = ["PAGES", "cached_model", "cached_reference", "device", "page_setup", "remember", "show_error", "url_state"]
+__all__ = [
+    "PAGES",
+    "cached_model",
+    "cached_reference",
+    "device",
+    "figures_table",
+    "page_setup",
+    "remember",
+    "show_error",
+    "source_verdict",
+    "url_state",
+]
 
 PAGES = (
     ("app.py", "Home", ":material/home:"),
@@ -71,6 +83,43 @@ def device() -> str:
 def show_error(what: str, exc: BaseException) -> None:
     """One readable error box (no traceback)."""
     st.error(f"{what} failed: {exc}")
+
+
+def figures_table(rows: list[dict[str, Any]], **kwargs: Any) -> None:
+    """A table of judged figures (calogen.report.judged_rows): the verdict red when it fails, green when it
+    passes, grey when there is no value."""
+    colours = {"FAIL": "color: #c0392b; font-weight: bold", "pass": "color: #1e8449", "n/a": "color: #888"}
+    table = pd.DataFrame(rows)
+    st.dataframe(table.style.map(lambda v: colours.get(v, ""), subset=["verdict"]), hide_index=True, **kwargs)
+
+
+def source_verdict(source: sources.Source) -> None:
+    """What the source's validation says, in one box, with the headline figures of a model's card below it."""
+    if source.kind == "mc":
+        st.caption("The Monte Carlo is the reference the generators are measured against.")
+        return
+    if source.kind == "gflash":
+        st.caption("GFlash: a parametrised shower model (no training, no card figures); compare it on the "
+                   "Compare page.")
+        return
+    try:
+        validation = sources.model_card(source).get("validation") or {}
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    if "sf_mre" not in validation:
+        st.warning(f"{source.name} has no validation figures in its card: run `python -m calogen validate "
+                   f"--model {source.path} --reference data/reference.h5 --update-card`.")
+        return
+    failed = report.failed_headlines(validation)
+    total = len([k for k in report.HEADLINE_METRICS if k in validation])
+    if failed:
+        st.error(f"{source.name} fails {len(failed)} of its {total} headline targets ({'; '.join(failed)}): "
+                 "use it to see the tool work, not for physics.")
+    else:
+        st.success(f"{source.name} meets all {total} headline targets of its card.")
+    with st.expander("Headline figures of the card"):
+        figures_table(report.judged_rows(validation, report.HEADLINE_METRICS))
 
 
 def url_state(source_names: list[str]) -> views.ViewState:

@@ -218,15 +218,35 @@ def test_generate_stale_batch_keeps_its_own_reference(folders: dict[str, Path]) 
     assert not at.warning
 
 
+WEAK_VALIDATION = {"sf_mre": 2.1, "sf_relative_error_max_bin": 9.9, "separation_mean": 0.5,
+                   "classifier_auc_high": 1.0, "bmre_profile_z": 0.9, "cell_variance_ratio": 0.008,
+                   "ssim_L1": 0.9996, "reference": {"file": "reference.h5", "showers": 1500, "held_out": True},
+                   "bins": [{"energy_bin_gev": [-3.0, 7.0], "theta_bin_deg": [80.67, 99.33], "n_reference": 100,
+                             "n_candidate": 100, "sf_reference": 0.02, "sf_candidate": 0.2,
+                             "sf_relative_error": 9.0}]}
+
+
 def test_models_page_shows_cards(folders: dict[str, Path]) -> None:
     at = _open("5_Models.py")
     _no_errors(at)
     assert any("No model installed" in i.value for i in at.info)
-    _tiny_model(folders["models"])
+    _tiny_model(folders["models"], validation=WEAK_VALIDATION)
     at.run()
-    _no_errors(at)
+    assert not at.exception
     text = " ".join(m.value for m in at.markdown)
-    assert "### tiny" in text and "2-500 GeV" in text
+    assert "### tiny" in text and "2-500 GeV" in text and "{" not in text
+    assert any("tiny fails 6 of its 6 headline targets" in e.value for e in at.error)
+    figures = [d.value for d in at.dataframe if "verdict" in d.value.columns][-1]  # every figure of the card
+    verdict = dict(zip(figures["figure"], figures["verdict"]))
+    assert verdict["SF error"] == "FAIL" and verdict["SSIM of mean showers (L=1)"] == "pass"
+    assert set(figures.columns) >= {"figure", "value", "target", "ideal", "verdict", "meaning"}
+
+
+def test_generate_shows_the_verdict_next_to_the_source(folders: dict[str, Path]) -> None:
+    _tiny_model(folders["models"], validation=WEAK_VALIDATION)
+    at = _open("1_Generate.py", {"source": "tiny", "n": "1"})
+    assert not at.exception
+    assert any("tiny fails 6 of its 6 headline targets" in e.value for e in at.error)
 
 
 def test_benchmark_page_times_a_model(folders: dict[str, Path]) -> None:

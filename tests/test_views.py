@@ -88,6 +88,12 @@ def test_measured_angle_of_straight_column_is_normal_incidence() -> None:
     assert views.measured_theta_rad(tilted) < math.pi / 2
 
 
+def test_angle_tolerance_follows_the_monte_carlo_spread() -> None:
+    assert views.angle_tolerance_deg(2.0) > 10.0  # a 2 GeV shower's angle scatters by ~4 deg
+    assert 2.0 < views.angle_tolerance_deg(200.0) < 3.0
+    assert views.angle_tolerance_deg(50.0) < 26.0  # an angle 26 deg off is a failure at any energy
+
+
 def test_3d_figure_points_threshold_and_hover() -> None:
     shower = _pencil_shower()
     shower[0, 0, 0] = 1e-5  # below the hit threshold: not drawn
@@ -141,10 +147,22 @@ def test_batch_figures() -> None:
 
 def test_format_card_is_readable() -> None:
     card = {"name": "tiny", "arch": "conv3d", "condition_ranges": {"energy_gev": [2, 500], "theta_deg": [60, 120]},
-            "training": {"epochs": 3, "wall_time_s": 12.5}, "validation": {"sf_mre": 0.0412}}
+            "training": {"epochs": 3, "steps": 40, "wall_time_s": 125.0, "device": "cpu",
+                         "config": {"lr": 0.001}, "data_provenance": {"showers": 1200, "source": "mc"}},
+            "validation": {"sf_mre": 0.0412, "reference": {"file": "reference.h5", "showers": 1500, "held_out": True}}}
     text = views.format_card(card)
     assert "### tiny" in text and "2-500 GeV" in text and "60-120 deg" in text
-    assert "| sf_mre | 0.0412 |" in text
+    assert "1,200 Monte Carlo showers, 40 steps, 3 epochs, on cpu, 2 min" in text
+    assert "1500 held-out Monte Carlo showers of `reference.h5`" in text
+    assert "{" not in text  # no raw dicts
+
+
+def test_card_bin_rows_clip_negative_energy_edges() -> None:
+    rows = views.card_bin_rows([{"energy_bin_gev": [-3.0, 7.0], "theta_bin_deg": [80.67, 99.33], "n_reference": 100,
+                                 "n_candidate": 100, "sf_reference": 0.02, "sf_candidate": 0.2,
+                                 "sf_relative_error": 9.0}])
+    assert rows == [{"energy": "0-7 GeV", "angle": "81-99 deg", "showers (MC / model)": "100 / 100",
+                     "SF Monte Carlo": "0.0200", "SF model": "0.2000", "SF error": "900%"}]
 
 
 def test_stale_batch_message_names_what_changed() -> None:
