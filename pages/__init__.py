@@ -50,6 +50,9 @@ _WIDGET_KEYS = {
 def page_setup(title: str, icon: str) -> None:
     """Page config and the shared sidebar (device switch, back-end status)."""
     st.set_page_config(page_title=f"calogen · {title}", page_icon=icon, layout="wide")
+    if st.session_state.get("_page") != title:  # entered from a link, a page switch or a fresh load
+        st.session_state["_page"] = title
+        st.session_state["_url_pending"] = True
     _sidebar()
 
 
@@ -123,19 +126,24 @@ def source_verdict(source: sources.Source) -> None:
 
 
 def url_state(source_names: list[str]) -> views.ViewState:
-    """The page's state: read from the URL when it was set from outside (first load, hand edit, link),
-    otherwise from the widgets. Bad URL values give one st.warning each and fall back to defaults."""
+    """The page's state: read from the URL when the page is entered (first load, a link, a page switch),
+    otherwise from the widgets. Bad URL values give one st.warning each and fall back to defaults.
+
+    Within a page the widgets win on every rerun: the URL the browser sends with a rerun can lag behind the
+    widgets (quick key presses on a slider interrupt the runs that would have updated it), so reading it
+    again would snap the widgets back.
+    """
     base: views.ViewState = st.session_state.get("_view", views.ViewState())
     if source_names and base.source not in source_names:
         base = dataclasses.replace(base, source=source_names[0])
-    current = st.query_params.to_dict()
-    if current != st.session_state.get("_written_query"):
-        page_params = {k: v for k, v in current.items() if k != "device"}  # the sidebar checks the device
+    if st.session_state.get("_url_pending"):
+        page_params = {k: v for k, v in st.query_params.to_dict().items() if k != "device"}  # the sidebar's
         state, warnings = views.parse_view_state(page_params, default=base, sources=source_names or None)
-        for warning in warnings:
-            st.warning(warning)
         for field, key in _WIDGET_KEYS.items():
             st.session_state[key] = getattr(state, field)
+        st.session_state["_url_pending"] = False
+        for warning in warnings:
+            st.warning(warning)
         return state
     for field, key in _WIDGET_KEYS.items():
         st.session_state.setdefault(key, getattr(base, field))
@@ -148,7 +156,6 @@ def remember(state: views.ViewState, keys: tuple[str, ...]) -> None:
     st.session_state["_view"] = state
     query = {k: v for k, v in views.view_state_to_query(state).items() if k in keys or k == "device"}
     st.query_params.from_dict(query)
-    st.session_state["_written_query"] = query
 
 
 def _folder_mtime(path: str) -> float:
