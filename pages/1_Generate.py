@@ -46,7 +46,11 @@ if available[state.source].kind == "mc":
     st.caption("The Monte Carlo simulates every particle of the cascade: seconds per shower on a CPU, more at "
                "high energy. The progress bar gives the time left, and Stop ends the run.")
 
-if st.button("Generate", type="primary"):
+# A shared link that names the conditions shows its showers at once, when the source is fast.
+linked = st.session_state.pop("_url_conditions", False) and available[state.source].kind != "mc"
+if linked and st.session_state.get("_batch", (None,))[0] == state:
+    linked = False  # that batch is already on screen
+if st.button("Generate", type="primary") or linked:
     source = available[state.source]
     stop_slot = st.empty()
     stop_slot.button("Stop", key="w_stop", help="End the run; the batch shown before stays.")

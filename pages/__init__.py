@@ -128,6 +128,8 @@ def source_verdict(source: sources.Source) -> None:
 def url_state(source_names: list[str]) -> views.ViewState:
     """The page's state: read from the URL when the page is entered (first load, a link, a page switch),
     otherwise from the widgets. Bad URL values give one st.warning each and fall back to defaults.
+    After a read, ``st.session_state["_url_conditions"]`` says whether the URL named conditions (energy,
+    angle or source), i.e. whether it was a link to showers rather than to the page.
 
     Within a page the widgets win on every rerun: the URL the browser sends with a rerun can lag behind the
     widgets (quick key presses on a slider interrupt the runs that would have updated it), so reading it
@@ -142,6 +144,7 @@ def url_state(source_names: list[str]) -> views.ViewState:
         for field, key in _WIDGET_KEYS.items():
             st.session_state[key] = getattr(state, field)
         st.session_state["_url_pending"] = False
+        st.session_state["_url_conditions"] = bool({"energy", "theta", "source"} & set(page_params))
         for warning in warnings:
             st.warning(warning)
         return state
