@@ -1,4 +1,4 @@
-"""``python -m calogen <command>``: simulate, generate, validate, train, bench, export, models."""
+"""``python -m calogen <command>``: simulate, generate, validate, train, bench, export, models, produce."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from calogen.io import ShowerFileError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("simulate", "reference", "generate", "validate", "train", "bench", "export", "models")
+COMMANDS = ("simulate", "reference", "generate", "validate", "train", "bench", "export", "models", "produce")
 
 
 def build_parser() -> argparse.ArgumentParser:
