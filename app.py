@@ -5,19 +5,22 @@ from __future__ import annotations
 import streamlit as st
 
 from calogen import sources
-from pages import PAGES, device, page_setup
+from pages import PAGES, device, measured_speedup, page_setup
 
-page_setup("Home", ":material/home:")
+page_setup("Home", "🏠")
 
 st.title("calogen")
 st.markdown(
     "calogen simulates electron showers in a 51 x 51 x 25-cell tungsten/silicon electromagnetic calorimeter "
     "(the CLIC ECAL of the public 3DGAN data). "
     "It ships a Monte Carlo of the electromagnetic cascade that produces the reference showers, and "
-    "generative networks (GANs) that learn to produce the same showers thousands of times faster. "
+    "generative networks (GANs) that learn to produce the same showers in a fraction of the time. "
     "Here you can generate and inspect showers, compare generators with the Monte Carlo, train new models "
     "and benchmark their speed."
 )
+speedup = measured_speedup(device())
+if speedup:
+    st.markdown(f"**{speedup}** The Benchmark page measures every source in detail.")
 
 st.subheader("Device")
 name = device()

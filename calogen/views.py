@@ -47,6 +47,7 @@ __all__ = [
     "sampling_fraction_figure",
     "shower_3d_figure",
     "shower_numbers",
+    "speedup_sentence",
     "stale_batch_message",
     "view_state_to_query",
 ]
@@ -202,6 +203,33 @@ def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
     return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+
+
+def _per_shower(ms: float) -> str:
+    return f"{ms / 1e3:.3g} s" if ms >= 1e3 else f"{ms:.3g} ms"
+
+
+def speedup_sentence(results: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> str | None:
+    """The measured speed-up of the fastest trained generator (else GFlash, else a random-weight network)
+    over the Monte Carlo, as a sentence, from calogen.bench rows (BenchResult.to_dict()) and the run's
+    ``meta`` (device, energy_gev, measured). None when the rows hold no Monte Carlo or nothing to compare."""
+    mc = next((r for r in results if r.get("kind") == "mc"), None)
+    if mc is None:
+        return None
+    for kind in ("model", "gflash", "arch"):
+        rows = [r for r in results if r.get("kind") == kind and r.get("ms_per_shower")]
+        if rows:
+            fast = min(rows, key=lambda r: float(r["ms_per_shower"]))
+            break
+    else:
+        return None
+    ratio = float(mc["ms_per_shower"]) / float(fast["ms_per_shower"])
+    energy = meta.get("energy_gev")
+    at = f" at {float(energy):g} GeV" if energy is not None else ""
+    when = f", measured {str(meta['measured'])[:16].replace('T', ' ')}" if meta.get("measured") else ""
+    return (f"On this machine ({fast.get('device', '?')}), {fast['name']} makes a shower in "
+            f"{_per_shower(float(fast['ms_per_shower']))} (batches of {fast.get('batch_size', '?')}), the Monte "
+            f"Carlo in {_per_shower(float(mc['ms_per_shower']))}{at}: {ratio:,.0f} times faster{when}.")
 
 
 # ---------------------------------------------------------------- numbers for one shower

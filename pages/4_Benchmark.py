@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from calogen import sources, views
-from pages import device, page_setup, show_error
+from pages import device, page_setup, save_bench, show_error
 
 page_setup("Benchmark", ":material/speed:")
 st.title("Benchmark")
@@ -49,6 +49,8 @@ if submitted:
                 include_onnx=onnx, models_dir=str(sources.models_dir()), progress=status.write,
             )
             st.session_state["_bench"] = [r.to_dict() for r in results]
+            save_bench(st.session_state["_bench"], {"device": device(), "energy_gev": float(energy),
+                                                    "theta_deg": float(theta), "source": "the Benchmark page"})
             status.update(label=f"Timed {len(results)} sources on {device()}", state="complete")
         except Exception as exc:  # one readable message
             status.update(label="Benchmark failed", state="error")

@@ -7,6 +7,8 @@ This file is not a page (Streamlit skips ``__init__.py`` when it discovers pages
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +16,17 @@ import pandas as pd
 import streamlit as st
 
 from calogen import report, sources, views
-from calogen.io import ShowerSet
+from calogen.io import ShowerSet, atomic_write
 
 __all__ = [
     "PAGES",
     "cached_model",
     "cached_reference",
     "device",
+    "bench_file",
     "figures_table",
+    "measured_speedup",
+    "save_bench",
     "page_setup",
     "remember",
     "show_error",
@@ -159,6 +164,53 @@ def remember(state: views.ViewState, keys: tuple[str, ...]) -> None:
     st.session_state["_view"] = state
     query = {k: v for k, v in views.view_state_to_query(state).items() if k in keys or k == "device"}
     st.query_params.from_dict(query)
+
+
+def bench_file() -> Path:
+    """Where the app keeps its latest benchmark (runs/bench/latest.json, the format of `calogen bench --json`)."""
+    return sources.runs_dir() / "bench" / "latest.json"
+
+
+def save_bench(rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
+    """Write benchmark rows (BenchResult.to_dict()) and their meta to :func:`bench_file`, atomically."""
+    meta = {**meta, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    text = json.dumps({"meta": meta, "results": rows}, indent=2)
+    return atomic_write(bench_file(), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+@st.cache_data(max_entries=4, show_spinner="Measuring the speed-up on this machine (once): a small "
+                                           "benchmark of the installed models and the Monte Carlo ...")
+def _quick_bench(device_name: str, models: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from calogen.bench import run_benchmark
+
+    energy_gev = 10.0  # one 10 GeV Monte Carlo shower takes about a second on a CPU
+    results = run_benchmark(device=device_name, batch_size=16, energy_gev=energy_gev, theta_deg=90.0,
+                            mc_showers=1, repeats=2, include_gflash=False, include_published=False,
+                            include_onnx=False, models_dir=models)
+    return [r.to_dict() for r in results], {"device": device_name, "energy_gev": energy_gev, "theta_deg": 90.0,
+                                            "source": "the app's quick benchmark"}
+
+
+def measured_speedup(device_name: str) -> str | None:
+    """The speed-up sentence of the latest benchmark on ``device_name`` (runs/bench/latest.json), or of a
+    small one measured now (and saved there) when there is none; None when nothing can be compared."""
+    path = bench_file()
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("meta", {}).get("device") == device_name:
+                sentence = views.speedup_sentence(saved["results"], saved["meta"])
+                if sentence:
+                    return sentence
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # an unreadable file is measured again and replaced
+    if sources.backend_error("bench") or sources.backend_error("mc"):
+        return None
+    if not any(s.kind == "model" for s in sources.list_sources(include_runs=False)):
+        return None
+    rows, meta = _quick_bench(device_name, str(sources.models_dir()))
+    save_bench(rows, meta)
+    return views.speedup_sentence(rows, meta)
 
 
 def _folder_mtime(path: str) -> float:

@@ -109,6 +109,11 @@ def _deposited(at: AppTest) -> float:
 
 def test_home_lists_sources_device_and_links(folders: dict[str, Path]) -> None:
     _tiny_model(folders["models"])
+    (folders["runs"] / "bench").mkdir()
+    (folders["runs"] / "bench" / "latest.json").write_text(json.dumps({
+        "meta": {"device": "cuda" if torch.cuda.is_available() else "cpu", "energy_gev": 10.0},
+        "results": [{"name": "tiny", "kind": "model", "device": "cpu", "batch_size": 16, "ms_per_shower": 2.0},
+                    {"name": "Monte Carlo", "kind": "mc", "device": "cpu", "batch_size": 1, "ms_per_shower": 3e3}]}))
     at = _app()
     _no_errors(at)
     assert at.title[0].value == "calogen"
@@ -116,6 +121,23 @@ def test_home_lists_sources_device_and_links(folders: dict[str, Path]) -> None:
     assert "tiny" in at.dataframe[0].value["source"].tolist()
     assert any("CPU" in i.value or "CUDA" in i.value for i in [*at.info, *at.success])
     assert at.query_params["device"] in ("cpu", "cuda")
+    text = " ".join(m.value for m in at.markdown)
+    assert "thousands of times" not in text and "1,500 times faster" in text
+
+
+@pytest.mark.skipif(not HAS_MC, reason=f"{sources.backend_error('mc')}")
+def test_home_shows_the_speedup_measured_here(folders: dict[str, Path]) -> None:
+    _tiny_model(folders["models"])
+    at = _app()  # no benchmark yet: a small one is measured and saved
+    _no_errors(at)
+    saved = json.loads((folders["runs"] / "bench" / "latest.json").read_text())
+    assert {r["kind"] for r in saved["results"]} == {"model", "mc"}
+    text = " ".join(m.value for m in at.markdown)
+    assert "On this machine" in text and "tiny makes a shower in" in text and "times faster" in text
+    saved["results"][0]["ms_per_shower"] = saved["results"][1]["ms_per_shower"] / 1234.0
+    (folders["runs"] / "bench" / "latest.json").write_text(json.dumps(saved))
+    again = _app()  # the latest saved benchmark is read, not measured again
+    assert "1,234 times faster" in " ".join(m.value for m in again.markdown)
 
 
 def test_generate_widgets_and_tiny_model(folders: dict[str, Path]) -> None:

@@ -176,3 +176,15 @@ def test_progress_text_estimates_time_left() -> None:
     assert views.progress_text(0, 4, 0.2) == "0/4 showers, 0 s so far"
     assert views.progress_text(1, 4, 10.0) == "1/4 showers, 10 s so far, about 30 s left"
     assert views.progress_text(4, 4, 95.0) == "4/4 showers, 1 min 35 s so far"
+
+
+def test_speedup_sentence_uses_the_fastest_trained_generator() -> None:
+    rows = [{"name": "conv3d (published arch, random weights)", "kind": "arch", "device": "cpu", "batch_size": 16,
+             "ms_per_shower": 1.0},
+            {"name": "slow", "kind": "model", "device": "cpu", "batch_size": 16, "ms_per_shower": 20.0},
+            {"name": "conv2d", "kind": "model", "device": "cpu", "batch_size": 16, "ms_per_shower": 2.0},
+            {"name": "Monte Carlo", "kind": "mc", "device": "cpu", "batch_size": 1, "ms_per_shower": 2800.0}]
+    text = views.speedup_sentence(rows, {"energy_gev": 10.0})
+    assert text == ("On this machine (cpu), conv2d makes a shower in 2 ms (batches of 16), the Monte Carlo in "
+                    "2.8 s at 10 GeV: 1,400 times faster.")
+    assert views.speedup_sentence(rows[:3], {}) is None  # no Monte Carlo timed: nothing to compare with
