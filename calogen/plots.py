@@ -7,7 +7,8 @@ Distributions are drawn as reference-versus-candidate overlays with a candidate 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,23 +20,31 @@ from calogen.features import EPSILON
 
 __all__ = [
     "CANDIDATE_COLOUR",
+    "CANDIDATE_COLOURS",
+    "Curve",
     "REFERENCE_COLOUR",
     "cell_spectrum_figure",
     "classifier_figure",
     "correlation_difference_figure",
     "figures_from_result",
+    "figures_from_results",
     "histogram_figure",
+    "histograms_figure",
     "mscn_figure",
+    "overlay_curves",
     "overlay_figure",
     "overlay_values",
     "profile_figure",
+    "profiles_figure",
     "sf_vs_energy_figure",
     "sparsity_figure",
+    "style_figure",
     "variance_ratio_figure",
 ]
 
 REFERENCE_COLOUR = "#1f3b73"  # dark blue: the Monte Carlo reference
 CANDIDATE_COLOUR = "#d1495b"  # red: the candidate (generator)
+CANDIDATE_COLOURS = (CANDIDATE_COLOUR, "#2a9d8f", "#e9a03b", "#7b4fa0", "#6b8f23")  # one per overlaid source
 FEATURE_LABELS = {
     "deposited_energy_gev": "deposited energy [GeV]",
     "sampling_fraction": "sampling fraction E_dep / E_primary",
@@ -50,8 +59,33 @@ FEATURE_LABELS = {
     "width_z_layer": "width z [layers]",
     "n_hits": "hits (cells > 0.2 MeV)",
     "layer_of_maximum": "layer of maximum",
-    "measured_angle_rad": "measured angle [rad]",
+    "measured_angle_rad": "measured angle [deg]",
 }
+FEATURE_SCALES = {"measured_angle_rad": 180.0 / np.pi}  # features drawn in other units than computed: rad -> deg
+CELL_MM = 5.1  # transverse cell size of the CLIC ECAL readout, mm
+
+
+FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 14, "color": "#1a1a1a"}
+
+
+def _style_axis(axis: Any) -> None:
+    axis.update(tickfont={"size": 13, "color": "#1a1a1a"}, title_font={"size": 14, "color": "#1a1a1a"},
+                exponentformat="power", linecolor="#555", showline=True, ticks="outside", tickcolor="#555")
+    if axis.type == "log":
+        # decades labelled as powers of ten; the 2-9 in between are unlabelled minor ticks
+        axis.update(dtick=1, minor={"ticks": "outside", "ticklen": 3, "tickcolor": "#777", "showgrid": False})
+
+
+def style_figure(fig: go.Figure, *, font_size: int = 14) -> go.Figure:
+    """The project's look, in place and returned: white background, dark readable fonts (``font_size`` for
+    titles and legends, one point less for ticks), powers of ten instead of SI prefixes (no "100u GeV"),
+    log axes labelled only at decades."""
+    fig.update_layout(template="plotly_white", font={**FONT, "size": font_size},
+                      title_font={"size": font_size + 2, "color": "#1a1a1a"},
+                      legend={"font": {"size": font_size - 1, "color": "#1a1a1a"}})
+    fig.for_each_xaxis(_style_axis)
+    fig.for_each_yaxis(_style_axis)
+    return fig
 
 
 def _ratio(num: npt.NDArray[np.float64], den: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -59,6 +93,107 @@ def _ratio(num: npt.NDArray[np.float64], den: npt.NDArray[np.float64]) -> npt.ND
     ok = den > EPSILON
     out[ok] = num[ok] / den[ok]
     return out
+
+
+def _ratio_range(ratios: list[npt.NDArray[np.float64]]) -> list[float]:
+    """Ratio-panel y range: at least 0.5-1.5, widened to the 2nd-98th percentile of the finite ratios (with
+    a margin), never below 0 or above 10, so a generator 20 % or 10x off still shows its points."""
+    values = np.concatenate([r[np.isfinite(r)] for r in ratios]) if ratios else np.array([])
+    lo, hi = 0.5, 1.5
+    if values.size:
+        lo = min(lo, float(np.percentile(values, 2)) * 0.9)
+        hi = max(hi, float(np.percentile(values, 98)) * 1.1)
+    return [max(lo, 0.0), min(hi, 10.0)]
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One candidate curve and the reference on the same x, for its ratio panel.
+
+    x: B+1 bin edges (step curves) or B points; values, errors: (B,); reference, reference_err: (B,) the
+    reference sample on the same x (a histogram's binning can differ between candidates).
+    """
+
+    name: str
+    x: npt.NDArray[np.float64]
+    values: npt.NDArray[np.float64]
+    errors: npt.NDArray[np.float64] | None
+    reference: npt.NDArray[np.float64]
+    reference_err: npt.NDArray[np.float64] | None
+
+
+def _array(values: Any) -> npt.NDArray[np.float64]:
+    return np.array([np.nan if v is None else v for v in np.asarray(values, dtype=object).reshape(-1)],
+                    dtype=np.float64)
+
+
+def _optional(values: Any) -> npt.NDArray[np.float64] | None:
+    return None if values is None else _array(values)
+
+
+def overlay_curves(
+    curves: Sequence[Curve],
+    *,
+    edges: bool = False,
+    reference_label: str = "Monte Carlo",
+    title: str = "",
+    x_title: str = "",
+    y_title: str = "",
+    log_x: bool = False,
+    log_y: bool = False,
+) -> go.Figure:
+    """The reference (from the first curve) and every candidate curve, each named in the legend, with a
+    candidate / reference ratio panel below (shared x axis)."""
+    if not curves:
+        raise ValueError("overlay_curves needs at least one candidate curve")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.04)
+    first = curves[0]
+    drawn = [(first.x, first.reference, first.reference_err, reference_label, REFERENCE_COLOUR)]
+    drawn += [(c.x, c.values, c.errors, c.name, CANDIDATE_COLOURS[k % len(CANDIDATE_COLOURS)])
+              for k, c in enumerate(curves)]
+    for xs, values, errors, label, colour in drawn:
+        centres = _centres(xs, edges, log_x)
+        if edges:
+            fig.add_trace(go.Scatter(x=xs, y=np.append(values, values[-1:]), mode="lines", line_shape="hv",
+                                     name=label, line={"color": colour}), row=1, col=1)
+            if errors is not None:
+                fig.add_trace(go.Scatter(x=centres, y=values, mode="markers", marker={"size": 1, "color": colour},
+                                         error_y={"array": errors, "color": colour}, showlegend=False,
+                                         hoverinfo="skip"), row=1, col=1)
+        else:
+            fig.add_trace(go.Scatter(x=centres, y=values, mode="lines+markers", name=label,
+                                     line={"color": colour}, marker={"size": 4},
+                                     error_y=None if errors is None else {"array": errors}), row=1, col=1)
+    ratios = []
+    for k, c in enumerate(curves):
+        ratio = _ratio(c.values, c.reference)
+        ratios.append(ratio)
+        ratio_err = None
+        if c.errors is not None and c.reference_err is not None:
+            ratio_err = np.abs(ratio) * np.sqrt(_ratio(c.errors, c.values) ** 2
+                                                + _ratio(c.reference_err, c.reference) ** 2)
+        fig.add_trace(go.Scatter(x=_centres(c.x, edges, log_x), y=ratio, mode="markers",
+                                 name=f"{c.name} / {reference_label}", showlegend=False,
+                                 marker={"color": CANDIDATE_COLOURS[k % len(CANDIDATE_COLOURS)], "size": 5},
+                                 error_y=None if ratio_err is None else {"array": ratio_err}), row=2, col=1)
+    fig.add_hline(y=1.0, line={"color": "grey", "dash": "dash", "width": 1}, row=2, col=1)
+    short = "MC" if reference_label == "Monte Carlo" else reference_label
+    ratio_title = f"{curves[0].name} / {short}" if len(curves) == 1 else f"ratio to {short}"
+    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", row=1, col=1)
+    fig.update_yaxes(title_text=ratio_title, range=_ratio_range(ratios), row=2, col=1)
+    fig.update_xaxes(type="log" if log_x else "linear", row=1, col=1)
+    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", row=2, col=1)
+    fig.update_layout(title=title, legend={"x": 0.99, "xanchor": "right", "y": 0.99},
+                      margin={"l": 60, "r": 20, "t": 50, "b": 50}, height=420)
+    return style_figure(fig)
+
+
+def _centres(xs: npt.NDArray[np.float64], edges: bool, log_x: bool) -> npt.NDArray[np.float64]:
+    if not edges:
+        return xs
+    if log_x and np.all(xs > 0):
+        return np.sqrt(xs[1:] * xs[:-1])
+    return 0.5 * (xs[1:] + xs[:-1])
 
 
 def overlay_figure(
@@ -74,51 +209,17 @@ def overlay_figure(
     y_title: str = "",
     log_x: bool = False,
     log_y: bool = False,
-    labels: tuple[str, str] = ("reference (MC)", "candidate"),
+    labels: tuple[str, str] = ("Monte Carlo", "candidate"),
 ) -> go.Figure:
-    """Reference and candidate curves with a candidate / reference ratio panel (shared x axis).
+    """One reference and one candidate curve (legend names ``labels``) with a ratio panel; see
+    :func:`overlay_curves`. edges=True: ``x`` are B+1 bin edges and the curves are steps."""
+    curve = Curve(labels[1], _array(x), _array(candidate), _optional(candidate_err), _array(reference),
+                  _optional(reference_err))
+    return overlay_curves([curve], edges=edges, reference_label=labels[0], title=title, x_title=x_title,
+                          y_title=y_title, log_x=log_x, log_y=log_y)
 
-    edges=True: ``x`` are B+1 bin edges and the curves are drawn as steps; otherwise ``x`` are B points.
-    Error arrays (same length as the curves) are drawn as error bars; the ratio error combines both in
-    quadrature.
-    """
-    xs = np.asarray(x, dtype=np.float64)
-    ref = np.asarray(reference, dtype=np.float64)
-    cand = np.asarray(candidate, dtype=np.float64)
-    ref_err = None if reference_err is None else np.asarray(reference_err, dtype=np.float64)
-    cand_err = None if candidate_err is None else np.asarray(candidate_err, dtype=np.float64)
-    centres = 0.5 * (xs[1:] + xs[:-1]) if edges else xs
-    if edges and log_x and np.all(xs > 0):
-        centres = np.sqrt(xs[1:] * xs[:-1])
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.04)
-    for values, errors, label, colour in ((ref, ref_err, labels[0], REFERENCE_COLOUR),
-                                          (cand, cand_err, labels[1], CANDIDATE_COLOUR)):
-        if edges:
-            fig.add_trace(go.Scatter(x=xs, y=np.append(values, values[-1:]), mode="lines", line_shape="hv",
-                                     name=label, line={"color": colour}), row=1, col=1)
-            if errors is not None:
-                fig.add_trace(go.Scatter(x=centres, y=values, mode="markers", marker={"size": 1, "color": colour},
-                                         error_y={"array": errors, "color": colour}, showlegend=False,
-                                         hoverinfo="skip"), row=1, col=1)
-        else:
-            fig.add_trace(go.Scatter(x=centres, y=values, mode="lines+markers", name=label,
-                                     line={"color": colour}, marker={"size": 4},
-                                     error_y=None if errors is None else {"array": errors}), row=1, col=1)
-    ratio = _ratio(cand, ref)
-    ratio_err = None
-    if ref_err is not None and cand_err is not None:
-        ratio_err = np.abs(ratio) * np.sqrt(_ratio(cand_err, cand) ** 2 + _ratio(ref_err, ref) ** 2)
-    fig.add_trace(go.Scatter(x=centres, y=ratio, mode="markers", name="candidate / reference",
-                             marker={"color": CANDIDATE_COLOUR, "size": 5}, showlegend=False,
-                             error_y=None if ratio_err is None else {"array": ratio_err}), row=2, col=1)
-    fig.add_hline(y=1.0, line={"color": "grey", "dash": "dash", "width": 1}, row=2, col=1)
-    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", row=1, col=1)
-    fig.update_yaxes(title_text="cand / ref", range=[0.5, 1.5], row=2, col=1)
-    fig.update_xaxes(type="log" if log_x else "linear", row=1, col=1)
-    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", row=2, col=1)
-    fig.update_layout(title=title, template="plotly_white", legend={"x": 0.99, "xanchor": "right", "y": 0.99},
-                      margin={"l": 60, "r": 20, "t": 50, "b": 50}, height=420)
-    return fig
+
+Results = Mapping[str, Mapping[str, Any]]  # source name -> the "histograms" part of a compare() result
 
 
 def _normalised(counts: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -128,14 +229,40 @@ def _normalised(counts: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.fl
     return c / total, np.sqrt(c) / total
 
 
-def histogram_figure(
-    hist: dict[str, Any], *, title: str = "", x_title: str = "", log_x: bool = False, log_y: bool = False
+def _histogram_curves(hists: Mapping[str, Mapping[str, Any]], scale: float) -> tuple[list[Curve], bool]:
+    """Curves of unit-normalised histograms; as densities (fraction per unit x) when binnings differ."""
+    edges = {name: _array(h["edges"]) * scale for name, h in hists.items()}
+    first = next(iter(edges.values()))
+    same = all(e.shape == first.shape and np.allclose(e, first) for e in edges.values())
+    curves = []
+    for name, h in hists.items():
+        ref, ref_err = _normalised(h["reference"])
+        cand, cand_err = _normalised(h["candidate"])
+        if not same:
+            width = np.diff(edges[name])
+            ref, ref_err, cand, cand_err = ref / width, ref_err / width, cand / width, cand_err / width
+        curves.append(Curve(name, edges[name], cand, cand_err, ref, ref_err))
+    return curves, same
+
+
+def histograms_figure(
+    hists: Mapping[str, Mapping[str, Any]], *, title: str = "", x_title: str = "", log_x: bool = False,
+    log_y: bool = False, scale: float = 1.0,
 ) -> go.Figure:
-    """Overlay of a {"edges", "reference", "candidate"} histogram (counts), each normalised to unit sum."""
-    ref, ref_err = _normalised(hist["reference"])
-    cand, cand_err = _normalised(hist["candidate"])
-    return overlay_figure(hist["edges"], ref, cand, reference_err=ref_err, candidate_err=cand_err, edges=True,
-                          title=title, x_title=x_title, y_title="fraction of showers", log_x=log_x, log_y=log_y)
+    """Overlay of {source name: {"edges", "reference", "candidate"} counts}, each normalised to unit sum
+    (to unit area when the sources' binnings differ). scale multiplies the edges (e.g. rad -> deg)."""
+    curves, same = _histogram_curves(hists, scale)
+    return overlay_curves(curves, edges=True, title=title, x_title=x_title,
+                          y_title="fraction of showers" if same else "fraction of showers per unit",
+                          log_x=log_x, log_y=log_y)
+
+
+def histogram_figure(
+    hist: dict[str, Any], *, title: str = "", x_title: str = "", log_x: bool = False, log_y: bool = False,
+    name: str = "candidate",
+) -> go.Figure:
+    """Overlay of one {"edges", "reference", "candidate"} histogram (counts), each normalised to unit sum."""
+    return histograms_figure({name: hist}, title=title, x_title=x_title, log_x=log_x, log_y=log_y)
 
 
 def overlay_values(
@@ -147,111 +274,148 @@ def overlay_values(
     x_title: str = "",
     log_x: bool = False,
     log_y: bool = False,
+    name: str = "candidate",
 ) -> go.Figure:
     """Histogram two raw samples with common bins (see :func:`calogen.metrics.histogram_pair`) and overlay."""
     from calogen.metrics import histogram_pair
 
     edges, h, g = histogram_pair(reference_values, candidate_values, bins=bins, log=log_x)
     return histogram_figure({"edges": edges, "reference": h, "candidate": g}, title=title, x_title=x_title,
-                            log_x=log_x, log_y=log_y)
+                            log_x=log_x, log_y=log_y, name=name)
 
 
-def profile_figure(profile: dict[str, Any], axis: str, *, log_y: bool = False) -> go.Figure:
-    """Mean energy profile along ``axis`` ('x', 'y', 'z') with standard errors, from compare's
-    histograms["profile_<axis>"]."""
-    n = len(profile["reference"])
-    label = {"x": "x [cell]", "y": "y [cell]", "z": "layer"}.get(axis, axis)
-    return overlay_figure(np.arange(n), profile["reference"], profile["candidate"],
-                          reference_err=profile.get("reference_err"), candidate_err=profile.get("candidate_err"),
-                          title=f"Mean energy profile along {axis}", x_title=label, y_title="mean energy [GeV]",
-                          log_y=log_y)
+_AXIS_TITLES = {"x": f"x [cell, {CELL_MM:g} mm]", "y": f"y [cell, {CELL_MM:g} mm]", "z": "layer"}
 
 
-def sf_vs_energy_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
-    """Mean sampling fraction per energy bin with standard errors (compare's histograms["sf_vs_energy"])."""
-    get = lambda key: np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=np.float64)  # noqa: E731
-    return overlay_figure(get("energy_gev"), get("reference"), get("candidate"),
-                          reference_err=get("reference_err"), candidate_err=get("candidate_err"),
-                          title="Sampling fraction vs primary energy", x_title="primary energy [GeV]",
+def profiles_figure(profiles: Mapping[str, Mapping[str, Any]], axis: str, *, log_y: bool = False) -> go.Figure:
+    """Mean energy profile along ``axis`` ('x', 'y', 'z') with standard errors, one curve per source, from
+    compare's histograms["profile_<axis>"] of each."""
+    curves = [Curve(name, np.arange(len(p["reference"]), dtype=np.float64), _array(p["candidate"]),
+                    _optional(p.get("candidate_err")), _array(p["reference"]), _optional(p.get("reference_err")))
+              for name, p in profiles.items()]
+    return overlay_curves(curves, title=f"Mean energy profile along {'the layers' if axis == 'z' else axis}",
+                          x_title=_AXIS_TITLES.get(axis, axis), y_title="mean energy [GeV]", log_y=log_y)
+
+
+def profile_figure(profile: dict[str, Any], axis: str, *, log_y: bool = False, name: str = "candidate") -> go.Figure:
+    """One source's mean energy profile along ``axis``; see :func:`profiles_figure`."""
+    return profiles_figure({name: profile}, axis, log_y=log_y)
+
+
+def sf_vs_energy_figure(rows: Sequence[dict[str, Any]] | Mapping[str, Sequence[dict[str, Any]]]) -> go.Figure:
+    """Mean sampling fraction per energy bin with standard errors (compare's histograms["sf_vs_energy"]), of
+    one source or of {source name: rows}."""
+    by_name = rows if isinstance(rows, Mapping) else {"candidate": rows}
+    curves = []
+    for name, table in by_name.items():
+        get = lambda key, t=table: _array([r[key] for r in t])  # noqa: E731
+        curves.append(Curve(name, get("energy_gev"), get("candidate"), get("candidate_err"), get("reference"),
+                            get("reference_err")))
+    return overlay_curves(curves, title="Sampling fraction vs primary energy", x_title="primary energy [GeV]",
                           y_title="<E_dep / E_primary>")
 
 
-def cell_spectrum_figure(hist: dict[str, Any]) -> go.Figure:
-    """Cell-energy spectrum (all non-zero cells), log-log."""
-    ref = np.asarray(hist["reference"], dtype=np.float64)
-    cand = np.asarray(hist["candidate"], dtype=np.float64)
-    fig = overlay_figure(hist["edges"], ref, cand, reference_err=np.sqrt(ref), candidate_err=np.sqrt(cand),
-                         edges=True, title="Cell-energy spectrum", x_title="cell energy [GeV]", y_title="cells",
-                         log_x=True, log_y=True)
+def cell_spectrum_figure(hist: dict[str, Any] | Mapping[str, dict[str, Any]]) -> go.Figure:
+    """Cell-energy spectrum (all non-zero cells), log-log, of one source or of {source name: histogram}."""
+    by_name = {"candidate": hist} if "edges" in hist else hist
+    curves = []
+    for name, h in by_name.items():
+        ref, cand = _array(h["reference"]), _array(h["candidate"])
+        curves.append(Curve(name, _array(h["edges"]), cand, np.sqrt(cand), ref, np.sqrt(ref)))
+    fig = overlay_curves(curves, edges=True, title="Cell-energy spectrum", x_title="cell energy [GeV]",
+                         y_title="cells", log_x=True, log_y=True)
     fig.add_vline(x=2e-4, line={"color": "grey", "dash": "dot", "width": 1})
     return fig
 
 
-def sparsity_figure(hist: dict[str, Any]) -> go.Figure:
-    """Fraction of cells above threshold vs threshold (occupancy; 1 - sparsity)."""
-    return overlay_figure(hist["thresholds_gev"], hist["reference"], hist["candidate"],
-                          title="Occupancy vs threshold", x_title="threshold [GeV]",
+def sparsity_figure(hist: dict[str, Any] | Mapping[str, dict[str, Any]]) -> go.Figure:
+    """Fraction of cells above threshold vs threshold (occupancy; 1 - sparsity), of one or several sources."""
+    by_name = {"candidate": hist} if "thresholds_gev" in hist else hist
+    curves = [Curve(name, _array(h["thresholds_gev"]), _array(h["candidate"]), None, _array(h["reference"]), None)
+              for name, h in by_name.items()]
+    return overlay_curves(curves, title="Occupancy vs threshold", x_title="threshold [GeV]",
                           y_title="fraction of cells above", log_x=True, log_y=True)
 
 
-def mscn_figure(hist: dict[str, Any]) -> go.Figure:
-    """MSCN-coefficient distributions of the non-zero cells."""
-    return histogram_figure(hist, title="MSCN coefficients (non-zero cells)", x_title="MSCN coefficient",
-                            log_y=True)
+def mscn_figure(hist: dict[str, Any] | Mapping[str, dict[str, Any]]) -> go.Figure:
+    """MSCN-coefficient distributions of the non-zero cells, of one or several sources."""
+    by_name = {"candidate": hist} if "edges" in hist else hist
+    return histograms_figure(by_name, title="MSCN coefficients (non-zero cells)", x_title="MSCN coefficient",
+                             log_y=True)
 
 
-def classifier_figure(hist: dict[str, Any], level: str) -> go.Figure:
-    """Calibrated classifier output on the test split for each class (0 = reference, 1 = candidate)."""
-    return histogram_figure(hist, title=f"Classifier output ({level}-level)",
-                            x_title="calibrated P(candidate)")
+def classifier_figure(hist: dict[str, Any], level: str, *, name: str = "candidate") -> go.Figure:
+    """Calibrated classifier output on the test split for each class (Monte Carlo, and the source ``name``)."""
+    return histograms_figure({name: hist}, title=f"Classifier output ({level}-level features), {name}",
+                             x_title=f"calibrated P({name})")
 
 
-def correlation_difference_figure(corr: dict[str, Any]) -> go.Figure:
+def correlation_difference_figure(corr: dict[str, Any], *, title: str = "") -> go.Figure:
     """Heatmap of candidate - reference feature correlations (compare's histograms["correlation"])."""
     diff = np.asarray(corr["difference"], dtype=np.float64)
-    names = list(corr["names"])
+    names = [FEATURE_LABELS.get(n, n) for n in corr["names"]]
     limit = max(float(np.nanmax(np.abs(diff))) if diff.size else 0.0, 0.05)
     fig = go.Figure(go.Heatmap(z=diff, x=names, y=names, zmin=-limit, zmax=limit, zmid=0.0, colorscale="RdBu_r",
                                colorbar={"title": "Δ corr"}))
-    fig.update_layout(title="Correlation difference (candidate - reference)", template="plotly_white",
+    fig.update_layout(title=title or "Correlation difference (candidate - Monte Carlo)",
                       yaxis={"autorange": "reversed"}, height=560, margin={"l": 160, "r": 20, "t": 50, "b": 160})
-    return fig
+    return style_figure(fig)
 
 
-def variance_ratio_figure(per_layer: Sequence[float | None]) -> go.Figure:
-    """Median per-cell variance ratio (candidate / reference) in each layer; ~1 expected, << 1 = mode collapse."""
-    values = np.array([np.nan if v is None else v for v in per_layer], dtype=np.float64)
-    fig = go.Figure(go.Scatter(x=np.arange(values.size), y=values, mode="lines+markers",
-                               line={"color": CANDIDATE_COLOUR}))
+def variance_ratio_figure(per_layer: Sequence[float | None] | Mapping[str, Sequence[float | None]]) -> go.Figure:
+    """Median per-cell variance ratio (candidate / reference) in each layer, of one or several sources;
+    ~1 expected, << 1 = mode collapse."""
+    by_name = per_layer if isinstance(per_layer, Mapping) else {"candidate": per_layer}
+    fig = go.Figure()
+    for k, (name, values) in enumerate(by_name.items()):
+        y = _array(values)
+        fig.add_trace(go.Scatter(x=np.arange(y.size), y=y, mode="lines+markers", name=name,
+                                 line={"color": CANDIDATE_COLOURS[k % len(CANDIDATE_COLOURS)]}))
     fig.add_hline(y=1.0, line={"color": "grey", "dash": "dash", "width": 1})
-    fig.update_layout(title="Per-cell variance ratio (median per layer)", template="plotly_white",
-                      xaxis_title="layer", yaxis_title="var(candidate) / var(reference)", height=360)
-    return fig
+    fig.update_layout(title="Per-cell variance ratio (median per layer)", xaxis_title="layer",
+                      yaxis_title="var(source) / var(Monte Carlo)", height=360)
+    return style_figure(fig)
 
 
-def figures_from_result(result: dict[str, Any]) -> dict[str, go.Figure]:
-    """Every figure that the ``"histograms"`` of a :func:`calogen.metrics.compare` result supports; name -> Figure."""
-    hists = result["histograms"]
+def figures_from_results(results: Mapping[str, Mapping[str, Any]]) -> dict[str, go.Figure]:
+    """Every figure the ``"histograms"`` of :func:`calogen.metrics.compare` results support, the sources
+    overlaid on the same reference and named in the legends; {source name: result} -> {figure name: Figure}.
+    The classifier and correlation figures are one per source (each has its own classifier)."""
+    hists = {name: r["histograms"] for name, r in results.items()}
+
+    def having(key: str) -> dict[str, Any]:
+        return {name: h[key] for name, h in hists.items() if h.get(key)}
+
     figures: dict[str, go.Figure] = {}
-    if hists.get("sf_vs_energy"):
-        figures["sf_vs_energy"] = sf_vs_energy_figure(hists["sf_vs_energy"])
+    if having("sf_vs_energy"):
+        figures["sf_vs_energy"] = sf_vs_energy_figure(having("sf_vs_energy"))
     for axis in ("z", "x", "y"):
-        if f"profile_{axis}" in hists:
-            figures[f"profile_{axis}"] = profile_figure(hists[f"profile_{axis}"], axis, log_y=axis != "z")
-    for name, hist in hists.get("features", {}).items():
-        figures[f"feature_{name}"] = histogram_figure(hist, title=FEATURE_LABELS.get(name, name),
-                                                      x_title=FEATURE_LABELS.get(name, name))
-    if "cell_spectrum" in hists:
-        figures["cell_spectrum"] = cell_spectrum_figure(hists["cell_spectrum"])
-    if "sparsity" in hists:
-        figures["sparsity"] = sparsity_figure(hists["sparsity"])
-    if "mscn" in hists:
-        figures["mscn"] = mscn_figure(hists["mscn"])
-    if "correlation" in hists:
-        figures["correlation"] = correlation_difference_figure(hists["correlation"])
-    if "cell_variance_ratio_per_layer" in hists:
-        figures["variance_ratio"] = variance_ratio_figure(hists["cell_variance_ratio_per_layer"])
-    for level in ("low", "high"):
-        if f"classifier_{level}" in hists:
-            figures[f"classifier_{level}"] = classifier_figure(hists[f"classifier_{level}"], level)
+        if having(f"profile_{axis}"):
+            figures[f"profile_{axis}"] = profiles_figure(having(f"profile_{axis}"), axis, log_y=axis != "z")
+    feature_names = dict.fromkeys(f for h in hists.values() for f in h.get("features", {}))
+    for feature in feature_names:
+        per_source = {name: h["features"][feature] for name, h in hists.items() if feature in h.get("features", {})}
+        label = FEATURE_LABELS.get(feature, feature)
+        figures[f"feature_{feature}"] = histograms_figure(
+            per_source, title=label, x_title=label, scale=FEATURE_SCALES.get(feature, 1.0))
+    for key, builder, name in (("cell_spectrum", cell_spectrum_figure, "cell_spectrum"),
+                               ("sparsity", sparsity_figure, "sparsity"), ("mscn", mscn_figure, "mscn"),
+                               ("cell_variance_ratio_per_layer", variance_ratio_figure, "variance_ratio")):
+        if having(key):
+            figures[name] = builder(having(key))
+    several = len(hists) > 1
+    for source, h in hists.items():
+        suffix = f" · {source}" if several else ""
+        if h.get("correlation"):
+            figures[f"correlation{suffix}"] = correlation_difference_figure(
+                h["correlation"], title=f"Correlation difference ({source} - Monte Carlo)")
+        for level in ("low", "high"):
+            if h.get(f"classifier_{level}"):
+                figures[f"classifier_{level}{suffix}"] = classifier_figure(h[f"classifier_{level}"], level,
+                                                                           name=source)
     return figures
+
+
+def figures_from_result(result: Mapping[str, Any], *, name: str = "candidate") -> dict[str, go.Figure]:
+    """The figures of one compare() result, the candidate named ``name``; see :func:`figures_from_results`."""
+    return figures_from_results({name: result})

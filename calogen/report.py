@@ -27,6 +27,7 @@ __all__ = [
     "failed_headlines",
     "judged_rows",
     "render_html_report",
+    "scoreboard_rows",
     "write_html_report",
 ]
 
@@ -128,6 +129,23 @@ def judged_rows(figures: dict[str, Any], keys: tuple[str, ...] | None = None) ->
     return rows
 
 
+def scoreboard_rows(metrics_by_source: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per known metric that any source has: figure, target, ideal, then one column per source with
+    the value and its verdict ("0.0312 pass", "2.13 FAIL", "n/a"), and the meaning last."""
+    rows = []
+    for spec in METRIC_SPECS:
+        if not any(spec.key in m for m in metrics_by_source.values()):
+            continue
+        row = {"figure": spec.label, "target": spec.target, "ideal": f"{spec.ideal:g}"}
+        for name, metrics in metrics_by_source.items():
+            value = metrics.get(spec.key)
+            verdict = spec.passes(value)
+            row[name] = spec.format(value) + {True: " pass", False: " FAIL", None: ""}[verdict]
+        row["meaning"] = spec.meaning
+        rows.append(row)
+    return rows
+
+
 def failed_headlines(figures: dict[str, Any]) -> list[str]:
     """Labels of the headline metrics that fail their targets (absent or non-finite ones are not counted)."""
     return [SPECS_BY_KEY[k].label for k in HEADLINE_METRICS if SPECS_BY_KEY[k].passes(figures.get(k)) is False]
@@ -147,14 +165,18 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.3g}"
     if isinstance(value, list):
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
     return html.escape(str(value))
 
 
-def render_html_report(result: dict[str, Any], *, title: str = "calogen validation report") -> str:
-    """The report page as a string (see :func:`write_html_report`)."""
+def render_html_report(result: dict[str, Any], *, title: str = "calogen validation report",
+                       name: str = "candidate") -> str:
+    """The report page as a string (see :func:`write_html_report`); ``name``: the source in legends and
+    column titles."""
+    from calogen.views import bin_rows
+
     metrics = result.get("metrics", {})
     info = result.get("info", {})
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -162,28 +184,30 @@ def render_html_report(result: dict[str, Any], *, title: str = "calogen validati
              f"<h1>{html.escape(title)}</h1>"]
     parts.append("<p>" + "; ".join(f"{html.escape(k)}: {_fmt(v)}" for k, v in info.items() if k != "ssim") + "</p>")
 
-    parts.append("<h2>Key metrics</h2><table><tr><th>metric</th><th>meaning</th><th>value</th><th>ideal</th></tr>")
-    for key, meaning, ideal in KEY_METRICS:
-        if key in metrics:
-            parts.append(f"<tr><td class='name'>{key}</td><td class='name'>{html.escape(meaning)}</td>"
-                         f"<td>{_fmt(metrics[key])}</td><td>{ideal}</td></tr>")
-    parts.append("</table>")
+    judged = judged_rows(metrics)
+    if judged:
+        parts.append("<h2>Key metrics</h2><table><tr><th>figure</th><th>value</th><th>target</th><th>ideal</th>"
+                     "<th>verdict</th><th>meaning</th></tr>")
+        for row in judged:
+            colour = {"FAIL": "#c0392b", "pass": "#1e8449"}.get(row["verdict"], "#666")
+            parts.append(f"<tr><td class='name'>{html.escape(row['figure'])}</td><td>{row['value']}</td>"
+                         f"<td>{html.escape(row['target'])}</td><td>{row['ideal']}</td>"
+                         f"<td style='color:{colour}'>{row['verdict']}</td>"
+                         f"<td class='name'>{html.escape(row['meaning'])}</td></tr>")
+        parts.append("</table>")
 
-    rows = result.get("bins", [])
+    rows = bin_rows(result.get("bins", []), name=name)
     if rows:
-        columns = ["energy_gev", "theta_rad", "n_reference", "n_candidate", "sf_reference", "sf_candidate",
-                   "sf_relative_error", "separation_sf", "shape_mse_z", "bmre_profile_z", "ssim_L1", "ssim_L0.0001",
-                   "measured_angle_rad_reference", "measured_angle_rad_candidate"]
         parts.append("<h2>Per condition bin</h2><table><tr>")
-        parts.extend(f"<th>{c}</th>" for c in columns)
+        parts.extend(f"<th>{html.escape(c)}</th>" for c in rows[0])
         parts.append("</tr>")
         for row in rows:
-            parts.append("<tr>" + "".join(f"<td>{_fmt(row.get(c))}</td>" for c in columns) + "</tr>")
+            parts.append("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row.values()) + "</tr>")
         parts.append("</table>")
 
     parts.append("<h2>Figures</h2><div class='figs'>")
-    for name, fig in figures_from_result(result).items():
-        css = "wide" if name == "correlation" else ""
+    for fig_name, fig in figures_from_result(result, name=name).items():
+        css = "wide" if fig_name.startswith("correlation") else ""
         parts.append(f"<div class='{css}'>{fig.to_html(full_html=False, include_plotlyjs=False)}</div>")
     parts.append("</div>")
 
@@ -195,8 +219,9 @@ def render_html_report(result: dict[str, Any], *, title: str = "calogen validati
 
 
 def write_html_report(
-    result: dict[str, Any], path: str | os.PathLike[str], *, title: str = "calogen validation report"
+    result: dict[str, Any], path: str | os.PathLike[str], *, title: str = "calogen validation report",
+    name: str = "candidate",
 ) -> Path:
     """Write the self-contained report page to ``path`` (atomically) and return the path."""
-    page = render_html_report(result, title=title)
+    page = render_html_report(result, title=title, name=name)
     return atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))

@@ -33,7 +33,8 @@ __all__ = [
     "THETA_RANGE_DEG",
     "ViewState",
     "angle_tolerance_deg",
-    "card_bin_rows",
+    "bin_rows",
+    "energy_bin_label",
     "format_card",
     "lateral_profiles",
     "lateral_profile_figure",
@@ -49,6 +50,7 @@ __all__ = [
     "shower_numbers",
     "speedup_sentence",
     "stale_batch_message",
+    "theta_bin_label",
     "view_state_to_query",
 ]
 
@@ -485,22 +487,47 @@ def format_card(card: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def card_bin_rows(bins: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """The per-bin rows of a card's validation as readable strings: energy and angle bins (negative lower
-    edges, which the validation's symmetric bins give at 2 GeV, shown from 0), showers and mean sampling
-    fractions with their relative error."""
+def energy_bin_label(lo_gev: float, hi_gev: float) -> str:
+    """An energy bin for people: "45-55 GeV"; a lower edge below 0 (the +-5 GeV bin around 2 GeV) shows as 0."""
+    return f"{max(lo_gev, 0.0):.3g}-{hi_gev:.3g} GeV"
+
+
+def theta_bin_label(lo_rad: float, hi_rad: float) -> str:
+    """An angle bin in whole degrees: "81-99 deg"."""
+    return f"{math.degrees(lo_rad):.0f}-{math.degrees(hi_rad):.0f} deg"
+
+
+def bin_rows(bins: Sequence[Mapping[str, Any]], *, name: str = "model") -> list[dict[str, str]]:
+    """Per-bin rows of a comparison as readable strings: energy and angle bins, showers, mean sampling
+    fractions and their relative error, and the mean measured angle in degrees where present.
+
+    bins: the ``"bins"`` of a card's validation (energy_bin_gev, theta_bin_deg) or of
+    :func:`calogen.metrics.compare` (energy_gev, theta_rad); name: the source's column title.
+    """
     rows = []
     for b in bins:
-        e_lo, e_hi = b.get("energy_bin_gev", (float("nan"), float("nan")))
-        t_lo, t_hi = b.get("theta_bin_deg", (float("nan"), float("nan")))
-        rows.append({
-            "energy": f"{max(e_lo, 0.0):.3g}-{e_hi:.3g} GeV",
-            "angle": f"{t_lo:.0f}-{t_hi:.0f} deg",
-            "showers (MC / model)": f"{b.get('n_reference', '?')} / {b.get('n_candidate', '?')}",
+        if "energy_bin_gev" in b:
+            e_lo, e_hi = b["energy_bin_gev"]
+        else:
+            e_lo, e_hi = b.get("energy_gev", (math.nan, math.nan))
+        if "theta_bin_deg" in b:
+            t_lo, t_hi = (math.radians(v) for v in b["theta_bin_deg"])
+        else:
+            t_lo, t_hi = b.get("theta_rad", (math.nan, math.nan))
+        row = {
+            "energy": energy_bin_label(e_lo, e_hi),
+            "angle": theta_bin_label(t_lo, t_hi),
+            f"showers (MC / {name})": f"{b.get('n_reference', '?')} / {b.get('n_candidate', '?')}",
             "SF Monte Carlo": _fmt_or_na(b.get("sf_reference"), ".4f"),
-            "SF model": _fmt_or_na(b.get("sf_candidate"), ".4f"),
+            f"SF {name}": _fmt_or_na(b.get("sf_candidate"), ".4f"),
             "SF error": _fmt_or_na(b.get("sf_relative_error"), ".0%"),
-        })
+        }
+        if "measured_angle_rad_reference" in b:
+            for key, label in (("reference", "Monte Carlo"), ("candidate", name)):
+                value = b.get(f"measured_angle_rad_{key}")
+                row[f"angle {label} (deg)"] = _fmt_or_na(
+                    math.degrees(value) if isinstance(value, (int, float)) else None, ".1f")
+        rows.append(row)
     return rows
 
 

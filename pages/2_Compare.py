@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import streamlit as st
 
-from calogen import sources
-from pages import cached_model, device, page_setup, show_error
+from calogen import sources, views
+from pages import cached_model, device, figures_table, page_setup, show_error
 
-page_setup("Compare", ":material/compare:")
+page_setup("Compare", "⚖️")
 st.title("Compare with the Monte Carlo")
 st.markdown("Reference showers are drawn from a Monte Carlo file in the data folder; each chosen source then "
             "generates showers at exactly the same energies and angles, and calogen.metrics compares the two "
@@ -23,10 +22,10 @@ if missing or not files:
                        "(python -m calogen simulate ... -o data/reference.h5) to compare against.")
     st.stop()
 from calogen import metrics  # noqa: E402  (imported once the check above has passed)
-from calogen.plots import figures_from_result  # noqa: E402
-from calogen.report import KEY_METRICS, render_html_report  # noqa: E402
+from calogen.plots import figures_from_results  # noqa: E402
+from calogen.report import render_html_report, scoreboard_rows  # noqa: E402
 
-available = {s.name: s for s in sources.list_sources()}
+available = {s.name: s for s in sources.rank_sources(sources.list_sources())}
 reference_file = st.selectbox("Reference file", files, format_func=lambda p: p.name)
 try:
     energy, theta = sources.reference_conditions(reference_file)
@@ -36,16 +35,16 @@ except (OSError, ValueError) as exc:
 energy_bins = metrics.default_energy_bins(energy)
 theta_bins = metrics.default_theta_bins(theta)
 st.caption(f"{energy.size} showers, {energy.min():.3g}-{energy.max():.3g} GeV, "
-           f"{math.degrees(theta.min()):.1f}-{math.degrees(theta.max()):.1f} deg.")
+           f"{math.degrees(theta.min()):.0f}-{math.degrees(theta.max()):.0f} deg.")
 
 with st.form("compare"):
     chosen = st.multiselect("Sources", list(available),
                             default=[n for n in available if available[n].kind == "model"][:2])
     col1, col2 = st.columns(2)
     e_bins = col1.multiselect("Energy bins", energy_bins, default=energy_bins,
-                              format_func=lambda b: f"{b[0]:.3g}-{b[1]:.3g} GeV")
+                              format_func=lambda b: views.energy_bin_label(*b))
     t_bins = col2.multiselect("Angle bins", theta_bins, default=theta_bins,
-                              format_func=lambda b: f"{math.degrees(b[0]):.1f}-{math.degrees(b[1]):.1f} deg")
+                              format_func=lambda b: views.theta_bin_label(*b))
     max_showers = st.slider("Reference showers (at most)", 10, 2000, 200, step=10,
                             help="The Monte Carlo as a source takes seconds per shower: keep this small then.")
     submitted = st.form_submit_button("Compare", type="primary")
@@ -73,20 +72,23 @@ if "_compare" not in st.session_state:
     st.stop()
 ref_name, results = st.session_state["_compare"]
 st.subheader("Scoreboard")
-st.caption(f"Against {ref_name}. What each column measures, and its perfect value: "
-           + "; ".join(f"**{name}** {what} ({perfect})" for name, what, perfect in KEY_METRICS))
-board = pd.DataFrame({name: {m: r["metrics"].get(m) for m, _, _ in KEY_METRICS} for name, r in results.items()}).T
-st.dataframe(board.dropna(axis=1, how="all").style.format(precision=4), width="stretch")
+st.caption(f"Each source against the Monte Carlo showers of {ref_name}, at the same energies and angles. "
+           "Every figure has its ideal value and the target a generator must meet to count as usable for physics "
+           "checks; values that miss their target are red.")
+figures_table(scoreboard_rows({name: r["metrics"] for name, r in results.items()}), columns=list(results),
+              width="stretch")
 
-shown = st.selectbox("Details for", list(results))
-st.download_button("Download the HTML report", render_html_report(results[shown], title=f"{shown} vs {ref_name}"),
-                   file_name=f"compare_{shown.replace('/', '_')}.html", mime="text/html")
-with st.expander("Per-bin table"):
-    st.dataframe(pd.DataFrame(results[shown]["bins"]), hide_index=True)
-figures = figures_from_result(results[shown])
-picked = st.multiselect("Figures (reference vs candidate)", list(figures),
+figures = figures_from_results(results)
+picked = st.multiselect("Figures (every source against the Monte Carlo)", list(figures),
                         default=[n for n in ("sf_vs_energy", "profile_z", "profile_x", "feature_sampling_fraction",
-                                             "feature_n_hits", "cell_spectrum") if n in figures])
+                                             "feature_measured_angle_rad", "cell_spectrum") if n in figures],
+                        format_func=lambda n: figures[n].layout.title.text or n)
 columns = st.columns(2)
 for i, name in enumerate(picked):
     columns[i % 2].plotly_chart(figures[name], key=f"fig_{name}")
+
+shown = st.selectbox("Per-bin table and HTML report for", list(results))
+st.dataframe(views.bin_rows(results[shown]["bins"], name=shown), hide_index=True)
+st.download_button("Download the HTML report", render_html_report(results[shown], title=f"{shown} vs {ref_name}",
+                                                                  name=shown),
+                   file_name=f"compare_{shown.replace('/', '_')}.html", mime="text/html")

@@ -41,7 +41,7 @@ for source in models:
         bins = validation.get("bins") or []
         if bins:
             with st.expander("Sampling fraction per energy and angle bin"):
-                st.dataframe(pd.DataFrame(views.card_bin_rows(bins)), hide_index=True)
+                st.dataframe(pd.DataFrame(views.bin_rows(bins, name=source.name)), hide_index=True)
         st.caption(f"{source.origin} · folder `{source.path}`")
         with st.expander("card.json"):
             st.json(card, expanded=False)

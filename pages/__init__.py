@@ -93,12 +93,20 @@ def show_error(what: str, exc: BaseException) -> None:
     st.error(f"{what} failed: {exc}")
 
 
-def figures_table(rows: list[dict[str, Any]], **kwargs: Any) -> None:
-    """A table of judged figures (calogen.report.judged_rows): the verdict red when it fails, green when it
-    passes, grey when there is no value."""
-    colours = {"FAIL": "color: #c0392b; font-weight: bold", "pass": "color: #1e8449", "n/a": "color: #888"}
+def _verdict_colour(value: Any) -> str:
+    text = str(value)
+    if text == "FAIL" or text.endswith(" FAIL"):
+        return "color: #c0392b; font-weight: bold"
+    if text == "pass" or text.endswith(" pass"):
+        return "color: #1e8449"
+    return "color: #888" if text == "n/a" else ""
+
+
+def figures_table(rows: list[dict[str, Any]], *, columns: list[str] | None = None, **kwargs: Any) -> None:
+    """A table of judged figures (calogen.report.judged_rows or scoreboard_rows): a failing verdict red, a
+    passing one green, no value grey. columns: the columns that carry verdicts (default "verdict")."""
     table = pd.DataFrame(rows)
-    st.dataframe(table.style.map(lambda v: colours.get(v, ""), subset=["verdict"]), hide_index=True, **kwargs)
+    st.dataframe(table.style.map(_verdict_colour, subset=columns or ["verdict"]), hide_index=True, **kwargs)
 
 
 def source_verdict(source: sources.Source) -> None:

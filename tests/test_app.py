@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -382,16 +383,26 @@ def test_compare_page_scoreboard_figures_and_report(folders: dict[str, Path]) ->
     _no_errors(at)
     assert any("No reference shower file" in i.value for i in at.info)
     _tiny_model(folders["models"])
+    _tiny_model(folders["models"], "other")
     _toy_reference(folders["data"])
     at.run()
     _no_errors(at)
-    chosen = ["tiny"] + ([sources.GFLASH] if sources.backend_error("gflash") is None else [])
+    chosen = ["tiny", "other"]
     at.multiselect[0].set_value(chosen)
     at.slider[0].set_value(20)
     at.button[0].click().run()
     _no_errors(at)
     board = at.dataframe[0].value
-    assert board.index.tolist() == chosen
-    assert board["sf_mre"].notna().all()
-    assert len(at.get("plotly_chart")) >= 3
+    assert list(board.columns) == ["figure", "target", "ideal", "tiny", "other", "meaning"]
+    sf = board.set_index("figure").loc["SF error"]
+    assert sf["target"] == "<= 0.05" and sf["ideal"] == "0" and sf["tiny"].endswith(("pass", "FAIL"))
+    assert all(len(v.split()[0]) <= 9 for v in board["tiny"])  # 3 significant digits, powers for big ones
+    profile = _figure(at, "Mean energy profile along the layers")
+    names = [t.get("name") for t in profile["data"] if t.get("showlegend", True) is not False]
+    assert names[:3] == ["Monte Carlo", "tiny", "other"]  # both sources overlaid, named
+    ratio_range = profile["layout"]["yaxis2"]["range"]
+    assert ratio_range[0] <= 0.5 and ratio_range[1] >= 1.5  # widened to the data, not clipped at 0.5-1.5
+    bins = at.dataframe[1].value
+    assert "45-55 GeV" in set(bins["energy"])
+    assert all(re.fullmatch(r"\d+-\d+ deg", a) for a in bins["angle"])  # whole degrees, not radians
     assert len(at.get("download_button")) == 1

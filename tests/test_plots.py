@@ -90,3 +90,33 @@ def test_html_report_is_self_contained(tmp_path, result: dict) -> None:
     assert "sf_mre" in page and "0.012" in page and "n/a" in page
     path = write_html_report(result, tmp_path / "sub" / "report.html")
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_sources_are_overlaid_and_named(result: dict) -> None:
+    other = {**result, "histograms": {**result["histograms"],
+                                      "profile_z": {**result["histograms"]["profile_z"], "candidate": [2.0, 4.0, 1.0]}}}
+    figs = P.figures_from_results({"conv2d": result, "GFlash": other})
+    profile = figs["profile_z"]
+    named = [t.name for t in profile.data if t.showlegend is not False]
+    assert named == ["Monte Carlo", "conv2d", "GFlash"]
+    ratios = [t for t in profile.data if t.yaxis == "y2"]
+    np.testing.assert_allclose(np.asarray(ratios[1].y, dtype=float), [2.0, 2.0, 2.0])
+    assert profile.layout.yaxis2.range[1] >= 2.0  # the ratio panel widens to show a source 2x off
+    assert {"correlation · conv2d", "correlation · GFlash", "classifier_high · GFlash"} <= set(figs)
+
+
+def test_measured_angle_is_drawn_in_degrees() -> None:
+    hist = {"edges": [1.5, 1.55, 1.6], "reference": [3, 4], "candidate": [2, 5]}
+    fig = P.figures_from_result({"histograms": {"features": {"measured_angle_rad": hist}}}, name="conv2d")
+    figure = fig["feature_measured_angle_rad"]
+    assert "deg" in figure.layout.xaxis2.title.text
+    np.testing.assert_allclose(np.asarray(figure.data[0].x, dtype=float), np.degrees([1.5, 1.55, 1.6]))
+    assert figure.data[2].name == "conv2d"
+
+
+def test_style_labels_log_axes_by_decade_with_powers() -> None:
+    fig = P.cell_spectrum_figure({"edges": [1e-6, 1e-4, 1e-2, 1.0], "reference": [10, 5, 1],
+                                  "candidate": [12, 4, 0]})
+    assert fig.layout.xaxis2.type == "log" and fig.layout.xaxis2.dtick == 1
+    assert fig.layout.xaxis2.exponentformat == "power"  # 10^-4, not "100u"
+    assert fig.layout.font.size >= 13 and fig.layout.font.color == "#1a1a1a"
