@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from calogen import features
+from calogen.plots import CELL_MM, style_figure
 
 __all__ = [
     "DEVICES",
@@ -32,6 +33,7 @@ __all__ = [
     "MAX_SHOWERS",
     "THETA_RANGE_DEG",
     "ViewState",
+    "block_sum",
     "angle_tolerance_deg",
     "bin_rows",
     "energy_bin_label",
@@ -51,6 +53,7 @@ __all__ = [
     "speedup_sentence",
     "stale_batch_message",
     "theta_bin_label",
+    "throughput_figure",
     "view_state_to_query",
 ]
 
@@ -292,28 +295,36 @@ def shower_3d_figure(
     threshold_gev: float = HIT_THRESHOLD_GEV,
     mode: Literal["points", "volume"] = "points",
     max_points: int = 6000,
+    max_volume_points: int = 8000,
     title: str = "",
 ) -> go.Figure:
     """Interactive 3D view of one shower.
 
     shower: (nx, ny, nz) GeV. mode "points": a Scatter3d of the cells above ``threshold_gev`` (the
     ``max_points`` most energetic ones), colour = log10(E/GeV), hover shows the cell and its energy in GeV.
-    mode "volume": a translucent go.Volume of log10(E) over the whole grid.
+    mode "volume": translucent log10(E) isosurfaces (go.Volume) of the energy summed in blocks of k x k cells
+    in x and y, k the smallest that keeps at most ``max_volume_points`` grid points (3 for 51 x 51 x 25), so the
+    browser draws it in about a second instead of seven.
     Axes: x and y in cells, layer along the third axis.
     """
     cells = np.asarray(shower, dtype=np.float32)
     fig = go.Figure()
     if mode == "volume":
-        x, y, z = np.meshgrid(*(np.arange(n) for n in cells.shape), indexing="ij")
-        log_e = _log10(cells)
+        blocks, (step_x, step_y) = block_sum(cells, max_points=max_volume_points)
+        centre = lambda n, step: (np.arange(n, dtype=np.float32) * step + (step - 1) / 2.0)  # noqa: E731
+        x, y, z = np.meshgrid(centre(blocks.shape[0], step_x), centre(blocks.shape[1], step_y),
+                              np.arange(blocks.shape[2], dtype=np.float32), indexing="ij")
+        log_e = _log10(blocks)
         floor = math.log10(threshold_gev)
         fig.add_trace(
             go.Volume(
                 x=x.ravel(), y=y.ravel(), z=z.ravel(),
-                value=np.nan_to_num(log_e, nan=floor - 1).ravel(),
+                value=np.nan_to_num(log_e, nan=floor - 1).astype(np.float32).ravel(),
                 isomin=floor, isomax=float(np.nanmax(log_e)) if np.isfinite(log_e).any() else floor + 1,
-                opacity=0.15, surface_count=12, colorscale="Inferno",
-                colorbar={"title": "log10(E/GeV)"},
+                opacity=0.2, surface_count=6, colorscale="Inferno", caps={"x_show": False, "y_show": False,
+                                                                         "z_show": False},
+                colorbar={"title": f"log10(E/GeV) per {step_x}x{step_y} cells" if step_x > 1 else "log10(E/GeV)"},
+                hovertemplate="x=%{x} y=%{y} layer=%{z}<br>log10(E/GeV)=%{value:.2f}<extra></extra>",
             )
         )
     else:
@@ -334,19 +345,40 @@ def shower_3d_figure(
                 name="cells",
             )
         )
+    axis = {"tickfont": {"size": 12, "color": "#1a1a1a"}, "title_font": {"size": 14, "color": "#1a1a1a"},
+            "backgroundcolor": "#fafafa", "gridcolor": "#ddd"}
     fig.update_layout(
         title=title or None,
-        scene={"xaxis": {"title": "x (cell)", "range": [-0.5, cells.shape[0] - 0.5]},
-               "yaxis": {"title": "y (cell)", "range": [-0.5, cells.shape[1] - 0.5]},
-               "zaxis": {"title": "layer", "range": [-0.5, cells.shape[2] - 0.5]},
-               "aspectmode": "manual", "aspectratio": {"x": 1, "y": 1, "z": 1.2}},
-        margin={"l": 0, "r": 0, "t": 30 if title else 0, "b": 0},
-        height=500,
+        scene={"xaxis": {**axis, "title": {"text": _X_TITLE}, "range": [-0.5, cells.shape[0] - 0.5]},
+               "yaxis": {**axis, "title": {"text": _Y_TITLE}, "range": [-0.5, cells.shape[1] - 0.5]},
+               "zaxis": {**axis, "title": {"text": "layer"}, "range": [-0.5, cells.shape[2] - 0.5]},
+               "aspectmode": "manual", "aspectratio": {"x": 1, "y": 1, "z": 1.2},
+               # the camera a little further out than plotly's default, so no axis title is cut at the edge
+               "camera": {"eye": {"x": 1.7, "y": 1.7, "z": 1.1}}},
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        height=520,
     )
-    return fig
+    return style_figure(fig)
 
 
-_PLANES = {"xy": (2, "x (cell)", "y (cell)"), "xz": (1, "layer", "x (cell)"), "yz": (0, "layer", "y (cell)")}
+def block_sum(cells: npt.ArrayLike, *, max_points: int) -> tuple[npt.NDArray[np.float32], tuple[int, int]]:
+    """Energy of one (nx, ny, nz) shower summed over k x k blocks in x and y (layers kept), with the
+    smallest k for which the grid has at most ``max_points`` points; edge blocks are zero-padded.
+    Returns (blocks (ceil(nx/k), ceil(ny/k), nz) GeV, (k, k)). The total energy is unchanged."""
+    grid = np.asarray(cells, dtype=np.float32)
+    nx, ny, nz = grid.shape
+    k = 1
+    while math.ceil(nx / k) * math.ceil(ny / k) * nz > max_points and k < max(nx, ny):
+        k += 1
+    bx, by = math.ceil(nx / k), math.ceil(ny / k)
+    padded = np.zeros((bx * k, by * k, nz), dtype=np.float32)
+    padded[:nx, :ny] = grid
+    return padded.reshape(bx, k, by, k, nz).sum(axis=(1, 3)), (k, k)  # (X/k, k, Y/k, k, Z) -> (X/k, Y/k, Z)
+
+
+_X_TITLE = f"x [cell, {CELL_MM:g} mm]"
+_Y_TITLE = f"y [cell, {CELL_MM:g} mm]"
+_PLANES = {"xy": (2, _X_TITLE, _Y_TITLE), "xz": (1, "layer", _X_TITLE), "yz": (0, "layer", _Y_TITLE)}
 
 
 def projection(shower: npt.ArrayLike, plane: Literal["xy", "xz", "yz"]) -> npt.NDArray[np.float64]:
@@ -370,14 +402,15 @@ def projections_figure(shower: npt.ArrayLike, *, title: str = "") -> go.Figure:
             go.Heatmap(
                 z=z, zmin=zmin, zmax=zmax, colorscale="Inferno", showscale=col == 3,
                 colorbar={"title": "log10(E/GeV)"},
-                hovertemplate=f"{x_title}=%{{x}} {y_title}=%{{y}}<br>log10(E/GeV)=%{{z:.2f}}<extra></extra>",
+                hovertemplate=(f"{x_title.split(' [')[0]}=%{{x}} {y_title.split(' [')[0]}=%{{y}}"
+                               "<br>log10(E/GeV)=%{z:.2f}<extra></extra>"),
             ),
             row=1, col=col,
         )
         fig.update_xaxes(title_text=x_title, row=1, col=col)
         fig.update_yaxes(title_text=y_title, row=1, col=col)
-    fig.update_layout(title=title or None, height=330, margin={"l": 40, "r": 10, "t": 50, "b": 40})
-    return fig
+    fig.update_layout(title=title or None, height=340, margin={"l": 60, "r": 10, "t": 60, "b": 50})
+    return style_figure(fig)
 
 
 def mean_images_figure(showers: npt.ArrayLike, *, title: str = "Mean of the batch") -> go.Figure:
@@ -410,10 +443,10 @@ def longitudinal_profile_figure(
         profile = mean.sum(axis=(0, 1))
         fig.add_trace(go.Scatter(x=np.arange(profile.size), y=profile, mode="lines+markers", name=label))
     fig.update_layout(
-        title="Longitudinal profile", xaxis_title="layer", yaxis_title="energy per layer (GeV)",
-        yaxis_type="log" if log_y else "linear", height=330, margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        title="Longitudinal profile", xaxis_title="layer", yaxis_title="energy per layer [GeV]",
+        yaxis_type="log" if log_y else "linear", height=340, margin={"l": 60, "r": 10, "t": 50, "b": 50},
     )
-    return fig
+    return style_figure(fig)
 
 
 def lateral_profile_figure(
@@ -433,10 +466,11 @@ def lateral_profile_figure(
                        line={"dash": "dash"})
         )
     fig.update_layout(
-        title="Lateral profiles", xaxis_title="cell", yaxis_title="energy per column/row (GeV)",
-        yaxis_type="log" if log_y else "linear", height=330, margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        title="Lateral profiles", xaxis_title=f"x or y [cell, {CELL_MM:g} mm]",
+        yaxis_title="energy per column/row [GeV]",
+        yaxis_type="log" if log_y else "linear", height=340, margin={"l": 60, "r": 10, "t": 50, "b": 50},
     )
-    return fig
+    return style_figure(fig)
 
 
 def sampling_fraction_figure(samples: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]]) -> go.Figure:
@@ -450,10 +484,35 @@ def sampling_fraction_figure(samples: Mapping[str, tuple[npt.ArrayLike, npt.Arra
         sf = cells.reshape(cells.shape[0], -1).sum(axis=1) / np.asarray(energy_gev, dtype=np.float64)
         fig.add_trace(go.Box(y=sf, name=label, boxpoints="all", jitter=0.3))
     fig.update_layout(
-        title="Sampling fraction of the batch", yaxis_title="deposited / primary energy", height=330,
-        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        title="Sampling fraction of the batch", yaxis_title="deposited / primary energy", height=340,
+        margin={"l": 60, "r": 10, "t": 50, "b": 50},
     )
-    return fig
+    return style_figure(fig)
+
+
+_KIND_COLOURS = {"model": "#d1495b", "arch": "#e9a03b", "gflash": "#2a9d8f", "mc": "#1f3b73"}
+_KIND_NAMES = {"model": "trained generator", "arch": "network, random weights", "gflash": "GFlash",
+               "mc": "Monte Carlo"}
+
+
+def throughput_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Showers per second of each benchmarked source as horizontal bars on a log axis (long names stay
+    readable), fastest at the top, coloured by kind. rows: calogen.bench BenchResult.to_dict() rows."""
+    ordered = sorted(rows, key=lambda r: float(r["showers_per_s"]))
+    fig = go.Figure()
+    for kind in dict.fromkeys(r["kind"] for r in ordered):
+        mine = [r for r in ordered if r["kind"] == kind]
+        fig.add_trace(go.Bar(
+            x=[float(r["showers_per_s"]) for r in mine], y=[f"{r['name']} · {r['path']}" for r in mine],
+            orientation="h", name=_KIND_NAMES.get(kind, kind), marker_color=_KIND_COLOURS.get(kind, "#777"),
+            text=[f"{float(r['showers_per_s']):,.3g}/s" for r in mine], textposition="outside", cliponaxis=False,
+        ))
+    device = ordered[0]["device"] if ordered else "?"
+    fig.update_layout(title=f"Throughput on {device}", xaxis_title="showers per second", xaxis_type="log",
+                      yaxis={"categoryorder": "array", "categoryarray": [f"{r['name']} · {r['path']}" for r in ordered]},
+                      height=max(260, 60 + 34 * len(ordered)), margin={"l": 10, "r": 60, "t": 50, "b": 50},
+                      legend={"orientation": "h", "y": -0.25})
+    return style_figure(fig)
 
 
 def format_card(card: Mapping[str, Any]) -> str:

@@ -129,9 +129,10 @@ with st.expander(f"Monte Carlo at the batch's conditions ({shown.energy_gev:g} G
             reference.showers[0], title=f"Monte Carlo shower at {float(reference.energy_gev[0]):.3g} GeV, "
                                         f"{math.degrees(float(reference.theta_rad[0])):.1f} deg"))
 
-curves = {f"{shown.source} (shower {index})": shower}
+# like with like: the mean of the batch against the mean of the Monte Carlo showers
+curves = {f"{shown.source} (mean of {n_made})": batch.showers}
 if reference is not None and shown.source != sources.MONTE_CARLO:
-    curves["Monte Carlo (mean)"] = reference.showers
+    curves[f"Monte Carlo (mean of {len(reference)})"] = reference.showers
 left, right = st.columns(2)
 left.plotly_chart(views.longitudinal_profile_figure(curves))
 right.plotly_chart(views.lateral_profile_figure(curves))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from calogen import sources, views
 from pages import device, page_setup, save_bench, show_error
 
-page_setup("Benchmark", ":material/speed:")
+page_setup("Benchmark", "⏱️")
 st.title("Benchmark")
 st.markdown("Times every source on one device with calogen.bench: the published 3DGAN generator architecture "
             "(random weights, several inference paths), the installed models, GFlash and the Monte Carlo. "
@@ -62,10 +61,9 @@ if rows:
     table["source"] = table["name"] + " · " + table["path"]
     shown = ["source", "kind", "device", "batch_size", "ms_per_shower", "showers_per_s", "speedup_vs_mc",
              "speedup_vs_published"]
-    st.dataframe(table[shown].style.format(precision=4, thousands=","), hide_index=True)
-    fig = px.bar(table, x="source", y="showers_per_s", color="kind", log_y=True, text_auto=".3s",
-                 labels={"showers_per_s": "showers per second", "source": ""},
-                 title=f"Throughput on {table['device'].iloc[0]}")
-    st.plotly_chart(fig)
+    st.dataframe(table[shown].style.format({"ms_per_shower": "{:.3g}", "showers_per_s": "{:,.3g}",
+                                            "speedup_vs_mc": "{:,.0f}x", "speedup_vs_published": "{:.2f}x"},
+                                           na_rep="-"), hide_index=True)
+    st.plotly_chart(views.throughput_figure(rows))
     if table["speedup_vs_mc"].isna().all():
         st.caption("Include the Monte Carlo to get the speed-up ratios.")

@@ -172,7 +172,7 @@ def test_generate_model_next_to_live_monte_carlo(folders: dict[str, Path]) -> No
     _no_errors(at)
     assert len(at.get("plotly_chart")) == 7  # plus the Monte Carlo shower's projections
     names = [trace["name"] for trace in _figure(at, "Longitudinal profile")["data"]]
-    assert names == ["tiny (shower 0)", "Monte Carlo (mean)"]
+    assert names == ["tiny (mean of 1)", "Monte Carlo (mean of 1)"]  # like with like: mean against mean
 
 
 @pytest.mark.skipif(not HAS_MC, reason=f"{sources.backend_error('mc')}")

@@ -109,10 +109,43 @@ def test_3d_figure_points_threshold_and_hover() -> None:
     assert len(capped.data[0].x) == 3 and max(capped.data[0].customdata) == pytest.approx(0.5)
 
 
-def test_3d_figure_volume_mode() -> None:
+def test_3d_figure_volume_mode_is_coarse_enough_to_draw_fast() -> None:
     fig = views.shower_3d_figure(_pencil_shower(), mode="volume")
-    assert isinstance(fig.data[0], go.Volume)
-    assert len(fig.data[0].value) == 51 * 51 * 25
+    volume = fig.data[0]
+    assert isinstance(volume, go.Volume)
+    assert len(volume.value) == 17 * 17 * 25  # 3 x 3 cell blocks: 7,225 points instead of 65,025
+    hot = int(np.argmax(volume.value))
+    assert (volume.x[hot], volume.y[hot], volume.z[hot]) == (25.0, 31.0, 5.0)  # the block around (25, 30, 5)
+    assert len(fig.to_json()) < 250_000  # was 961 kB
+
+
+def test_block_sum_keeps_the_energy() -> None:
+    shower = _pencil_shower()
+    blocks, step = views.block_sum(shower, max_points=8000)
+    assert step == (3, 3) and blocks.shape == (17, 17, 25)
+    assert math.isclose(float(blocks.sum()), float(shower.sum()), rel_tol=1e-6)
+    same, one = views.block_sum(shower, max_points=10**6)
+    assert one == (1, 1) and np.array_equal(same, shower)
+
+
+def test_figures_label_cells_in_mm_and_use_readable_fonts() -> None:
+    fig = views.projections_figure(_pencil_shower())
+    assert fig.layout.xaxis.title.text == "x [cell, 5.1 mm]"
+    assert fig.layout.font.color == "#1a1a1a" and fig.layout.font.size >= 13
+    profile = views.longitudinal_profile_figure(_pencil_shower())
+    assert profile.layout.yaxis.type == "log" and profile.layout.yaxis.exponentformat == "power"
+    scene = views.shower_3d_figure(_pencil_shower()).layout.scene
+    assert scene.xaxis.title.text == "x [cell, 5.1 mm]" and scene.camera.eye.x > 1.25
+
+
+def test_throughput_bars_are_horizontal_fastest_on_top() -> None:
+    rows = [{"name": "Monte Carlo", "path": "analog cascade", "kind": "mc", "device": "cpu", "showers_per_s": 0.4},
+            {"name": "conv2d", "path": "generate() conv2d, GeV out", "kind": "model", "device": "cpu",
+             "showers_per_s": 500.0}]
+    fig = views.throughput_figure(rows)
+    assert all(bar.orientation == "h" for bar in fig.data)
+    assert list(fig.layout.yaxis.categoryarray)[-1] == "conv2d · generate() conv2d, GeV out"
+    assert fig.layout.xaxis.type == "log"
 
 
 def test_projections_are_log_sums() -> None:
