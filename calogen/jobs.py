@@ -14,6 +14,7 @@ Two callers cannot start the same run: the run directory is created with ``mkdir
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import re
@@ -29,17 +30,28 @@ from typing import Any
 import pandas as pd
 
 from calogen.sources import runs_dir
-from calogen.train import LOCK_ENV, METRIC_COLUMNS, TrainConfig, process_alive, write_json_atomic
+from calogen.train import (
+    LOCK_ENV,
+    METRIC_COLUMNS,
+    TrainConfig,
+    check_config,
+    format_duration,
+    process_alive,
+    write_json_atomic,
+)
 
 __all__ = [
+    "CANCEL_GRACE_S",
     "RUN_NAME_MAX_CHARS",
     "RunError",
     "cancel_run",
     "list_runs",
+    "progress",
     "read_metrics",
     "read_status",
     "resume_run",
     "run_path",
+    "runs_table",
     "start_run",
     "tail_log",
 ]
@@ -49,6 +61,7 @@ _RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _NAME_RULE = (f"a run name is one folder name of letters, digits, '-', '_' and '.', not starting with '.', at most "
               f"{RUN_NAME_MAX_CHARS} characters (e.g. conv3d-test-1)")
 _ACTIVE = ("queued", "running")
+CANCEL_GRACE_S = 10.0  # a run stops within about a second of SIGTERM (calogen.train._Stop); then SIGKILL
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # processes started here, reaped by _reap
 
 
@@ -159,6 +172,7 @@ def start_run(config: TrainConfig | Mapping[str, Any], root: str | os.PathLike[s
     if not values.get("command"):
         values["command"] = f"python -m calogen train --config {run_dir / 'config.json'}"
     resolved = TrainConfig.from_dict(values)  # validate before anything is created
+    check_config(resolved)
     root_path.mkdir(parents=True, exist_ok=True)
     try:
         run_dir.mkdir()
@@ -229,6 +243,36 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[dict[str, Any]
     return sorted(runs, key=key, reverse=True)
 
 
+def progress(status: dict[str, Any]) -> dict[str, Any]:
+    """Step, planned steps, percentage and ETA of a run from its status (as :func:`read_status` returns it).
+
+    Returns ``step``, ``total_steps`` (None before the process has planned them), ``percent`` and ``eta``
+    (text such as '12 min'; '-' when unknown or the run is not running). The ETA written with the last step
+    is counted down by the time since then, so it moves between two slow steps.
+    """
+    step, total = status.get("step"), status.get("total_steps")
+    percent = status.get("percent")
+    eta_s = status.get("eta_s") if status.get("state") == "running" else None
+    if eta_s is not None and status.get("updated"):
+        try:
+            written = calendar.timegm(time.strptime(str(status["updated"]), "%Y-%m-%dT%H:%M:%SZ"))
+            eta_s = max(float(eta_s) - (time.time() - written), 0.0)
+        except ValueError:
+            pass
+    return {"step": step, "total_steps": total, "percent": percent, "eta": format_duration(eta_s)}
+
+
+def runs_table(root: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """One row per run for a table, newest first: name, state, step, total_steps, percent, eta, arch, recipe,
+    queued, ended and exit_reason, all read from the runs' status and config files."""
+    rows = []
+    for status in list_runs(root):
+        rows.append({"name": status["name"], "state": status.get("state"), **progress(status),
+                     "arch": status.get("arch"), "recipe": status.get("recipe"), "queued": status.get("queued"),
+                     "ended": status.get("ended"), "exit_reason": status.get("exit_reason")})
+    return rows
+
+
 def read_metrics(run_dir: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """metrics.csv as a DataFrame (columns :data:`calogen.train.METRIC_COLUMNS`; empty before the first step)."""
     path = run_path(run_dir, root) / "metrics.csv"
@@ -254,12 +298,13 @@ def tail_log(run_dir: str | os.PathLike[str], n: int = 20, *, root: str | os.Pat
 
 
 def cancel_run(run_dir: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None,
-               timeout_s: float = 30.0) -> dict[str, Any]:
+               timeout_s: float = CANCEL_GRACE_S) -> dict[str, Any]:
     """Stop a run: SIGTERM to its process group, wait up to ``timeout_s``, then SIGKILL. Returns the status.
 
     run_dir: a run name or ``root/NAME`` (see :func:`run_path`). The training process answers SIGTERM by
-    saving a checkpoint and writing ``cancelled``. If it had to be killed, status.json is set to
-    ``cancelled`` here; a process that was already gone is marked failed.
+    cutting the step in progress short, saving a checkpoint and writing ``cancelled``. If it had to be
+    killed, status.json is set to ``cancelled`` here (the last checkpoint is kept); a process that was already
+    gone is marked failed.
     """
     path = run_path(run_dir, root)
     root = path.parent

@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -55,9 +55,12 @@ __all__ = [
     "Stage",
     "TrainConfig",
     "TrainingFailed",
+    "check_config",
     "data_provenance",
+    "format_duration",
     "load_checkpoint",
     "main",
+    "planned_steps",
     "process_alive",
     "sampling_fraction_mre",
     "stages",
@@ -69,6 +72,10 @@ CHECKPOINT_VERSION = 1
 METRIC_COLUMNS = ("step", "epoch", "stage", "loss_d", "loss_g", "bce", "energy_mape", "angle_mae", "sum_mape",
                   "wasserstein", "gradient_penalty", "sf_error", "time_s")
 LOCK_ENV = "CALOGEN_RUN_LOCK"  # token a launcher (calogen.jobs) put in run_dir/lock before starting us
+PROGRESS_EVERY_S = 10.0  # seconds between progress lines (log.txt and the terminal)
+# Mean deposited / primary energy of calogen.mc electrons in the CLIC ECAL, 10-300 GeV (1.7-1.9 % measured on
+# data/reference.h5); used only to predict which simulated showers pass the 3DGAN loader cut.
+_MC_SAMPLING_FRACTION = 0.019
 
 
 @dataclass
@@ -114,8 +121,14 @@ class TrainConfig:
         for name in ("epochs", "batch", "select_last_k", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
+        if self.batch < 2:
+            raise ValueError(f"batch={self.batch}: a step needs at least 2 showers (the loader keeps a batch only "
+                             "when 2 or more of its showers pass the cell-sum cut); use batch >= 2")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch={self.steps_per_epoch} must be positive (or None for a file pass)")
+        if self.steps_per_epoch is None and self.data == "mc":
+            raise ValueError("steps_per_epoch=None needs a data file (one pass per epoch); with data='mc' showers "
+                             "are simulated without end, so give steps_per_epoch")
         if self.two_step and self.stage1_epochs < 1:
             raise ValueError(f"stage1_epochs={self.stage1_epochs} must be positive with two_step=True")
         if self.data != "mc" and not Path(self.data).is_file():
@@ -148,6 +161,78 @@ def _range(name: str, value: Any, allowed: tuple[float, float], unit: str) -> tu
         raise ValueError(f"{name}=({lo:g}, {hi:g}) {unit} must satisfy {allowed[0]:g} <= lo <= hi <= "
                          f"{allowed[1]:g}")
     return (lo, hi)
+
+
+def check_config(config: TrainConfig, *, world: int = 1) -> None:
+    """Checks that need the machine or the data, made before anything is created or launched (by
+    :func:`calogen.jobs.start_run`, the ``train`` command and :func:`train`); ValueError says what to change.
+
+    A known architecture, an available device, at least one batch of training showers in a data file, and
+    for ``data="mc"`` an energy range whose simulated showers pass the 3DGAN loader cut often enough.
+    """
+    from calogen.nets import ARCHITECTURES
+
+    if config.arch not in ARCHITECTURES:
+        raise ValueError(f"arch={config.arch!r} is unknown; choose one of {sorted(ARCHITECTURES)}")
+    _resolve_device(config.device)
+    if config.data == "mc":
+        for stage in stages(config):
+            _check_mc_cut(config, stage.energy_range_gev)
+    else:
+        n_train = _training_showers(config)
+        if n_train < config.batch * world:
+            raise ValueError(f"data={config.data!r} leaves {n_train} showers for training after the held-out "
+                             f"part, fewer than one batch of {config.batch} x {world} process(es); lower the "
+                             "batch or give a larger file")
+
+
+def _check_mc_cut(config: TrainConfig, energy_range_gev: tuple[float, float]) -> None:
+    """Refuse an energy range where most simulated batches would not keep the 2 showers a step needs."""
+    e_cut = config.min_sum / DEFAULT_SCALE / _MC_SAMPLING_FRACTION  # primary energy whose mean deposit is at the cut
+    lo, hi = energy_range_gev
+    p = float(hi > e_cut) if hi <= lo else float(np.clip((hi - e_cut) / (hi - lo), 0.0, 1.0))
+    b = config.batch
+    p_step = 1.0 - (1.0 - p) ** b - b * p * (1.0 - p) ** (b - 1)  # P(at least 2 of b showers pass)
+    if p_step < 0.5:
+        raise ValueError(
+            f"with data='mc', batch={b} and energies {lo:g}-{hi:g} GeV only {p_step:.0%} of the simulated batches "
+            f"would keep the 2 showers a step needs: the 3DGAN loader cut keeps showers that deposit more than "
+            f"min_sum/{DEFAULT_SCALE:g} = {config.min_sum / DEFAULT_SCALE:g} GeV, which takes about {e_cut:.0f} GeV "
+            f"of primary energy (sampling fraction about {_MC_SAMPLING_FRACTION:.1%}); raise the upper energy above "
+            f"{e_cut:.0f} GeV, raise the batch, or lower min_sum (0 keeps every shower)")
+
+
+def _training_showers(config: TrainConfig) -> int:
+    """Showers of a data file available for training: the file less the held-out tail (see :func:`_heldout`)."""
+    from calogen.io import count_showers
+
+    n = count_showers(config.data)
+    return n if config.heldout is not None else n - min(config.heldout_mc, n // 2)
+
+
+def planned_steps(config: TrainConfig, *, world: int = 1) -> int:
+    """Steps the whole schedule will take: ``steps_per_epoch`` x epochs, or for a file pass an upper estimate
+    from the number of training showers (the loader cut and the energy window can make epochs shorter)."""
+    total_epochs = sum(s.epochs for s in stages(config))
+    if config.data == "mc" and config.steps_per_epoch is not None:
+        return config.steps_per_epoch * total_epochs
+    per_epoch = max(1, _training_showers(config) // (config.batch * world))
+    if config.steps_per_epoch is not None:
+        per_epoch = min(per_epoch, config.steps_per_epoch)
+    return per_epoch * total_epochs
+
+
+def format_duration(seconds: float | None) -> str:
+    """'45 s', '12 min', '3 h 05 min' (or '-' for None): how long, to the precision an ETA deserves."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(int(round(seconds / 60)), 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -522,12 +607,51 @@ class TrainingFailed(RuntimeError):
     """Training started and then failed; status.json says ``failed`` with the message."""
 
 
-class _Stop:
-    """SIGTERM / SIGINT set a flag; the loop saves a checkpoint at the end of the current step and exits."""
+class _StopNow(BaseException):
+    """A stop request that interrupted the loop where it was (not an error: the run ends ``cancelled``)."""
 
-    def __init__(self) -> None:
+
+class _Stop:
+    """SIGTERM / SIGINT ask the run to stop without waiting for the current step.
+
+    Inside :meth:`interruptible` blocks (simulating or reading a batch, forward and backward passes, the
+    held-out simulation) the signal handler raises :class:`_StopNow` at once, so a stop waits at most for the
+    torch operation in progress; inside :meth:`deferred` blocks (an optimiser update) it waits for the block
+    to finish. Elsewhere (metrics, checkpoints) it sets ``reason``, read by the loop at the next safe point.
+    With several processes (``immediate=False``) every request waits for the end of the step, where all
+    ranks agree to stop together.
+    """
+
+    def __init__(self, *, immediate: bool = True) -> None:
         self.reason: str | None = None
+        self.immediate = immediate
+        self._armed = False
         self._previous: dict[int, Any] = {}
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A block that a stop request ends at once (raises :class:`_StopNow`)."""
+        self.raise_if_requested()
+        self._armed = self.immediate
+        try:
+            yield
+        finally:
+            self._armed = False
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A block inside :meth:`interruptible` that is always finished (an optimiser update)."""
+        armed, self._armed = self._armed, False
+        try:
+            yield
+        finally:
+            self._armed = armed
+        if armed:
+            self.raise_if_requested()
+
+    def raise_if_requested(self) -> None:
+        if self.reason is not None and self.immediate:
+            raise _StopNow(self.reason)
 
     def install(self) -> None:
         """Install the handlers (only possible in the main thread; elsewhere the run has no signal stop)."""
@@ -543,6 +667,9 @@ class _Stop:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.reason = f"{signal.Signals(signum).name} received"
+        if self._armed:
+            self._armed = False
+            raise _StopNow(self.reason)
 
 
 def _optimisers(config: TrainConfig, generator: torch.nn.Module, discriminator: torch.nn.Module,
@@ -556,14 +683,17 @@ def _optimisers(config: TrainConfig, generator: torch.nn.Module, discriminator: 
 
 
 def _resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when torch sees a GPU, else cpu; 'cpu', 'cuda', 'cuda:N' as given (checked)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not (name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ValueError(f"device={name!r} is not a training device; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} was asked for but CUDA is not available; use device='cpu'")
+        raise ValueError(f"device={name!r} was asked for but CUDA is not available; use device='cpu' or 'auto'")
     return torch.device(name)
 
 
-def _resolve_preprocessing(config: TrainConfig) -> dict[str, Any]:
+def _resolve_preprocessing(config: TrainConfig, device: torch.device) -> dict[str, Any]:
     """The architecture's cell transform as a card entry; Box-Cox is fitted on the first training showers."""
     from calogen.nets import ARCHITECTURES
 
@@ -578,14 +708,15 @@ def _resolve_preprocessing(config: TrainConfig) -> dict[str, Any]:
 
             rng = np.random.default_rng([config.seed, 3])
             energy, theta = _uniform_conditions(rng, 16, config.energy_range_gev, config.theta_range_deg)
-            sample = simulate(energy, theta, n=16, seed=config.seed, device=config.device).showers
+            sample = simulate(energy, theta, n=16, seed=config.seed, device=str(device)).showers
         else:
             sample = read_showers(config.data, stop=256).showers
         return fit_boxcox(sample, seed=config.seed).to_card()
     return {"kind": "power", "power": config.power, "scale": DEFAULT_SCALE}
 
 
-def _heldout(config: TrainConfig, run: RunDirectory, *, needed: bool) -> tuple[Any, int | None]:
+def _heldout(config: TrainConfig, run: RunDirectory, *, needed: bool, device: torch.device,
+             ) -> tuple[Any, int | None]:
     """Held-out showers (ShowerSet, None when not ``needed``) and, for a data file without a separate held-out
     file, the index where the training part of the file stops."""
     from calogen.io import count_showers, read_showers, write_showers
@@ -605,7 +736,7 @@ def _heldout(config: TrainConfig, run: RunDirectory, *, needed: bool) -> tuple[A
 
     rng = np.random.default_rng([config.seed, 99])
     energy, theta = _uniform_conditions(rng, config.heldout_mc, config.energy_range_gev, config.theta_range_deg)
-    held = simulate(energy, theta, n=len(energy), seed=int(rng.integers(2**31)), device=config.device)
+    held = simulate(energy, theta, n=len(energy), seed=int(rng.integers(2**31)), device=str(device))
     if run.writer:
         write_showers(cache, held)
     return held, None
@@ -673,13 +804,15 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
     with the reason), so that a run can be advanced in slices and resumed.
 
     Rank 0 writes the run directory. Ends with status ``finished`` (and run_dir/model exported), or
-    ``cancelled`` after SIGTERM/SIGINT (checkpoint saved), or ``failed`` with the exception message (raised as
-    :class:`TrainingFailed`). Problems found before training starts raise ValueError / FileNotFoundError /
-    RuntimeError (run directory in use) and leave status.json alone.
+    ``cancelled`` after SIGTERM/SIGINT (checkpoint saved; the step in progress is cut short, see
+    :class:`_Stop`), or ``failed`` with the exception message (raised as :class:`TrainingFailed`). Problems found
+    before training starts (:func:`check_config`, a run directory in use) raise ValueError / FileNotFoundError /
+    RuntimeError and leave status.json alone.
     """
-    rank, world = _dist_init(config.device)
+    rank, world = _dist_init(_resolve_device(config.device).type)
+    check_config(config, world=world)
     run = RunDirectory(config.run_dir, writer=rank == 0)
-    stop = _Stop()
+    stop = _Stop(immediate=world == 1)
     locked = False
     if run.writer:
         if not resume and run.last.exists():
@@ -698,6 +831,12 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
         run.log("failed: " + message + "\n" + traceback.format_exc())
         run.status("failed", exit_reason=message)
         raise TrainingFailed(f"training in {run.path} failed: {message}") from exc
+    except _StopNow as exc:  # during set-up, before the first step of this call
+        message = (f"{exc} while setting up, before the first step; "
+                   + (f"the checkpoint is unchanged; continue with --resume {run.path}" if resume
+                      else "nothing to resume from yet; start the run again"))
+        run.log(message)
+        run.status("cancelled", exit_reason=message)
     except BaseException as exc:
         run.status("failed", exit_reason=f"{type(exc).__name__}: {exc}")
         raise
@@ -735,7 +874,8 @@ def _train(config: TrainConfig, run: RunDirectory, stop: _Stop, *, rank: int, wo
     discriminator = build_discriminator(config.arch, **config.discriminator_config).to(device)
     opt_g, opt_d = _optimisers(config, generator, discriminator)
     if config.preprocessing is None:
-        config.preprocessing = _resolve_preprocessing(config)
+        with stop.interruptible():
+            config.preprocessing = _resolve_preprocessing(config, device)
     objective: GANObjective = build_objective(config.recipe, preprocessing=config.preprocessing)
     schedule = stages(config)
     total_epochs = schedule[-1].first_epoch + schedule[-1].epochs
@@ -753,22 +893,64 @@ def _train(config: TrainConfig, run: RunDirectory, stop: _Stop, *, rank: int, wo
     _broadcast_module(generator, world)
     _broadcast_module(discriminator, world)
     run.prepare(config)
-    heldout, data_stop = _heldout(config, run, needed=run.writer)
+    with stop.interruptible():  # simulating the held-out showers can take minutes on a CPU
+        heldout, data_stop = _heldout(config, run, needed=run.writer, device=device)
     if config.data == "mc":
         source: ShowerFileSource | MCSource = MCSource(config, device=device, rank=rank, world=world)
     else:
         source = ShowerFileSource(config.data, config, device=device, rank=rank, world=world, stop=data_stop)
     monitor_rng = np.random.default_rng([config.seed, 5])  # fixed monitoring batch: conditions and noise seed
     monitor_e, monitor_t = _uniform_conditions(monitor_rng, 16, config.energy_range_gev, config.theta_range_deg)
+    progress = _Progress(total=planned_steps(config, world=world), first_step=int(state["step"]))
     run.status("running", pid=os.getpid(), pgid=os.getpgid(0), started=_now(), world_size=world,
                step=state["step"], epoch=state["epoch"], total_epochs=total_epochs, resumed=resume,
-               exit_reason=None, ended=None)
+               exit_reason=None, ended=None, **progress.fields(int(state["step"])))
     run.log(f"{'resumed' if resume else 'started'} {config.recipe} training of {config.arch} on {config.data}: "
-            f"step {state['step']}, epoch {state['epoch']}/{total_epochs}, {world} process(es), device {device}")
+            f"step {state['step']}/{progress.total}, epoch {state['epoch']}/{total_epochs}, {world} process(es), "
+            f"device {device}")
     clock = time.monotonic() - float(state["wall_time_s"])
     first_step = int(state["step"])
 
-    def checkpoint(path: Path | None = None) -> None:
+    def gan_step(real: torch.Tensor, energy: torch.Tensor, theta: torch.Tensor,
+                 ) -> tuple[float, float | None, dict[str, float]]:
+        """One training step on a real batch; returns loss_d, loss_g (None without a generator update) and the
+        objective's heads. Optimiser updates are never cut in half by a stop request (``stop.deferred``)."""
+        # (1) discriminator update(s): the fake batch uses the real batch's conditions
+        with torch.no_grad(), _autocast(device, config.bf16):
+            noise = torch.randn(len(energy), generator.latent_dim, device=device)
+            fake = generator(energy, theta, noise).float()
+        loss_d_total, parts_d = 0.0, {}
+        for loss_d, parts_d in objective.discriminator_updates(
+                _ac(discriminator, device, config.bf16), real, fake, energy, theta, flip_rng):
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            with stop.deferred():
+                _average_gradients(discriminator, world)
+                opt_d.step()
+            loss_d_total += loss_d.item()
+
+        # (2) generator update(s), through a frozen discriminator
+        loss_g_total, parts_g = None, {}
+        if (state["step"] + 1) % objective.critic_steps == 0:
+            discriminator.requires_grad_(False)
+            real_sum = objective.to_gev(real).sum(dim=(1, 2, 3))  # (B,) GeV, target of the sum head
+            loss_g_total = 0.0
+            for _ in range(objective.generator_steps):
+                noise = torch.randn(len(energy), generator.latent_dim, device=device)
+                with _autocast(device, config.bf16):
+                    fake = generator(energy, theta, noise).float()
+                loss_g, parts_g = objective.generator_loss(
+                    _ac(discriminator, device, config.bf16), fake, real_sum, energy, theta)
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                with stop.deferred():
+                    _average_gradients(generator, world)
+                    opt_g.step()
+                loss_g_total += loss_g.item() / objective.generator_steps
+            discriminator.requires_grad_(True)
+        return loss_d_total, loss_g_total, {f"{k}": v for k, v in (parts_g or parts_d).items()}
+
+    def checkpoint(path: Path | None = None, rng: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         state["wall_time_s"] = time.monotonic() - clock
         run.save({
             "version": CHECKPOINT_VERSION, "calogen_version": __version__, "config": config.to_dict(),
@@ -777,15 +959,19 @@ def _train(config: TrainConfig, run: RunDirectory, stop: _Stop, *, rank: int, wo
             "wall_time_s": state["wall_time_s"],
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
             "optimizer_g": opt_g.state_dict(), "optimizer_d": opt_d.state_dict(),
-            "rng_torch": torch.get_rng_state(), "rng_flip": flip_rng.get_state(),
+            "rng_torch": rng[0] if rng else torch.get_rng_state(),
+            "rng_flip": rng[1] if rng else flip_rng.get_state(),
         }, path or run.last)
 
-    def cancel(reason: str) -> None:
-        checkpoint()
-        message = (f"{reason}: stopped at step {state['step']} (epoch {state['epoch']}); checkpoint saved; "
+    def cancel(reason: str, *, cut_short: bool = False, rng: tuple[torch.Tensor, torch.Tensor] | None = None,
+               ) -> None:
+        discriminator.requires_grad_(True)
+        checkpoint(rng=rng)
+        cut = f" (step {state['step'] + 1} was cut short; resuming repeats it)" if cut_short else ""
+        message = (f"{reason}: stopped at step {state['step']}{cut} (epoch {state['epoch']}); checkpoint saved; "
                    f"continue with python -m calogen train --resume {run.path}")
         run.log(message)
-        run.status("cancelled", exit_reason=message, step=state["step"], epoch=state["epoch"])
+        run.status("cancelled", exit_reason=message, step=state["step"], epoch=state["epoch"], eta_s=None)
 
     for epoch in range(int(state["epoch"]), total_epochs):
         stage = _stage_of(schedule, epoch)
@@ -795,54 +981,30 @@ def _train(config: TrainConfig, run: RunDirectory, stop: _Stop, *, rank: int, wo
             run.log(f"stage {stage.index}: warm start on {stage.energy_range_gev} GeV")
         batches = source.batches(epoch, stage.energy_range_gev, skip=int(state["step_in_epoch"]))
         while config.steps_per_epoch is None or state["step_in_epoch"] < config.steps_per_epoch:
-            batch = next(batches, None)
-            if _any_rank(batch is None, world, device):
-                break
-            assert batch is not None
-            real, energy, theta = batch
+            # (1)-(2) the batch and the discriminator / generator updates; a stop request ends them at once
+            rng_at_start = (torch.get_rng_state(), flip_rng.get_state())
+            try:
+                with stop.interruptible():
+                    batch = next(batches, None)
+                    if _any_rank(batch is None, world, device):
+                        break
+                    assert batch is not None
+                    loss_d_total, loss_g_total, heads = gan_step(*batch)
+            except _StopNow as exc:
+                cancel(str(exc), cut_short=True, rng=rng_at_start)
+                return
 
-            # (1) discriminator update(s): the fake batch uses the real batch's conditions
-            with torch.no_grad(), _autocast(device, config.bf16):
-                noise = torch.randn(len(energy), generator.latent_dim, device=device)
-                fake = generator(energy, theta, noise).float()
-            loss_d_total, parts_d = 0.0, {}
-            for loss_d, parts_d in objective.discriminator_updates(
-                    _ac(discriminator, device, config.bf16), real, fake, energy, theta, flip_rng):
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                _average_gradients(discriminator, world)
-                opt_d.step()
-                loss_d_total += loss_d.item()
-
-            # (2) generator update(s), through a frozen discriminator
-            loss_g_total, parts_g = None, {}
-            if (state["step"] + 1) % objective.critic_steps == 0:
-                discriminator.requires_grad_(False)
-                real_sum = objective.to_gev(real).sum(dim=(1, 2, 3))  # (B,) GeV, target of the sum head
-                loss_g_total = 0.0
-                for _ in range(objective.generator_steps):
-                    noise = torch.randn(len(energy), generator.latent_dim, device=device)
-                    with _autocast(device, config.bf16):
-                        fake = generator(energy, theta, noise).float()
-                    loss_g, parts_g = objective.generator_loss(
-                        _ac(discriminator, device, config.bf16), fake, real_sum, energy, theta)
-                    opt_g.zero_grad(set_to_none=True)
-                    loss_g.backward()
-                    _average_gradients(generator, world)
-                    opt_g.step()
-                    loss_g_total += loss_g.item() / objective.generator_steps
-                discriminator.requires_grad_(True)
-
-            # (3) bookkeeping: metrics, status, periodic checkpoint, stop request
+            # (3) bookkeeping: metrics, status and progress, periodic checkpoint, stop request
             state["step"] += 1
             state["step_in_epoch"] += 1
-            heads = {f"{k}": v for k, v in (parts_g or parts_d).items()}
             if not all(math.isfinite(v) for v in [loss_d_total, *(heads.values())]):
                 raise FloatingPointError(f"non-finite loss at step {state['step']}: loss_d={loss_d_total}, "
                                          f"heads={heads}; lower the learning rate or check the data")
             run.metrics({"step": state["step"], "epoch": epoch, "stage": stage.index, "loss_d": loss_d_total,
                          "loss_g": loss_g_total, **heads, "time_s": round(time.monotonic() - clock, 3)})
-            run.status("running", step=state["step"], epoch=epoch)
+            run.status("running", step=state["step"], epoch=epoch, **progress.fields(state["step"]))
+            if progress.due():
+                run.log(progress.line(state["step"], epoch, total_epochs, loss_d_total, loss_g_total))
             if state["step"] % config.checkpoint_every == 0:
                 checkpoint()
             if max_steps is not None and state["step"] - first_step >= max_steps:
@@ -856,6 +1018,8 @@ def _train(config: TrainConfig, run: RunDirectory, stop: _Stop, *, rank: int, wo
             raise ValueError(
                 f"epoch {epoch} had no batch of {config.batch} showers in {stage.energy_range_gev} GeV and "
                 f"{config.theta_range_deg} deg after the loader cuts; check the data file, ranges and --batch")
+        if config.data != "mc":  # an epoch of a file pass is now measured: the plan follows it
+            progress.total = state["step"] + (total_epochs - epoch - 1) * int(state["step_in_epoch"])
         state["epoch"] = epoch + 1
         state["step_in_epoch"] = 0
         if run.writer:
@@ -904,7 +1068,41 @@ def _train(config: TrainConfig, run: RunDirectory, stop: _Stop, *, rank: int, wo
         run.log(f"finished: selected epoch {best['epoch']} (SF error {best['sf_error']:.4f}); model in "
                 f"{run.path / 'model'}")
         run.status("finished", exit_reason="completed", selected_epoch=int(best["epoch"]),
-                   sf_error=float(best["sf_error"]), model_dir=str(run.path / "model"), step=state["step"])
+                   sf_error=float(best["sf_error"]), model_dir=str(run.path / "model"), step=state["step"],
+                   total_steps=state["step"], percent=100.0, eta_s=0.0)
+
+
+@dataclass
+class _Progress:
+    """Steps done against the plan, the mean time per step of this invocation and the ETA from it."""
+
+    total: int  # planned steps of the whole schedule
+    first_step: int  # the step this invocation started from (resume)
+    start: float = field(default_factory=time.monotonic)
+    last_line: float = -math.inf
+
+    def fields(self, step: int) -> dict[str, Any]:
+        """status.json entries: total_steps, percent, s_per_step and eta_s (None before the first step)."""
+        done = step - self.first_step
+        per_step = (time.monotonic() - self.start) / done if done > 0 else None
+        return {"total_steps": self.total, "percent": round(100.0 * min(step / max(self.total, 1), 1.0), 1),
+                "s_per_step": None if per_step is None else round(per_step, 3),
+                "eta_s": None if per_step is None else round(max(self.total - step, 0) * per_step, 1)}
+
+    def due(self) -> bool:
+        """True at the first call and then every :data:`PROGRESS_EVERY_S` seconds."""
+        now = time.monotonic()
+        if now - self.last_line < PROGRESS_EVERY_S:
+            return False
+        self.last_line = now
+        return True
+
+    def line(self, step: int, epoch: int, epochs: int, loss_d: float, loss_g: float | None) -> str:
+        """'step 12/1000 (1.2 %), epoch 1/10, loss_d 0.532, loss_g 1.204, 3.10 s/step, ETA 51 min'."""
+        f = self.fields(step)
+        loss_g_text = "-" if loss_g is None else f"{loss_g:.4g}"
+        return (f"step {step}/{self.total} ({f['percent']:.1f} %), epoch {epoch + 1}/{epochs}, loss_d "
+                f"{loss_d:.4g}, loss_g {loss_g_text}, {f['s_per_step']:.2f} s/step, ETA {format_duration(f['eta_s'])}")
 
 
 class _AutocastModule(torch.nn.Module):

@@ -36,7 +36,7 @@ with st.form("train"):
     col4, col5, col6 = st.columns(3)
     epochs = col4.number_input("Epochs", 1, 1000, 10)
     steps = col5.number_input("Steps per epoch", 1, 100000, 100)
-    batch = col6.number_input("Batch size", 1, 1024, 64)
+    batch = col6.number_input("Batch size", 2, 1024, 64)
     run_device = st.radio("Device", ["auto", "cpu", "cuda"], index=["auto", "cpu", "cuda"].index(device()),
                           horizontal=True)
     with st.expander("More options"):
@@ -60,13 +60,23 @@ if started:
     except Exception as exc:  # bad options or an existing run: one readable message
         show_error("Starting the run", exc)
 
+REFRESH_S = 2.0  # seconds between refreshes of the table and the chosen run while a run is going
 runs = jobs.list_runs(root)
 if not runs:
     st.info(f"No runs in `{root}/` yet.")
     st.stop()
 st.subheader("Runs")
-st.dataframe([{k: r.get(k) for k in ("name", "state", "arch", "recipe", "epoch", "step", "queued", "ended")}
-              for r in runs], hide_index=True)
+
+
+@st.fragment(run_every=REFRESH_S if any(r.get("state") in ("queued", "running") for r in runs) else None)
+def _table() -> None:
+    st.dataframe(jobs.runs_table(root), hide_index=True, column_config={
+        "total_steps": st.column_config.NumberColumn("total steps"),
+        "percent": st.column_config.ProgressColumn("progress", format="%.1f %%", min_value=0, max_value=100),
+        "eta": st.column_config.TextColumn("ETA"), "exit_reason": st.column_config.TextColumn("exit reason")})
+
+
+_table()
 names = [r["name"] for r in runs]
 chosen_dir = st.session_state.get("_run")
 default = names.index(Path(chosen_dir).name) if chosen_dir and Path(chosen_dir).name in names else 0
@@ -75,15 +85,19 @@ run_dir = jobs.run_path(run_name, root)
 active = jobs.read_status(run_dir, root=root).get("state") in ("queued", "running")
 
 
-@st.fragment(run_every=2.0 if active else None)
+@st.fragment(run_every=REFRESH_S if active else None)
 def _live(run_dir: Path) -> None:
     status = jobs.read_status(run_dir, root=root)
     state = status.get("state", "unknown")
-    cols = st.columns(4)
+    done = jobs.progress(status)
+    cols = st.columns(5)
     cols[0].metric("State", state)
-    cols[1].metric("Epoch", status.get("epoch", "-"))
-    cols[2].metric("Step", status.get("step", "-"))
-    cols[3].metric("SF error", f"{status['sf_error']:.4f}" if "sf_error" in status else "-")
+    cols[1].metric("Epochs done", f"{status.get('epoch', '-')} / {status.get('total_epochs', '-')}")
+    cols[2].metric("Step", f"{done['step'] if done['step'] is not None else '-'} / {done['total_steps'] or '-'}")
+    cols[3].metric("ETA", done["eta"])
+    cols[4].metric("SF error", f"{status['sf_error']:.4f}" if "sf_error" in status else "-")
+    if done["percent"] is not None:
+        st.progress(min(float(done["percent"]) / 100.0, 1.0), text=f"{done['percent']:.1f} % of the planned steps")
     if status.get("exit_reason"):
         st.caption(f"Exit reason: {status['exit_reason']}")
     metrics = jobs.read_metrics(run_dir, root=root)

@@ -4,8 +4,10 @@ inside the runs folder."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,42 @@ def test_every_run_function_refuses_a_path_outside_the_runs_folder(tmp_path: Pat
     with pytest.raises(jobs.RunError, match="not allowed"):
         call("../outside")
     assert sorted(p.name for p in outside.iterdir()) == ["status.json"]
+
+
+def test_cancel_does_not_wait_for_a_slow_step(tmp_path: Path) -> None:
+    # each step simulates 2 showers at 400-500 GeV (about 7 s on one CPU thread); cancel arrives inside step 1
+    config = dict(arch="wgan-gp-atlas", data="mc", energy_range_gev=[400.0, 500.0], epochs=10, steps_per_epoch=100,
+                  batch=2, heldout_mc=2, device="cpu", threads=1, run_dir="slow")
+    run_dir = jobs.start_run(config)
+    try:
+        wait_for(lambda: jobs.read_status(run_dir)["state"] == "running", timeout_s=300,
+                 what="the run to finish its set-up")
+        time.sleep(1.0)
+        start = time.monotonic()
+        final = jobs.cancel_run(run_dir)
+        elapsed = time.monotonic() - start
+    finally:
+        jobs.cancel_run(run_dir, timeout_s=1.0)
+    assert final["state"] == "cancelled" and "SIGTERM" in final["exit_reason"], final
+    assert "cut short" in final["exit_reason"] and elapsed < 5.0, (elapsed, final)
+    assert (run_dir / "checkpoints" / "last.pt").exists() and not (run_dir / "lock").exists()
+
+
+def test_start_run_with_settings_that_cannot_train_creates_nothing(tmp_path: Path) -> None:
+    for bad in ({"batch": 1}, {"data": "mc", "energy_range_gev": [2.0, 2.0]}, {"device": "gpu"}):
+        with pytest.raises(ValueError, match="batch=1|raise the upper energy|not a training device"):
+            jobs.start_run({**_config(tmp_path, "never"), **bad})
+    assert not (tmp_path / "runs").exists()
+
+
+def test_runs_table_reads_progress_from_the_status_file(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "going"
+    run_dir.mkdir(parents=True)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (run_dir / "status.json").write_text(json.dumps({
+        "state": "running", "pid": os.getpid(), "step": 2, "total_steps": 10, "percent": 20.0, "eta_s": 600.0,
+        "updated": now, "queued": now}))
+    (row,) = jobs.runs_table()
+    assert (row["name"], row["state"], row["step"], row["total_steps"], row["percent"]) == (
+        "going", "running", 2, 10, 20.0)
+    assert row["eta"] in ("10 min", "9 min")

@@ -227,3 +227,106 @@ def test_empty_energy_window_is_an_error(tmp_path: Path) -> None:
     config = small_config(tmp_path, "empty", energy_range_gev=(400.0, 500.0))  # the file holds 50-250 GeV
     with pytest.raises(TrainingFailed, match="no batch"):
         train(config)
+
+
+def test_sigterm_cuts_a_slow_step_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from calogen import train as train_module
+
+    original = train_module.ShowerFileSource._to_batch
+    batches: list[int] = []
+
+    def slow_third_batch(self, *args):  # the third batch takes a minute to read; SIGTERM arrives meanwhile
+        batches.append(1)
+        if len(batches) == 3:
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            time.sleep(60)
+        return original(self, *args)
+
+    monkeypatch.setattr(train_module.ShowerFileSource, "_to_batch", slow_third_batch)
+    config = small_config(tmp_path, "cut", epochs=100)
+    start = time.monotonic()
+    train(config)
+    assert time.monotonic() - start < 30  # not the 60 s of the slow batch
+    status = _status(Path(config.run_dir))
+    assert status["state"] == "cancelled"
+    assert "SIGTERM" in status["exit_reason"] and "step 3 was cut short" in status["exit_reason"]
+    assert load_checkpoint(Path(config.run_dir) / "checkpoints" / "last.pt")["step"] == 2
+    monkeypatch.setattr(train_module.ShowerFileSource, "_to_batch", original)
+    train(TrainConfig.from_dict(json.loads((Path(config.run_dir) / "config.json").read_text())), resume=True,
+          max_steps=2)
+    steps = pd.read_csv(Path(config.run_dir) / "metrics.csv").dropna(subset=["loss_d"])["step"].tolist()
+    assert steps == [1, 2, 3, 4]  # the cut step is done again, once
+
+
+def test_status_and_log_show_progress_and_eta(tmp_path: Path) -> None:
+    run_dir = train(small_config(tmp_path, "eta", epochs=2, steps_per_epoch=3))
+    status = _status(run_dir)
+    assert (status["total_steps"], status["percent"], status["eta_s"]) == (6, 100.0, 0.0)
+    log = (run_dir / "log.txt").read_text()
+    assert "step 1/6 (16.7 %), epoch 1/2, loss_d" in log and "s/step, ETA" in log
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"batch": 1}, "batch=1: a step needs at least 2 showers"),
+        ({"data": "mc", "energy_range_gev": (2.0, 10.0)}, "raise the upper energy above 11 GeV"),
+        ({"data": "mc", "steps_per_epoch": None}, "give steps_per_epoch"),
+    ],
+)
+def test_settings_that_cannot_train_are_refused_by_the_config(tmp_path: Path, overrides: dict,
+                                                               message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        from calogen.train import check_config
+
+        check_config(small_config(tmp_path, "bad", **overrides))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_check_config_needs_the_machine_and_the_data(tmp_path: Path) -> None:
+    from calogen.train import check_config, planned_steps
+
+    with pytest.raises(ValueError, match="arch='nope' is unknown"):
+        check_config(small_config(tmp_path, "a", arch="nope"))
+    with pytest.raises(ValueError, match="'gpu' is not a training device"):
+        check_config(small_config(tmp_path, "a", device="gpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            check_config(small_config(tmp_path, "a", device="cuda"))
+    tiny = shower_file(tmp_path / "tiny.h5", 6)
+    with pytest.raises(ValueError, match="leaves 3 showers for training .* fewer than one batch of 4"):
+        check_config(small_config(tmp_path, "a", data=str(tiny), heldout_mc=16))
+    check_config(small_config(tmp_path, "a", data="mc", energy_range_gev=(2.0, 500.0), batch=2))  # 98 % pass
+    check_config(small_config(tmp_path, "a", data="mc", energy_range_gev=(2.0, 5.0), min_sum=0.0))
+    assert planned_steps(small_config(tmp_path, "a", epochs=2, steps_per_epoch=None)) == 2 * (32 // 4)
+    assert planned_steps(small_config(tmp_path, "a", data="mc", epochs=3, steps_per_epoch=7,
+                                      two_step=True, stage1_epochs=2)) == 35
+
+
+def test_format_duration() -> None:
+    from calogen.train import format_duration
+
+    assert [format_duration(s) for s in (None, 4.2, 89, 600, 3 * 3600 + 5 * 60)] == [
+        "-", "4 s", "89 s", "10 min", "3 h 05 min"]
+
+
+def test_cli_train_auto_device_prints_progress(tmp_path: Path) -> None:
+    run_dir = tmp_path / "auto"
+    cmd = [sys.executable, "-m", "calogen", "train", "--arch", "wgan-gp-atlas", "--data", "mc", "--energy-range",
+           "20", "30", "--theta-range", "60", "120", "--epochs", "1", "--steps-per-epoch", "2", "--batch", "2",
+           "--heldout-size", "2", "--threads", "1", "--run-dir", str(run_dir)]  # --device auto by default
+    proc = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "step 1/2 (50.0 %), epoch 1/1" in proc.stderr and "ETA" in proc.stderr
+    assert _status(run_dir)["state"] == "finished"
+    assert json.loads((run_dir / "config.json").read_text())["device"] == "auto"
+
+
+def test_cli_train_with_batch_1_is_refused_before_anything_is_created(tmp_path: Path) -> None:
+    from calogen.__main__ import main
+
+    assert main(["train", "--data", "mc", "--batch", "1", "--run-dir", str(tmp_path / "one")]) == 2
+    assert not (tmp_path / "one").exists()

@@ -112,17 +112,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Train; 0 when finished or cancelled by SIGTERM (checkpoint saved), 1 when training failed."""
-    from calogen.nets import ARCHITECTURES
-    from calogen.train import TrainingFailed, train
+    from calogen.train import TrainingFailed, check_config, train
 
     config = config_from_args(args)
-    if config.arch not in ARCHITECTURES:
-        raise CliError(f"--arch {config.arch!r} is unknown; choose one of {sorted(ARCHITECTURES)}")
-    if config.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise CliError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    try:
+        check_config(config)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     try:
         train(config, resume=args.resume is not None, max_steps=args.max_steps)
     except TrainingFailed as exc:
