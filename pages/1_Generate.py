@@ -12,7 +12,7 @@ from calogen.io import showers_to_bytes
 from pages import (cached_model, cached_reference, device, page_setup, remember, show_error, source_verdict,
                    url_state)
 
-page_setup("Generate", ":material/bolt:")
+page_setup("Generate", "⚡")
 st.title("Generate showers")
 st.markdown("Pick a source and the conditions of the primary electron; each request has its own seed, so the "
             "same settings give the same showers. The Monte Carlo runs at a few seconds per shower on a CPU.")

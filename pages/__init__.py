@@ -34,14 +34,17 @@ __all__ = [
     "url_state",
 ]
 
+# Emoji, not ":material/...:" icons: those make the browser fetch the Material Symbols font from Google, which
+# fails (a broken icon per link and a stream of failed requests) on a laptop without network.
 PAGES = (
-    ("app.py", "Home", ":material/home:"),
-    ("pages/1_Generate.py", "Generate", ":material/bolt:"),
-    ("pages/2_Compare.py", "Compare", ":material/compare:"),
-    ("pages/3_Train.py", "Train", ":material/model_training:"),
-    ("pages/4_Benchmark.py", "Benchmark", ":material/speed:"),
-    ("pages/5_Models.py", "Models", ":material/inventory_2:"),
+    ("app.py", "Home", "🏠"),
+    ("pages/1_Generate.py", "Generate", "⚡"),
+    ("pages/2_Compare.py", "Compare", "⚖️"),
+    ("pages/3_Train.py", "Train", "🏋️"),
+    ("pages/4_Benchmark.py", "Benchmark", "⏱️"),
+    ("pages/5_Models.py", "Models", "🗂️"),
 )
+_PAGE_ICONS = {label: icon for _, label, icon in PAGES}
 _WIDGET_KEYS = {
     "energy_gev": "w_energy",
     "theta_deg": "w_theta",
@@ -52,8 +55,13 @@ _WIDGET_KEYS = {
 }
 
 
-def page_setup(title: str, icon: str) -> None:
-    """Page config and the shared sidebar (device switch, back-end status)."""
+def page_setup(title: str, icon: str = "") -> None:
+    """Page config and the shared sidebar (device switch, back-end status).
+
+    icon: an emoji; a ":material/...:" icon is replaced by the page's emoji (or none), so that nothing is
+    fetched from outside the app."""
+    if not icon or icon.startswith(":material/"):
+        icon = _PAGE_ICONS.get(title, "🔬")
     st.set_page_config(page_title=f"calogen · {title}", page_icon=icon, layout="wide")
     if st.session_state.get("_page") != title:  # entered from a link, a page switch or a fresh load
         st.session_state["_page"] = title

@@ -1,7 +1,8 @@
-"""End-to-end test in a real headless Chromium: deep link to Generate, move the energy slider, generate, see 3D.
+"""End-to-end tests in a real headless Chromium: a deep link draws its showers, keyboard slider edits stick, the
+page says when the settings differ from the batch on screen, and no page fetches anything from outside.
 
 Needs the Debian chromium (`apt-get install -y chromium`, /usr/bin/chromium) and the playwright package; the
-test is skipped with the reason when either is missing. The screenshot goes to tests/artifacts/ or to the
+tests are skipped with the reason when either is missing. The screenshot goes to tests/artifacts/ or to the
 folder in CALOGEN_ARTIFACTS.
 """
 
@@ -50,11 +51,26 @@ def _wait_for_server(url: str, process: subprocess.Popen[bytes], timeout_s: floa
     raise TimeoutError(f"streamlit did not answer on {url} within {timeout_s} s")
 
 
+def _tiny_model(models: Path) -> None:
+    """A small random-weight conv3d generator: a fast source, so links draw their showers on load."""
+    import torch
+
+    from calogen.generate import save_model
+    from calogen.nets import build_generator
+
+    torch.manual_seed(0)
+    card = {"name": "tiny", "arch": "conv3d", "config": {"latent_dim": 8},
+            "condition_ranges": {"energy_gev": [2.0, 500.0], "theta_deg": [60.0, 120.0]},
+            "description": "random weights, for tests", "training": {"epochs": 0}}
+    save_model(models / "tiny", build_generator("conv3d", latent_dim=8), card)
+
+
 @pytest.fixture()
 def server(tmp_path: Path) -> tuple[str, dict[str, str]]:
-    """A fresh `streamlit run app.py` on a free port, with empty model/run/data folders."""
+    """A fresh `streamlit run app.py` on a free port, with one tiny model and empty run/data folders."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     del sync_api
+    _tiny_model(tmp_path / "models")
     port = _free_port()
     env = dict(os.environ, CALOGEN_MODELS=str(tmp_path / "models"), CALOGEN_RUNS=str(tmp_path / "runs"),
                CALOGEN_DATA=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
@@ -77,7 +93,7 @@ def server(tmp_path: Path) -> tuple[str, dict[str, str]]:
         log.close()
 
 
-def test_generate_page_deep_link_slider_and_3d_plot(server: tuple[str, dict[str, str]]) -> None:
+def test_deep_link_draws_showers_and_keyboard_slider_edits_stick(server: tuple[str, dict[str, str]]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     url, _ = server
@@ -87,30 +103,62 @@ def test_generate_page_deep_link_slider_and_3d_plot(server: tuple[str, dict[str,
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 3400})
         try:
-            # Deep link on a fresh server: the first request goes straight to the Generate page.
-            page.goto(f"{url}/Generate?energy=2&theta=90&n=1&seed=3", wait_until="domcontentloaded")
+            # A shared link on a fresh server: the showers are drawn without pressing anything.
+            start = time.perf_counter()
+            page.goto(f"{url}/Generate?source=tiny&energy=50&theta=90&n=2&seed=3", wait_until="domcontentloaded")
             slider = page.get_by_role("slider", name="Energy (GeV)")
             expect(slider).to_be_visible(timeout=60_000)
-            expect(page.get_by_text("Generate showers")).to_be_visible()
-            expect(page.locator('[data-testid="stSidebar"]')).to_be_visible()
-            expect(slider).to_have_value("2")
+            expect(slider).to_have_value("50")
+            expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=120_000)
+            print(f"\ndeep link -> all plots drawn: {time.perf_counter() - start:.2f} s")
+            expect(page.get_by_text("Deposited energy")).to_be_visible()
 
+            # Five quick key presses: 50 -> 55, and it stays there (no snap back to the URL's 50).
             slider.focus()
-            page.keyboard.press("ArrowRight")  # 2 -> 3 GeV
-            expect(slider).to_have_value("3", timeout=20_000)
-            page.wait_for_function("window.location.search.includes('energy=3')", timeout=20_000)
+            for _ in range(5):
+                page.keyboard.press("ArrowRight")
+            expect(slider).to_have_value("55", timeout=20_000)
+            page.wait_for_function("window.location.search.includes('energy=55')", timeout=20_000)
+            page.wait_for_timeout(3000)
+            expect(slider).to_have_value("55")
+
+            # The batch on screen is still the 50 GeV one, and the page says so.
+            expect(page.get_by_text("The settings differ from the batch on screen")).to_be_visible(timeout=20_000)
+            expect(page.get_by_text("energy 55 GeV (shown: 50 GeV)")).to_be_visible()
 
             start = time.perf_counter()
             page.get_by_role("button", name="Generate", exact=True).click()
-            page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=240_000)
+            expect(page.get_by_text("The settings differ from the batch on screen")).to_have_count(0, timeout=120_000)
             expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=120_000)
-            elapsed = time.perf_counter() - start
-            page.wait_for_timeout(1500)  # let plotly finish drawing before the screenshot
-            shot = artifacts / "generate_page.png"
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"\nslider change -> Generate -> all plots drawn: {elapsed:.2f} s; screenshot {shot}")
-
+            print(f"Generate at 55 GeV -> all plots drawn: {time.perf_counter() - start:.2f} s")
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(artifacts / "generate_page.png"), full_page=True)
             assert page.locator(ERROR_SELECTOR).count() == 0
-            assert page.get_by_text("Deposited energy").is_visible()
         finally:
             browser.close()
+
+
+def test_every_page_works_offline(server: tuple[str, dict[str, str]]) -> None:
+    """Nothing is fetched from outside the app (no icon fonts, no usage statistics): a seminar laptop
+    without network sees the same pages."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = server
+    outside: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.on("request", lambda request: outside.append(request.url)
+                if not request.url.startswith((url, "data:", "blob:", "about:")) else None)
+        try:
+            for path, heading in (("", "calogen"), ("/Generate?source=tiny&n=1", "Generate showers"),
+                                  ("/Compare", "Compare with the Monte Carlo"), ("/Train", "Train a generator"),
+                                  ("/Benchmark", "Benchmark"),
+                                  ("/Models", "Models")):
+                page.goto(f"{url}{path}", wait_until="domcontentloaded")
+                expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)
+                page.wait_for_timeout(1500)
+                assert page.locator(ERROR_SELECTOR).count() == 0, path
+        finally:
+            browser.close()
+    assert outside == [], sorted(set(outside))[:10]
