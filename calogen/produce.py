@@ -27,6 +27,7 @@ import math
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -163,6 +164,7 @@ class Production:
     made: list[ShardRecord]
     reused: int  # shards found complete and kept
     wall_time_s: float  # of this call, cluster start-up included
+    startup_s: float = 0.0  # of that, until the tasks were submitted (checks, starting or reaching the cluster)
 
     @property
     def showers_made(self) -> int:
@@ -173,6 +175,12 @@ class Production:
     def showers_per_s(self) -> float:
         """Showers made by this call per second of its wall time (0 when nothing was made)."""
         return self.showers_made / self.wall_time_s if self.made and self.wall_time_s > 0 else 0.0
+
+    @property
+    def running_showers_per_s(self) -> float:
+        """Showers made per second once the cluster was up (wall time less start-up)."""
+        running = self.wall_time_s - self.startup_s
+        return self.showers_made / running if self.made and running > 0 else 0.0
 
     def per_worker(self) -> dict[str, dict[str, float]]:
         """worker -> shards, showers, busy_s (summed task wall time) and showers_per_s (showers / busy_s)."""
@@ -452,6 +460,21 @@ def _open_client(workers: int, scheduler: str | None, device: str, processes: bo
     return Client(cluster), cluster
 
 
+def _check_environment(client: Any, scheduler: str) -> None:
+    """Refuse a cluster whose scheduler or workers cannot import calogen (they unpickle the shard tasks)."""
+
+    def has_calogen() -> bool:  # a local function: sent by value, so it runs where calogen is missing
+        import importlib.util
+
+        return importlib.util.find_spec("calogen") is not None
+
+    missing = [] if client.run_on_scheduler(has_calogen) else ["the scheduler"]
+    missing += [f"worker {w}" for w, ok in sorted(client.run(has_calogen).items()) if not ok]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} at {scheduler} cannot import calogen; start the scheduler and the "
+                         "workers in the same Python environment, e.g. PYTHONPATH=/path/to/calogen dask scheduler")
+
+
 def _check_gpu_workers(client: Any, scheduler: str | None) -> None:
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
     if workers and not any(w.get("resources", {}).get("GPU") for w in workers.values()):
@@ -518,15 +541,19 @@ def produce(
         _write_manifest(manifest_path, state)
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".shard-*.tmp"):  # left by a killed run (one production per folder at a time)
+        stale.unlink(missing_ok=True)
     save()
     reused = len(done)
     if progress is not None:
         progress(sum(r.showers for r in done.values()), config.n, len(done), n_shards)
     made: list[ShardRecord] = []
     failures: list[str] = []
+    submitted_at = started
     if todo:
-        made, failures = _run_shards(
-            config, source, card_sha256, seed, todo, done, save,
+        attrs = {"particle": config.particle, "production": parameters}  # into each native shard file
+        made, failures, submitted_at = _run_shards(
+            config, source, card_sha256, seed, attrs, todo, done, save,
             client=client, workers=workers, scheduler=scheduler, processes=processes, torch_threads=torch_threads,
             progress=progress,
         )
@@ -534,7 +561,7 @@ def produce(
         raise ShardsFailed(f"{len(failures)} of {len(todo)} shards failed ({failures[0]}); the {len(made)} that "
                            f"finished are in {manifest_path}; rerun the same production to make the rest")
     return Production(out_dir, manifest_path, [done[i] for i in sorted(done)], made, reused,
-                      time.perf_counter() - started)
+                      time.perf_counter() - started, submitted_at - started)
 
 
 def _run_shards(
@@ -542,6 +569,7 @@ def _run_shards(
     source: Source,
     card_sha256: str | None,
     seed: int,
+    attrs: dict[str, Any],
     todo: list[int],
     done: dict[int, ShardRecord],
     save: Callable[[], None],
@@ -552,8 +580,11 @@ def _run_shards(
     processes: bool,
     torch_threads: int | None,
     progress: ShardProgress | None,
-) -> tuple[list[ShardRecord], list[str]]:
-    """Submit one task per shard in ``todo``, record each finished shard in ``done`` and save the manifest."""
+) -> tuple[list[ShardRecord], list[str], float]:
+    """Submit one task per shard in ``todo``, record each finished shard in ``done`` and save the manifest.
+
+    Returns the shards made, the failures (one line each) and the time.perf_counter() of the submission.
+    """
     from distributed import as_completed
 
     own_client, own_cluster = client is None, None
@@ -563,27 +594,30 @@ def _run_shards(
     failures: list[str] = []
     showers_done = sum(r.showers for r in done.values())
     try:
+        if scheduler is not None:
+            _check_environment(client, scheduler)
         resources = {"GPU": 1} if config.device == "cuda" else None
         if resources:
             _check_gpu_workers(client, scheduler)
-        attrs = {"particle": config.particle, "n_shards": config.n_shards}
         plans = plan_shards(config.n, config.shard_size, seed, config.energy_range_gev, config.theta_range_rad,
                             indices=todo)
-        token = hashlib.sha256(json.dumps([str(Path(config.out_dir).resolve()), seed]).encode()).hexdigest()[:10]
+        run_id = uuid.uuid4().hex[:8]  # task keys unique to this call: a long-lived scheduler keeps old results
+        out_dir = str(Path(config.out_dir).resolve())  # workers may run in another directory
         futures = {
             client.submit(
-                make_shard, plan, source, str(config.out_dir), device=config.device, file_format=config.file_format,
+                make_shard, plan, source, out_dir, device=config.device, file_format=config.file_format,
                 card_sha256=card_sha256, attrs=attrs, torch_threads=torch_threads,
-                key=f"calogen-shard-{token}-{plan.index:05d}", resources=resources, pure=False,
+                key=f"calogen-shard-{plan.index:05d}-{run_id}", resources=resources, pure=False,
             ): plan.index
             for plan in plans
         }
+        submitted_at = time.perf_counter()
         last_save = time.monotonic()
         for future in as_completed(futures):
             index = futures[future]
             if future.status == "error":
                 error = future.exception()
-                failures.append(f"shard {index}: {type(error).__name__}: {error}")
+                failures.append(f"shard {index}: {type(error).__name__}: {' '.join(str(error).split())}")
                 continue
             if future.status != "finished":
                 failures.append(f"shard {index}: task {future.status}")
@@ -603,4 +637,4 @@ def _run_shards(
             client.close()
         if own_cluster is not None:
             own_cluster.close()
-    return made, failures
+    return made, failures, submitted_at

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,25 @@ from calogen.produce import (
 )
 
 THETA = (math.radians(80.0), math.radians(100.0))
+REPO = Path(__file__).resolve().parent.parent
+
+# Writes one shard whose file write stalls half-way, so the test can kill the process mid-write.
+_STALLED_WRITER = """
+import sys, time
+import numpy as np
+import calogen.io
+from calogen.produce import make_shard, plan_shards, resolve_source
+
+def stall(h5, *args, **kwargs):
+    h5.create_dataset("ECAL", data=np.zeros((3, 51, 51, 25), np.float32))
+    h5.flush()
+    print("writing", flush=True)
+    time.sleep(120)
+
+calogen.io._fill_native = stall
+plan = plan_shards(3, 3, 11, (2.0, 5.0), (1.3962634, 1.7453293))[0]
+make_shard(plan, resolve_source("gflash"), sys.argv[1])
+"""
 
 
 def _cluster(n_workers: int) -> Iterator[Any]:
@@ -150,6 +173,23 @@ def test_a_failed_write_leaves_no_file_and_the_rerun_completes(
     assert _manifest(tmp_path)["shards"] == [] and not _manifest(tmp_path)["complete"]
     monkeypatch.setattr(calogen.io, "_fill_native", fill)
     assert len(produce(_config(tmp_path), client=two_workers).made) == 3
+
+
+def test_a_killed_run_leaves_no_shard_file_and_the_rerun_cleans_up(tmp_path: Path, two_workers: Any) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", _STALLED_WRITER, str(tmp_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".shard-*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.stdout is not None and proc.stdout.readline() == b"writing\n", proc.stderr
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert not list(tmp_path.glob("shard-*.h5")) and len(list(tmp_path.glob(".shard-*.tmp"))) == 1
+    result = produce(_config(tmp_path, n=3, shard_size=3), client=two_workers)
+    assert len(result.made) == 1 and sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME, "shard-00000.h5"]
 
 
 def test_model_source_records_its_card_checksum_and_other_formats(tmp_path: Path, two_workers: Any) -> None:

@@ -105,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
     if not result.made:
         print(f"nothing to make: all {len(result.shards)} shards in {args.out} are complete", file=sys.stderr)
         return 0
-    print(f"{result.showers_made} showers in {len(result.made)} shards made in {result.wall_time_s:.1f} s "
-          f"({result.showers_per_s:.2f} showers/s overall); {result.reused} shards were already complete",
-          file=sys.stderr)
+    print(f"{result.showers_made} showers in {len(result.made)} shards made in {result.wall_time_s:.1f} s: "
+          f"{result.showers_per_s:.2f} showers/s overall, {result.running_showers_per_s:.2f} showers/s after the "
+          f"cluster start ({result.startup_s:.1f} s); {result.reused} shards were already complete", file=sys.stderr)
     for worker, w in sorted(result.per_worker().items()):
         print(f"  {worker}: {int(w['showers'])} showers in {int(w['shards'])} shards, {w['busy_s']:.1f} s busy, "
               f"{w['showers_per_s']:.2f} showers/s", file=sys.stderr)
