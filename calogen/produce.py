@@ -21,6 +21,7 @@ refused (:class:`ProductionMismatch`). On a cluster the folder must be on a file
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -28,7 +29,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calogen.io import ShowerSet, atomic_write, write_3dgan, write_calochallenge, write_showers
-from calogen.sources import GFLASH, MONTE_CARLO, Source, list_sources, load_model, sample
+from calogen.sources import GFLASH, MONTE_CARLO, Source, cuda_available, list_sources, load_model, sample
 
 __all__ = [
     "FORMATS",
@@ -450,6 +451,9 @@ def _open_client(workers: int, scheduler: str | None, device: str, processes: bo
                              "`dask scheduler` or check the address") from None
     if workers < 1:
         raise ValueError(f"workers={workers}: start at least one local worker")
+    if device == "cuda" and not cuda_available():
+        raise ValueError("device cuda was asked for but this machine has no CUDA device for local workers; use "
+                         "device cpu, or a scheduler whose workers have GPUs")
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
@@ -540,23 +544,23 @@ def produce(
         state["complete"] = len(done) == n_shards
         _write_manifest(manifest_path, state)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(".shard-*.tmp"):  # left by a killed run (one production per folder at a time)
-        stale.unlink(missing_ok=True)
-    save()
-    reused = len(done)
-    if progress is not None:
-        progress(sum(r.showers for r in done.values()), config.n, len(done), n_shards)
     made: list[ShardRecord] = []
     failures: list[str] = []
     submitted_at = started
-    if todo:
-        attrs = {"particle": config.particle, "production": parameters}  # into each native shard file
-        made, failures, submitted_at = _run_shards(
-            config, source, card_sha256, seed, attrs, todo, done, save,
-            client=client, workers=workers, scheduler=scheduler, processes=processes, torch_threads=torch_threads,
-            progress=progress,
-        )
+    with _connected(client, workers, scheduler, config.device, processes, needed=bool(todo)) as dask_client:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.glob(".shard-*.tmp"):  # left by a killed run (one production per folder at a time)
+            stale.unlink(missing_ok=True)
+        save()
+        if progress is not None:
+            progress(sum(r.showers for r in done.values()), config.n, len(done), n_shards)
+        reused = len(done)
+        if todo:
+            attrs = {"particle": config.particle, "production": parameters}  # into each native shard file
+            made, failures, submitted_at = _run_shards(
+                dask_client, config, source, card_sha256, seed, attrs, todo, done, save,
+                torch_threads=torch_threads, progress=progress,
+            )
     if failures:
         raise ShardsFailed(f"{len(failures)} of {len(todo)} shards failed ({failures[0]}); the {len(made)} that "
                            f"finished are in {manifest_path}; rerun the same production to make the rest")
@@ -564,7 +568,32 @@ def produce(
                       time.perf_counter() - started, submitted_at - started)
 
 
+@contextlib.contextmanager
+def _connected(
+    client: Any, workers: int, scheduler: str | None, device: str, processes: bool, *, needed: bool
+) -> Iterator[Any]:
+    """The client to submit to (None when nothing is to be made), checked; closes what it opened."""
+    if not needed:
+        yield None
+        return
+    own_client, own_cluster = client is None, None
+    if client is None:
+        client, own_cluster = _open_client(workers, scheduler, device, processes)
+    try:
+        if scheduler is not None and own_client:
+            _check_environment(client, scheduler)
+        if device == "cuda":
+            _check_gpu_workers(client, scheduler)
+        yield client
+    finally:
+        if own_client:
+            client.close()
+        if own_cluster is not None:
+            own_cluster.close()
+
+
 def _run_shards(
+    client: Any,
     config: ProductionConfig,
     source: Source,
     card_sha256: str | None,
@@ -574,10 +603,6 @@ def _run_shards(
     done: dict[int, ShardRecord],
     save: Callable[[], None],
     *,
-    client: Any,
-    workers: int,
-    scheduler: str | None,
-    processes: bool,
     torch_threads: int | None,
     progress: ShardProgress | None,
 ) -> tuple[list[ShardRecord], list[str], float]:
@@ -587,18 +612,11 @@ def _run_shards(
     """
     from distributed import as_completed
 
-    own_client, own_cluster = client is None, None
-    if client is None:
-        client, own_cluster = _open_client(workers, scheduler, config.device, processes)
     made: list[ShardRecord] = []
     failures: list[str] = []
     showers_done = sum(r.showers for r in done.values())
+    resources = {"GPU": 1} if config.device == "cuda" else None
     try:
-        if scheduler is not None:
-            _check_environment(client, scheduler)
-        resources = {"GPU": 1} if config.device == "cuda" else None
-        if resources:
-            _check_gpu_workers(client, scheduler)
         plans = plan_shards(config.n, config.shard_size, seed, config.energy_range_gev, config.theta_range_rad,
                             indices=todo)
         run_id = uuid.uuid4().hex[:8]  # task keys unique to this call: a long-lived scheduler keeps old results
@@ -633,8 +651,4 @@ def _run_shards(
                 progress(showers_done, config.n, len(done), config.n_shards)
     finally:
         save()
-        if own_client:
-            client.close()
-        if own_cluster is not None:
-            own_cluster.close()
     return made, failures, submitted_at
