@@ -68,5 +68,5 @@ purpose = {
     "Benchmark": "showers per second of each generator and of the Monte Carlo",
     "Models": "the model cards",
 }
-for path, label, icon in PAGES[1:]:
-    st.page_link(path, label=f"{label}: {purpose[label]}", icon=icon)
+for path, label, _icon in PAGES[1:]:
+    st.page_link(path, label=f"{label}: {purpose[label]}")

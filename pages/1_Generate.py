@@ -9,8 +9,8 @@ import streamlit as st
 
 from calogen import sources, views
 from calogen.io import showers_to_bytes
-from pages import (cached_model, cached_reference, device, page_setup, remember, show_error, source_verdict,
-                   url_state)
+from pages import (cached_model, cached_reference, chart, device, page_setup, remember, show_error,
+                   source_verdict, url_state)
 
 page_setup("Generate", "⚡")
 st.title("Generate showers")
@@ -99,8 +99,8 @@ cols[4].metric("Layer of maximum", f"{numbers['max_layer']}")
 
 mode = st.radio("3D view", ["points", "volume"], horizontal=True,
                 help="points: cells above 0.2 MeV coloured by log energy; volume: log-energy isosurfaces")
-st.plotly_chart(views.shower_3d_figure(shower, mode=mode), key="shower3d")
-st.plotly_chart(views.projections_figure(shower, title=f"Shower {index}: log10 energy projections"))
+chart(views.shower_3d_figure(shower, mode=mode), key="shower3d")
+chart(views.projections_figure(shower, title=f"Shower {index}: log10 energy projections"))
 
 reference, ref_file = cached_reference(shown.energy_gev, shown.theta_rad, 16)
 with st.expander(f"Monte Carlo at the batch's conditions ({shown.energy_gev:g} GeV, {shown.theta_deg:g} deg)",
@@ -125,7 +125,7 @@ with st.expander(f"Monte Carlo at the batch's conditions ({shown.energy_gev:g} G
     else:
         st.info("No reference file in data/ and no Monte Carlo to simulate one.")
     if reference is not None:
-        st.plotly_chart(views.projections_figure(
+        chart(views.projections_figure(
             reference.showers[0], title=f"Monte Carlo shower at {float(reference.energy_gev[0]):.3g} GeV, "
                                         f"{math.degrees(float(reference.theta_rad[0])):.1f} deg"))
 
@@ -134,14 +134,14 @@ curves = {f"{shown.source} (mean of {n_made})": batch.showers}
 if reference is not None and shown.source != sources.MONTE_CARLO:
     curves[f"Monte Carlo (mean of {len(reference)})"] = reference.showers
 left, right = st.columns(2)
-left.plotly_chart(views.longitudinal_profile_figure(curves))
-right.plotly_chart(views.lateral_profile_figure(curves))
+chart(views.longitudinal_profile_figure(curves), where=left)
+chart(views.lateral_profile_figure(curves), where=right)
 
 st.subheader(f"The batch ({n_made} showers)")
-st.plotly_chart(views.mean_images_figure(batch.showers))
+chart(views.mean_images_figure(batch.showers))
 spread = {shown.source: (batch.showers, batch.energy_gev)}
 if reference is not None:
     spread["Monte Carlo reference"] = (reference.showers, reference.energy_gev)
-st.plotly_chart(views.sampling_fraction_figure(spread))
+chart(views.sampling_fraction_figure(spread))
 st.download_button("Download the batch (HDF5)", showers_to_bytes(batch), mime="application/x-hdf5",
                    file_name=f"showers_{shown.energy_gev:g}GeV_{shown.theta_deg:g}deg.h5")

@@ -7,7 +7,7 @@ import math
 import streamlit as st
 
 from calogen import sources, views
-from pages import cached_model, device, figures_table, page_setup, show_error
+from pages import cached_model, chart, device, figures_table, page_setup, show_error
 
 page_setup("Compare", "⚖️")
 st.title("Compare with the Monte Carlo")
@@ -85,7 +85,7 @@ picked = st.multiselect("Figures (every source against the Monte Carlo)", list(f
                         format_func=lambda n: figures[n].layout.title.text or n)
 columns = st.columns(2)
 for i, name in enumerate(picked):
-    columns[i % 2].plotly_chart(figures[name], key=f"fig_{name}")
+    chart(figures[name], key=f"fig_{name}", where=columns[i % 2])
 
 shown = st.selectbox("Per-bin table and HTML report for", list(results))
 st.dataframe(views.bin_rows(results[shown]["bins"], name=shown), hide_index=True)

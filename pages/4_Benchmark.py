@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from calogen import sources, views
-from pages import device, page_setup, save_bench, show_error
+from pages import chart, device, page_setup, save_bench, show_error
 
 page_setup("Benchmark", "⏱️")
 st.title("Benchmark")
@@ -64,6 +64,6 @@ if rows:
     st.dataframe(table[shown].style.format({"ms_per_shower": "{:.3g}", "showers_per_s": "{:,.3g}",
                                             "speedup_vs_mc": "{:,.0f}x", "speedup_vs_published": "{:.2f}x"},
                                            na_rep="-"), hide_index=True)
-    st.plotly_chart(views.throughput_figure(rows))
+    chart(views.throughput_figure(rows))
     if table["speedup_vs_mc"].isna().all():
         st.caption("Include the Monte Carlo to get the speed-up ratios.")

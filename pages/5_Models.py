@@ -45,5 +45,5 @@ for source in models:
         st.caption(f"{source.origin} · folder `{source.path}`")
         with st.expander("card.json"):
             st.json(card, expanded=False)
-        st.page_link("pages/1_Generate.py", label=f"Generate with {source.name}", icon="⚡",
+        st.page_link("pages/1_Generate.py", label=f"Generate with {source.name}",
                      query_params={"source": source.name})

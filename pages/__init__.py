@@ -22,6 +22,7 @@ __all__ = [
     "PAGES",
     "cached_model",
     "cached_reference",
+    "chart",
     "device",
     "bench_file",
     "figures_table",
@@ -82,8 +83,8 @@ def _sidebar() -> None:
                        f"{options[0]}.")
         st.session_state["device"] = wanted if wanted in options else options[0]
     with st.sidebar:
-        for path, label, icon in PAGES:
-            st.page_link(path, label=label, icon=icon)
+        for path, label, _icon in PAGES:  # no icons in links: emoji need a colour-emoji font the laptop may lack
+            st.page_link(path, label=label)
         st.divider()
         st.radio("Device", options, key="device", horizontal=True,
                  help="Where generators and the Monte Carlo run. CUDA is offered when torch sees a GPU.")
@@ -94,6 +95,12 @@ def _sidebar() -> None:
 def device() -> str:
     """The device chosen in the sidebar ("cpu" or "cuda")."""
     return str(st.session_state.get("device", "cpu"))
+
+
+def chart(fig: Any, *, key: str | None = None, where: Any = None) -> None:
+    """Draw a plotly figure as calogen styled it (calogen.plots.style_figure), not re-themed by Streamlit,
+    in ``where`` (a column or container; default the page)."""
+    (where or st).plotly_chart(fig, key=key, theme=None, config={"displaylogo": False})
 
 
 def show_error(what: str, exc: BaseException) -> None:
