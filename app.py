@@ -67,6 +67,7 @@ purpose = {
     "Train": "background training runs with live loss and sampling-fraction curves",
     "Benchmark": "showers per second of each generator and of the Monte Carlo",
     "Models": "the model cards",
+    "Seminar": "for a talk: the best generator next to the Monte Carlo in large panels, one click per energy",
 }
 for path, label, _icon in PAGES[1:]:
     st.page_link(path, label=f"{label}: {purpose[label]}")

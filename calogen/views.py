@@ -39,6 +39,7 @@ __all__ = [
     "energy_bin_label",
     "format_card",
     "lateral_profiles",
+    "layer_animation_figure",
     "lateral_profile_figure",
     "longitudinal_profile_figure",
     "mean_images_figure",
@@ -50,6 +51,7 @@ __all__ = [
     "sampling_fraction_figure",
     "shower_3d_figure",
     "shower_numbers",
+    "side_by_side_figure",
     "speedup_sentence",
     "stale_batch_message",
     "theta_bin_label",
@@ -390,7 +392,8 @@ def projection(shower: npt.ArrayLike, plane: Literal["xy", "xz", "yz"]) -> npt.N
 def projections_figure(shower: npt.ArrayLike, *, title: str = "") -> go.Figure:
     """XY, XZ and YZ projections of one shower (or a mean image) as log10(E/GeV) heatmaps side by side."""
     cells = np.asarray(shower, dtype=np.float64)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("XY (front view)", "XZ (top view)", "YZ (side view)"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("XY (front view)", "XZ (top view)", "YZ (side view)"),
+                        horizontal_spacing=0.09)
     images = {plane: _log10(projection(cells, plane)) for plane in _PLANES}
     finite = np.concatenate([img[np.isfinite(img)] for img in images.values()])
     zmin, zmax = (float(finite.min()), float(finite.max())) if finite.size else (-4.0, 0.0)
@@ -411,6 +414,90 @@ def projections_figure(shower: npt.ArrayLike, *, title: str = "") -> go.Figure:
         fig.update_yaxes(title_text=y_title, row=1, col=col)
     fig.update_layout(title=title or None, height=340, margin={"l": 60, "r": 10, "t": 60, "b": 50})
     return style_figure(fig)
+
+
+def _shared_range(images: Sequence[npt.NDArray[np.float64]]) -> tuple[float, float]:
+    """(min, max) of the finite values of log10 images, one colour scale for all of them."""
+    finite = np.concatenate([img[np.isfinite(img)].ravel() for img in images]) if images else np.array([])
+    return (float(finite.min()), float(finite.max())) if finite.size else (-4.0, 0.0)
+
+
+def side_by_side_figure(
+    showers: Mapping[str, npt.ArrayLike], *, plane: Literal["xy", "xz", "yz"] = "yz", columns: int = 2,
+    title: str = "", font_size: int = 14,
+) -> go.Figure:
+    """One projection per label on a grid of ``columns`` panels a row, all on one colour scale (one colour
+    bar): a generator's shower next to a Monte Carlo shower, and below the means of many of each.
+
+    showers: {label: (nx, ny, nz) GeV}; plane: the projection ("yz" = side view, the shower's development).
+    """
+    _, x_title, y_title = _PLANES[plane]
+    images = {label: _log10(projection(cells, plane)) for label, cells in showers.items()}
+    zmin, zmax = _shared_range(list(images.values()))
+    cols = max(1, min(columns, len(images)))
+    rows = math.ceil(len(images) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(images), horizontal_spacing=0.06,
+                        vertical_spacing=0.16 if rows > 1 else 0.0, shared_yaxes=True)
+    for k, (label, img) in enumerate(images.items()):
+        row, col = k // cols + 1, k % cols + 1
+        fig.add_trace(go.Heatmap(
+            z=img.T if plane == "xy" else img, zmin=zmin, zmax=zmax, colorscale="Inferno",
+            showscale=k == len(images) - 1, colorbar={"title": "log10(E/GeV)"}, name=label,
+            hovertemplate=f"{label}<br>%{{x}}, %{{y}}: log10(E/GeV)=%{{z:.2f}}<extra></extra>",
+        ), row=row, col=col)
+        fig.update_xaxes(title_text=x_title if row == rows else None, row=row, col=col)
+        fig.update_yaxes(title_text=y_title if col == 1 else None, row=row, col=col)
+    fig.update_layout(title=title or None, height=60 + 330 * rows,
+                      margin={"l": 70, "r": 10, "t": 90 if title else 50, "b": 50})
+    fig.update_annotations(font_size=font_size + 2)
+    return style_figure(fig, font_size=font_size)
+
+
+def layer_animation_figure(
+    showers: Mapping[str, npt.ArrayLike], *, title: str = "Layer by layer", half_width: int = 12,
+    font_size: int = 14,
+) -> go.Figure:
+    """Front views (x, y) of each label's shower one layer at a time, side by side on one colour scale, with a
+    Plotly frames slider over the layers and a play button; it opens on the last label's layer of maximum.
+
+    showers: {label: (nx, ny, nz) GeV}, centred on the shower axis as the readout window is; half_width: cells
+    shown on each side of the centre (the core, and a figure small enough to send: frames carry only z).
+    One frame per layer; the colour range is that of all layers together.
+    """
+    nx, ny, n_layers = np.asarray(next(iter(showers.values()))).shape
+    lo_x, lo_y = max(nx // 2 - half_width, 0), max(ny // 2 - half_width, 0)
+    hi_x, hi_y = min(nx // 2 + half_width + 1, nx), min(ny // 2 + half_width + 1, ny)
+    stacks = {label: _log10(np.asarray(cells, dtype=np.float64)[lo_x:hi_x, lo_y:hi_y]).astype(np.float32)
+              for label, cells in showers.items()}  # (x, y, layer) around the centre
+    zmin, zmax = _shared_range(list(stacks.values()))
+    xs, ys = np.arange(lo_x, hi_x), np.arange(lo_y, hi_y)  # cell indices
+    last = np.asarray(list(showers.values())[-1], dtype=np.float64)
+    start = int(np.argmax(last.sum(axis=(0, 1))))  # open on the last label's layer of maximum
+    fig = make_subplots(rows=1, cols=len(stacks), subplot_titles=list(stacks), horizontal_spacing=0.06,
+                        shared_yaxes=True)
+    for col, (label, stack) in enumerate(stacks.items(), start=1):
+        fig.add_trace(go.Heatmap(z=stack[:, :, start].T, x=xs, y=ys, zmin=zmin, zmax=zmax, colorscale="Inferno",
+                                 showscale=col == len(stacks), colorbar={"title": "log10(E/GeV)"}, name=label,
+                                 hovertemplate="x=%{x} y=%{y}<br>log10(E/GeV)=%{z:.2f}<extra></extra>"),
+                      row=1, col=col)
+        fig.update_xaxes(title_text=_X_TITLE, range=[lo_x - 0.5, hi_x - 0.5], row=1, col=col)
+    fig.update_yaxes(title_text=_Y_TITLE, range=[lo_y - 0.5, hi_y - 0.5], row=1, col=1)
+    fig.frames = [go.Frame(data=[go.Heatmap(z=stack[:, :, layer].T) for stack in stacks.values()],
+                           traces=list(range(len(stacks))), name=str(layer))
+                  for layer in range(n_layers)]
+    step = {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}
+    fig.update_layout(
+        title=title, height=540, margin={"l": 60, "r": 10, "t": 80, "b": 40},
+        sliders=[{"active": start, "currentvalue": {"prefix": "layer "}, "pad": {"t": 60},
+                  "steps": [{"label": str(layer), "method": "animate", "args": [[str(layer)], step]}
+                            for layer in range(n_layers)]}],
+        updatemenus=[{"type": "buttons", "showactive": False, "x": 0, "y": -0.14, "xanchor": "right",
+                      "buttons": [{"label": "Play", "method": "animate",
+                                   "args": [None, {**step, "frame": {"duration": 300, "redraw": True},
+                                                   "fromcurrent": True}]}]}],
+    )
+    fig.update_annotations(font_size=font_size + 2)
+    return style_figure(fig, font_size=font_size)
 
 
 def mean_images_figure(showers: npt.ArrayLike, *, title: str = "Mean of the batch") -> go.Figure:
@@ -444,7 +531,8 @@ def longitudinal_profile_figure(
         fig.add_trace(go.Scatter(x=np.arange(profile.size), y=profile, mode="lines+markers", name=label))
     fig.update_layout(
         title="Longitudinal profile", xaxis_title="layer", yaxis_title="energy per layer [GeV]",
-        yaxis_type="log" if log_y else "linear", height=340, margin={"l": 60, "r": 10, "t": 50, "b": 50},
+        yaxis_type="log" if log_y else "linear", height=400, margin={"l": 60, "r": 10, "t": 50, "b": 110},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0},
     )
     return style_figure(fig)
 
@@ -468,7 +556,8 @@ def lateral_profile_figure(
     fig.update_layout(
         title="Lateral profiles", xaxis_title=f"x or y [cell, {CELL_MM:g} mm]",
         yaxis_title="energy per column/row [GeV]",
-        yaxis_type="log" if log_y else "linear", height=340, margin={"l": 60, "r": 10, "t": 50, "b": 50},
+        yaxis_type="log" if log_y else "linear", height=400, margin={"l": 60, "r": 10, "t": 50, "b": 110},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0},
     )
     return style_figure(fig)
 

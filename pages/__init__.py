@@ -44,6 +44,7 @@ PAGES = (
     ("pages/3_Train.py", "Train", "🏋️"),
     ("pages/4_Benchmark.py", "Benchmark", "⏱️"),
     ("pages/5_Models.py", "Models", "🗂️"),
+    ("pages/6_Seminar.py", "Seminar", "🎓"),
 )
 _PAGE_ICONS = {label: icon for _, label, icon in PAGES}
 _WIDGET_KEYS = {

@@ -406,3 +406,18 @@ def test_compare_page_scoreboard_figures_and_report(folders: dict[str, Path]) ->
     assert "45-55 GeV" in set(bins["energy"])
     assert all(re.fullmatch(r"\d+-\d+ deg", a) for a in bins["angle"])  # whole degrees, not radians
     assert len(at.get("download_button")) == 1
+
+
+def test_seminar_page_one_click_between_the_reference_energies(folders: dict[str, Path]) -> None:
+    _tiny_model(folders["models"])
+    _toy_reference(folders["data"])  # energies 10 and 50 GeV at 90 deg: the page reads them from the file
+    at = _open("6_Seminar.py")
+    _no_errors(at)
+    energy = at.radio(key="s_energy")
+    assert energy.options == ["10 GeV", "50 GeV"] and energy.value == 50.0
+    side = _figure(at, "Side view at 50 GeV, 90 deg (one colour scale)")
+    assert len({(t["zmin"], t["zmax"]) for t in side["data"]}) == 1  # one colour scale for all four panels
+    assert len(_figure(at, "Layer by layer, front view (press Play or drag the slider)")["frames"]) == 25
+    energy.set_value(10.0).run()
+    _no_errors(at)
+    assert _figure(at, "Side view at 10 GeV, 90 deg (one colour scale)")

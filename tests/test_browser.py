@@ -154,6 +154,7 @@ def test_every_page_works_offline(server: tuple[str, dict[str, str]]) -> None:
             for path, heading in (("", "calogen"), ("/Generate?source=tiny&n=1", "Generate showers"),
                                   ("/Compare", "Compare with the Monte Carlo"), ("/Train", "Train a generator"),
                                   ("/Benchmark", "Benchmark"),
+                                  ("/Seminar", "Machine-learned showers next to the Monte Carlo"),
                                   ("/Models", "Models")):
                 page.goto(f"{url}{path}", wait_until="domcontentloaded")
                 expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)

@@ -226,3 +226,23 @@ def test_speedup_sentence_uses_the_fastest_trained_generator() -> None:
     assert text == ("On this machine (cpu), conv2d makes a shower in 2 ms (batches of 16), the Monte Carlo in "
                     "2.8 s at 10 GeV: 1,400 times faster.")
     assert views.speedup_sentence(rows[:3], {}) is None  # no Monte Carlo timed: nothing to compare with
+
+
+def test_side_by_side_shares_one_colour_scale() -> None:
+    faint, bright = _pencil_shower(0.001), _pencil_shower(0.1)
+    fig = views.side_by_side_figure({"generator": faint, "Monte Carlo": bright}, plane="yz")
+    assert [t.name for t in fig.data] == ["generator", "Monte Carlo"]
+    assert fig.data[0].zmin == fig.data[1].zmin and fig.data[0].zmax == fig.data[1].zmax
+    assert math.isclose(fig.data[1].zmin, math.log10(0.001), rel_tol=1e-5)  # the fainter one sets the bottom
+    assert [t.showscale for t in fig.data] == [False, True]  # one colour bar
+
+
+def test_layer_animation_has_one_frame_per_layer() -> None:
+    shower = _pencil_shower()
+    fig = views.layer_animation_figure({"a": shower, "b": 2 * shower}, half_width=5)
+    assert len(fig.frames) == 25 and len(fig.layout.sliders[0].steps) == 25
+    assert list(fig.data[0].x) == list(range(20, 31))  # cells 25 +- 5
+    assert fig.layout.sliders[0].active == 5  # opens on the layer of maximum (the hot cell's)
+    layer5 = np.asarray(fig.frames[5].data[0].z, dtype=float)  # (y, x) of layer 5 around the centre
+    assert math.isclose(layer5[30 - 20, 25 - 20], math.log10(0.5), rel_tol=1e-5)  # the hot cell (25, 30, 5)
+    assert fig.layout.updatemenus[0].buttons[0].label == "Play"
