@@ -35,7 +35,9 @@ __all__ = [
     "bmre",
     "cell_variance_ratio",
     "compare",
+    "condition_bins",
     "correlation_difference",
+    "covered_conditions",
     "correlation_matrix",
     "default_energy_bins",
     "default_theta_bins",
@@ -158,6 +160,76 @@ def default_theta_bins(theta_rad: Any, *, max_bins: int = 3) -> list[tuple[float
     edges = np.quantile(t, np.linspace(0.0, 1.0, max_bins + 1))
     edges[-1] = np.nextafter(edges[-1], np.inf)
     return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+def condition_bins(energy_gev: Any, theta_rad: Any, *, max_points: int = 6,
+                   ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """Energy bins (GeV) and angle bins (rad) of a sample: +-5 GeV and +-0.05 rad around each grid point when
+    it holds at most ``max_points`` distinct values (a reference made on a grid, as 3DGAN compares), else
+    :func:`default_energy_bins` / :func:`default_theta_bins`."""
+    t = np.asarray(theta_rad, dtype=np.float64).reshape(-1)
+    grid = np.unique(np.round(t, 4))
+    if grid.size <= max_points and t.max() - t.min() >= 2 * ANGLE_BIN_HALF_WIDTH_RAD:
+        t_bins = [(float(v - ANGLE_BIN_HALF_WIDTH_RAD), float(v + ANGLE_BIN_HALF_WIDTH_RAD)) for v in grid]
+    else:
+        t_bins = default_theta_bins(t)
+    return default_energy_bins(energy_gev, max_bins=max_points), t_bins
+
+
+def covered_conditions(
+    reference: Any,
+    candidate: Any,
+    *,
+    energy_bins: Bins | None = None,
+    theta_bins_rad: Bins | None = None,
+    min_count: int = 10,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The part of both samples that lies in the condition bins the candidate covers.
+
+    Bins: the given ones, else :func:`condition_bins` of the reference. An (energy, angle) bin is covered when
+    both samples hold at least ``min_count`` showers in it; reference showers of the other bins are left out
+    (so that a candidate made at 100 GeV is not judged against 2-200 GeV showers), and so are candidate
+    showers outside every covered bin. Returns (reference part, candidate part, coverage) where coverage holds
+    ``bins`` (one entry per covered bin: energy_gev, theta_rad, n_reference, n_candidate), the covered
+    ``energy_bins_gev`` and ``theta_bins_rad``, and the numbers of showers used and given of each sample.
+    Raises ValueError naming the candidate's conditions when no bin is covered.
+    """
+    e_ref, t_ref = reference.energy_gev.astype(np.float64), reference.theta_rad.astype(np.float64)
+    e_cand, t_cand = candidate.energy_gev.astype(np.float64), candidate.theta_rad.astype(np.float64)
+    default_e, default_t = condition_bins(e_ref, t_ref)
+    e_bins = [tuple(map(float, b)) for b in (energy_bins or default_e)]
+    t_bins = [tuple(map(float, b)) for b in (theta_bins_rad or default_t)]
+    use_ref = np.zeros(len(e_ref), dtype=bool)
+    use_cand = np.zeros(len(e_cand), dtype=bool)
+    covered = []
+    for e_lo, e_hi in e_bins:
+        for t_lo, t_hi in t_bins:
+            mr = _in_bin(e_ref, e_lo, e_hi) & _in_bin(t_ref, t_lo, t_hi)
+            mc = _in_bin(e_cand, e_lo, e_hi) & _in_bin(t_cand, t_lo, t_hi)
+            if mr.sum() >= min_count and mc.sum() >= min_count:
+                use_ref |= mr
+                use_cand |= mc
+                covered.append({"energy_gev": [e_lo, e_hi], "theta_rad": [t_lo, t_hi],
+                                "n_reference": int(mr.sum()), "n_candidate": int(mc.sum())})
+    if not covered:
+        raise ValueError(
+            f"the candidate (energies {e_cand.min():g}-{e_cand.max():g} GeV, angles "
+            f"{math.degrees(t_cand.min()):.1f}-{math.degrees(t_cand.max()):.1f} deg) has fewer than {min_count} "
+            f"showers in every reference bin ({len(e_bins)} energy bins {_bins_text(e_bins, 1.0, 'GeV')}, "
+            f"{len(t_bins)} angle bins {_bins_text(t_bins, 180.0 / math.pi, 'deg')}); make the candidate at the "
+            "reference's conditions, or give bins that both samples fill")
+    coverage = {
+        "bins": covered,
+        "energy_bins_gev": sorted({tuple(c["energy_gev"]) for c in covered}),
+        "theta_bins_rad": sorted({tuple(c["theta_rad"]) for c in covered}),
+        "n_reference": int(use_ref.sum()), "n_reference_given": len(e_ref),
+        "n_candidate": int(use_cand.sum()), "n_candidate_given": len(e_cand),
+    }
+    return reference.select(use_ref), candidate.select(use_cand), coverage
+
+
+def _bins_text(bins: Bins, scale: float, unit: str) -> str:
+    return ", ".join(f"{lo * scale:.4g}-{hi * scale:.4g}" for lo, hi in bins) + f" {unit}"
 
 
 def _in_bin(values: Array, lo: float, hi: float) -> npt.NDArray[np.bool_]:
@@ -713,6 +785,7 @@ def compare(
         "n_reference": len(reference),
         "n_candidate": len(candidate),
         "geometry": list(reference.showers.shape[1:]),
+        "n_high_level_features": int(ref_sum["high_level"].shape[1]),  # the dimension FPD and KPD work in
         "reference_source": str(reference.attrs.get("source", "unknown")),
         "candidate_source": str(candidate.attrs.get("source", "unknown")),
         "energy_bins_gev": [list(b) for b in e_bins],
@@ -749,13 +822,16 @@ def validate_files(
     theta_bins_rad: Bins | None = None,
     max_showers: int | None = None,
     seed: int = 0,
+    match_conditions: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Read two shower files (native, 3DGAN or CaloChallenge), check that geometry and units match, run
     :func:`compare` and write the result as JSON (``out_json``) and optionally as an HTML report.
 
-    max_showers: read at most this many showers of each file (the first ones). Raises ValueError naming both
-    files when the geometry, units or detector differ.
+    max_showers: read at most this many showers of each file (the first ones). match_conditions: compare only
+    the (energy, angle) bins that the candidate covers (:func:`covered_conditions`; recorded under
+    ``info["coverage"]``); False compares the whole files. Raises ValueError naming both files when the
+    geometry, units or detector differ.
     """
     from calogen.io import read_any
 
@@ -768,10 +844,16 @@ def validate_files(
             raise ValueError(f"max_showers={max_showers} is too small; use at least 2")
         reference = reference.select(slice(0, max_showers))
         candidate = candidate.select(slice(0, max_showers))
+    coverage = None
+    if match_conditions:
+        reference, candidate, coverage = covered_conditions(reference, candidate, energy_bins=energy_bins,
+                                                            theta_bins_rad=theta_bins_rad)
+        energy_bins, theta_bins_rad = coverage["energy_bins_gev"], coverage["theta_bins_rad"]
     result = compare(
         reference, candidate, energy_bins=energy_bins, theta_bins_rad=theta_bins_rad,
         classifier=classifier, seed=seed, progress=progress,
     )
+    result["info"]["coverage"] = coverage
     result["info"]["reference_path"] = str(ref_path)
     result["info"]["candidate_path"] = str(cand_path)
     if out_json is not None:

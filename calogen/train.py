@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -736,10 +736,29 @@ def _heldout(config: TrainConfig, run: RunDirectory, *, needed: bool, device: to
 
     rng = np.random.default_rng([config.seed, 99])
     energy, theta = _uniform_conditions(rng, config.heldout_mc, config.energy_range_gev, config.theta_range_deg)
-    held = simulate(energy, theta, n=len(energy), seed=int(rng.integers(2**31)), device=str(device))
+    what = (f"held-out Monte Carlo for the per-epoch SF error ({config.heldout_mc} showers at "
+            f"{config.energy_range_gev[0]:g}-{config.energy_range_gev[1]:g} GeV, once per run)")
+    run.log(f"simulating the {what}")
+    held = simulate(energy, theta, n=len(energy), seed=int(rng.integers(2**31)), device=str(device),
+                    progress=_simulation_progress(run, what))
     if run.writer:
         write_showers(cache, held)
     return held, None
+
+
+def _simulation_progress(run: RunDirectory, what: str) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback for :func:`calogen.mc.simulate` that logs every
+    :data:`PROGRESS_EVERY_S` seconds with the ETA."""
+    start, last = time.monotonic(), [time.monotonic()]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_EVERY_S or done <= 0 or done >= total:
+            return
+        last[0] = now
+        run.log(f"{what}: {done}/{total} simulated, ETA {format_duration((now - start) / done * (total - done))}")
+
+    return report
 
 
 @torch.no_grad()

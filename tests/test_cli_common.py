@@ -80,3 +80,33 @@ def test_every_installed_command_is_registered():
     parser = entry.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == set(entry.COMMANDS)
+
+
+def test_figures_are_described_with_unit_target_verdict_and_meaning():
+    from calogen.cli._common import describe_figure
+
+    assert describe_figure("sf_mre", 2.127).startswith(
+        "sf_mre=2.127: SF error 212.7 %, target <= 5 %: FAIL (mean relative error of the mean sampling fraction")
+    assert describe_figure("classifier_auc_high", 0.52).startswith(
+        "classifier_auc_high=0.52: classifier AUC (features) 0.52, target <= 0.7: pass (")
+    assert "n/a" in describe_figure("nn_ratio", float("nan")) and "no value" in describe_figure("nn_ratio", None)
+    assert describe_figure("not_a_known_figure", 1.5) == "not_a_known_figure=1.5"
+
+
+def test_models_lists_headline_figures_in_words(tmp_path, capsys):
+    from calogen.cli.models import format_table
+
+    models = [{"name": "m", "arch": "conv2d", "path": "models/m",
+               "condition_ranges": {"energy_gev": [2.0, 500.0], "theta_deg": [60.0, 120.0]},
+               "validation": {"sf_mre": 2.127, "classifier_auc_high": 1.0, "shape_mse": 0.0177}},
+              {"name": "new", "arch": "conv3d", "path": "models/new", "condition_ranges": {}, "validation": {}}]
+    lines = format_table(models).splitlines()
+    assert lines[0].split() == ["name", "arch", "energy", "GeV", "theta", "deg", "path"]
+    assert lines[1].split()[:4] == ["m", "conv2d", "2-500", "60-120"]
+    text = "\n".join(lines)
+    assert "sf_mre=2.127: SF error 212.7 %, target <= 5 %: FAIL" in text
+    assert "classifier AUC (features) 1.00, target <= 0.7: FAIL (AUC of a classifier" in text
+    assert "shape_mse" not in text  # headline figures only
+    assert "not validated yet: python -m calogen validate --model new" in text
+    assert main(["models", "--models-dir", str(tmp_path)]) == 0
+    assert "no models installed" in capsys.readouterr().out

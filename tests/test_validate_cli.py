@@ -87,3 +87,50 @@ def test_missing_file_exit_2(files: dict, capsys) -> None:
                  "--out", str(files["root"] / "z.json"), "--no-classifier", "--quiet"])
     assert code == 2
     assert "nope.h5" in capsys.readouterr().err
+
+
+def grid_set(energies: list[float], n_each: int, seed: int) -> ShowerSet:
+    """toy_set showers at fixed energies (a reference grid), ``n_each`` per energy, 90 deg."""
+    parts = [toy_set(n_each, seed + i) for i in range(len(energies))]
+    showers = []
+    for part, energy in zip(parts, energies):
+        showers.append(part.showers / part.energy_gev[:, None, None, None] * energy)  # same SF, new energy
+    n = n_each * len(energies)
+    return ShowerSet(np.concatenate(showers).astype(np.float32), np.repeat(energies, n_each).astype(np.float32),
+                     np.full(n, np.pi / 2, np.float32), {"source": f"grid{seed}", "detector": "toy"})
+
+
+def test_candidate_at_one_point_is_compared_with_the_reference_bins_it_covers(tmp_path, capsys) -> None:
+    reference = write_showers(tmp_path / "grid.h5", grid_set([10.0, 50.0, 100.0], 100, 1))
+    candidate = write_showers(tmp_path / "at100.h5", grid_set([100.0], 100, 7))  # same physics, one point
+    out = tmp_path / "r.json"
+    code = main(["validate", "--reference", str(reference), "--candidate", str(candidate), "--out", str(out),
+                 "--no-classifier"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "compared 100 of 300 reference showers" in printed and "100 of 100 candidate showers" in printed
+    assert "95-105 GeV, 87.1-92.9 deg: 100 reference, 100 candidate showers" in printed
+    assert "left out: 200 reference and 0 candidate showers" in printed
+    assert "sf_mre=" in printed and "SF error" in printed and "target <= 5 %" in printed
+    assert "separation power" in printed and "0 = identical" in printed
+    assert "FPD and KPD compare 127 shower features; with 100 showers" in printed
+    matched = json.loads(out.read_text())
+    assert matched["info"]["coverage"]["n_reference"] == 100 and matched["info"]["n_reference"] == 100
+    assert main(["validate", "--reference", str(reference), "--candidate", str(candidate), "--out", str(out),
+                 "--no-classifier", "--all-reference"]) == 0
+    assert "compared all 300 reference showers" in capsys.readouterr().out
+    whole = json.loads(out.read_text())
+    # the same physics at the same point agrees; against the whole grid it looks like a different sample
+    assert matched["metrics"]["separation_deposited_energy_gev"] < 0.25 < whole["metrics"][
+        "separation_deposited_energy_gev"]
+    assert matched["metrics"]["kpd_x1e3"] < 10 < whole["metrics"]["kpd_x1e3"]
+
+
+def test_candidate_outside_every_reference_bin_is_an_error(tmp_path, capsys) -> None:
+    reference = write_showers(tmp_path / "grid.h5", grid_set([10.0, 50.0], 20, 1))
+    candidate = write_showers(tmp_path / "at300.h5", grid_set([300.0], 20, 7))
+    code = main(["validate", "--reference", str(reference), "--candidate", str(candidate), "--out",
+                 str(tmp_path / "r.json"), "--no-classifier"])
+    err = capsys.readouterr().err
+    assert code == 2 and "energies 300-300 GeV" in err and "5-15, 45-55 GeV" in err
+    assert not (tmp_path / "r.json").exists()

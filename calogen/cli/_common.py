@@ -1,4 +1,4 @@
-"""Argument helpers shared by the sub-commands: conditions, device, progress, errors."""
+"""Argument helpers shared by the sub-commands: conditions, device, progress, errors, figures in words."""
 
 from __future__ import annotations
 
@@ -15,9 +15,15 @@ __all__ = [
     "add_condition_args",
     "add_device_arg",
     "conditions_from_args",
+    "describe_figure",
     "progress_bar",
     "resolve_device",
 ]
+
+
+# relative errors, printed in per cent
+_PERCENT_FIGURES = frozenset({"sf_mre", "sf_relative_error_max_bin", "bmre_profile_x", "bmre_profile_y",
+                              "bmre_profile_z"})
 
 
 class CliError(Exception):
@@ -115,3 +121,32 @@ def progress_bar(total: int, desc: str) -> Callable[[int, int], None]:
             bar.close()
 
     return update
+
+
+def _percent_target(low: float, high: float) -> str:
+    if low == -math.inf:
+        return f"<= {100 * high:g} %"
+    if high == math.inf:
+        return f">= {100 * low:g} %"
+    return f"{100 * low:g}-{100 * high:g} %"
+
+
+def describe_figure(key: str, value: float | None) -> str:
+    """A figure of merit in words: the JSON name and value, the readable name, the value (relative errors in
+    per cent), the pass line and verdict, and what it measures, from :data:`calogen.report.METRIC_SPECS`.
+
+    E.g. ``sf_mre=2.127: SF error 212.7 %, target <= 5 %: FAIL (mean relative error of the mean sampling
+    fraction over the energy and angle bins (3DGAN))``. Names without a spec give ``key=value``.
+    """
+    from calogen.report import SPECS_BY_KEY
+
+    finite = isinstance(value, (int, float)) and math.isfinite(value)
+    raw = f"{key}={value:.4g}" if finite else f"{key}=n/a"
+    spec = SPECS_BY_KEY.get(key)
+    if spec is None:
+        return raw
+    percent = key in _PERCENT_FIGURES
+    shown = (f"{100 * value:.1f} %" if percent else spec.format(value)) if finite else "n/a"
+    target = _percent_target(spec.low, spec.high) if percent else spec.target
+    verdict = {True: "pass", False: "FAIL", None: "no value"}[spec.passes(value if finite else None)]
+    return f"{raw}: {spec.label} {shown}, target {target}: {verdict} ({spec.meaning})"

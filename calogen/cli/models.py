@@ -7,7 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "run", "format_table"]
+from calogen.cli._common import describe_figure
+
+__all__ = ["format_figures", "format_table", "register", "run"]
+
+_OTHER_FIGURES = 5  # figures listed for a card without any of calogen's headline figures
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,22 +35,40 @@ def _range(ranges: dict[str, Any], key: str) -> str:
 
 
 def format_table(models: list[dict[str, Any]]) -> str:
-    """A fixed-width text table of ``calogen.generate.list_models`` entries."""
-    header = ("name", "arch", "energy GeV", "theta deg", "validation", "path")
+    """A fixed-width text table of ``calogen.generate.list_models`` entries, each followed by its headline
+    validation figures in words (:func:`format_figures`)."""
+    header = ("name", "arch", "energy GeV", "theta deg", "path")
     rows = []
     for m in models:
         if "error" in m:
-            rows.append((m["name"], "?", "-", "-", "unreadable card: " + m["error"], m["path"]))
+            rows.append((m["name"], "?", "-", "-", m["path"]))
             continue
         ranges = m.get("condition_ranges") or {}
-        validation = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(m.get("validation", {}).items())[:3]
-        )
-        energy, theta = _range(ranges, "energy_gev"), _range(ranges, "theta_deg")
-        rows.append((m["name"], m["arch"], energy, theta, validation or "-", m["path"]))
+        rows.append((m["name"], m["arch"], _range(ranges, "energy_gev"), _range(ranges, "theta_deg"), m["path"]))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    for m, row in zip(models, rows):
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        lines += ["    " + line for line in format_figures(m)]
     return "\n".join(lines)
+
+
+def format_figures(model: dict[str, Any]) -> list[str]:
+    """The headline validation figures of a model's card, one line each, with name, unit, pass line and
+    meaning (see :func:`calogen.cli._common.describe_figure`); a line saying how to measure them if absent."""
+    from calogen.report import HEADLINE_METRICS
+
+    if "error" in model:
+        return [f"unreadable card: {model['error']}"]
+    validation = model.get("validation") or {}
+    shown = [key for key in HEADLINE_METRICS if key in validation]
+    if not shown:  # a card from elsewhere: its own figures, as named there
+        shown = [key for key, value in validation.items() if isinstance(value, (int, float))][:_OTHER_FIGURES]
+    if not shown:
+        return [f"not validated yet: python -m calogen validate --model {model['name']} --reference "
+                "data/reference.h5 --update-card"]
+    return ["validation figures from card.json (JSON name=value: figure, value, target: verdict (meaning)):",
+            *("  " + describe_figure(key, validation[key]) for key in shown)]
 
 
 def run(args: argparse.Namespace) -> int:

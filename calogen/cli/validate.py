@@ -4,8 +4,9 @@
     python -m calogen validate --reference mc.h5 --candidate gan.h5 --out r.json --no-classifier \\
         --energy-points 50 100 200 --theta-bins 60 80 100 120
 
-Writes every metric of :func:`calogen.metrics.compare` as JSON (and optionally a self-contained HTML report)
-and prints the key numbers.
+Compares only the (energy, angle) bins of the reference that the candidate covers (``--all-reference`` for
+the whole files), writes every metric of :func:`calogen.metrics.compare` as JSON (and optionally a
+self-contained HTML report) and prints what was compared and the key figures with their meaning.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from calogen.cli._common import CliError
+from typing import Any
 
-__all__ = ["register", "run"]
+from calogen.cli._common import CliError, describe_figure
 
+__all__ = ["coverage_lines", "register", "run"]
+
+_SHOWN_BINS = 12  # covered bins listed one per line; the rest are counted
+_SHOWERS_PER_FEATURE = 10  # below this many showers per high-level feature FPD and KPD mostly measure noise
 _SUMMARY = ("sf_mre", "separation_mean", "shape_mse", "ssim_L0.0001", "mscn_jsd", "fpd_x1e3", "kpd_x1e3",
             "classifier_auc_low", "classifier_auc_high", "cell_variance_ratio", "nn_ratio")
 
@@ -53,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--theta-bins", type=float, nargs="+", metavar="DEG",
                         help="angle bin edges in degrees, e.g. 60 80 100 120 (at least two, increasing)")
     parser.add_argument("--max-showers", type=int, default=None, help="use at most this many showers of each file")
+    parser.add_argument("--all-reference", action="store_true",
+                        help="compare the whole files, also reference bins the candidate does not cover (by default "
+                        "only the energy and angle bins that both files fill are compared)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random sub-samples and the classifier")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
@@ -80,11 +88,48 @@ def _run_model(args: argparse.Namespace) -> int:
     if args.update_card:
         print(f"updated {write_validation(resolve_model_dir(args.model), validation)}", file=sys.stderr)
     if not args.quiet:
+        print(f"compared {args.model} with {validation['reference']['showers']} reference showers of "
+              f"{args.reference} inside the model's trained range, one generated shower per reference shower")
         for key in ("sf_mre", "sf_relative_error_max_bin", "bmre_profile_z", "classifier_auc_low",
                     "classifier_auc_high", "fpd_x1e3", "kpd_x1e3"):
-            value = validation.get(key)
-            print(f"{key:>26s}  {'n/a' if value is None else f'{value:.4g}'}")
+            print("  " + describe_figure(key, validation.get(key)))
     return 0
+
+
+def _statistics_notes(info: dict[str, Any]) -> list[str]:
+    """Warnings about figures that the sample sizes cannot support."""
+    n = min(int(info["n_reference"]), int(info["n_candidate"]))
+    dim = int(info.get("n_high_level_features") or 0)
+    notes = [f"note: every figure carries sampling noise from {n} showers per sample; to see its floor, validate a "
+             "second Monte Carlo sample of the same size and conditions against the reference"]
+    if dim and n < _SHOWERS_PER_FEATURE * dim:
+        notes.append(f"note: FPD and KPD compare {dim} shower features; with {n} showers (fewer than "
+                     f"{_SHOWERS_PER_FEATURE} per feature) their values are dominated by that noise")
+    return notes
+
+
+def coverage_lines(info: dict[str, Any]) -> list[str]:
+    """What was compared, in words, from the ``info`` of a :func:`calogen.metrics.validate_files` result."""
+    ref, cand = info["reference_path"], info["candidate_path"]
+    coverage = info.get("coverage")
+    if coverage is None:
+        return [f"compared all {info['n_reference']} reference showers ({ref}) with all {info['n_candidate']} "
+                f"candidate showers ({cand}), whatever their energies and angles (--all-reference)"]
+    lines = [f"compared {coverage['n_reference']} of {coverage['n_reference_given']} reference showers ({ref}) "
+             f"with {coverage['n_candidate']} of {coverage['n_candidate_given']} candidate showers ({cand}), in "
+             f"the {len(coverage['bins'])} energy and angle bin(s) that both files fill:"]
+    for row in coverage["bins"][:_SHOWN_BINS]:
+        (e_lo, e_hi), (t_lo, t_hi) = row["energy_gev"], row["theta_rad"]
+        lines.append(f"  {e_lo:g}-{e_hi:g} GeV, {math.degrees(t_lo):.1f}-{math.degrees(t_hi):.1f} deg: "
+                     f"{row['n_reference']} reference, {row['n_candidate']} candidate showers")
+    if len(coverage["bins"]) > _SHOWN_BINS:
+        lines.append(f"  ... and {len(coverage['bins']) - _SHOWN_BINS} more bins (all in the JSON, info.coverage)")
+    left_ref = coverage["n_reference_given"] - coverage["n_reference"]
+    left_cand = coverage["n_candidate_given"] - coverage["n_candidate"]
+    if left_ref or left_cand:
+        lines.append(f"left out: {left_ref} reference and {left_cand} candidate showers outside those bins "
+                     "(--all-reference compares the whole files)")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,16 +165,18 @@ def run(args: argparse.Namespace) -> int:
     result = validate_files(
         args.reference, args.candidate, out_json=args.out, out_html=args.html, classifier=not args.no_classifier,
         energy_bins=energy_bins, theta_bins_rad=theta_bins, max_showers=args.max_showers, seed=args.seed,
-        progress=say,
+        match_conditions=not args.all_reference, progress=say,
     )
     if not result["bins"]:
         say("warning: no condition bin holds enough showers of both samples; per-bin metrics are empty")
     if not args.quiet:
+        print("\n".join(coverage_lines(result["info"])))
+        print("figures (JSON name=value: figure, value, target: verdict (meaning)):")
         metrics = result["metrics"]
         for key in _SUMMARY:
             if key in metrics:
-                value = metrics[key]
-                print(f"{key:>22s}  {'n/a' if value is None else f'{value:.4g}'}")
+                print("  " + describe_figure(key, metrics[key]))
+        print("\n".join(_statistics_notes(result["info"])))
         print(f"wrote {args.out}" + (f" and {args.html}" if args.html else "")
               + f" in {time.perf_counter() - start:.1f} s")
     return 0
