@@ -220,4 +220,6 @@ def test_cli_on_a_local_cluster_prints_a_summary(tmp_path: Path, capsys: pytest.
                  "--shard-size", "2", "--seed", "1", "--workers", "1", "--out", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err
     assert code == 0 and "3 showers in 2 shards made" in err and "showers/s overall" in err
-    assert _manifest(tmp_path)["command"].startswith("python -m calogen ")
+    assert _manifest(tmp_path)["command"] == (
+        f"python -m calogen produce --source gflash --particle e- --energy-range 2.0 5.0 --theta-range 80.0 100.0 "
+        f"-n 3 --shard-size 2 --out {tmp_path} --seed 1 --workers 1 --device cpu --format native --torch-threads 1")

@@ -75,6 +75,17 @@ def _progress_bar(quiet: bool) -> Callable[[int, int, int, int], None] | None:
     return update
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command line that repeats this production, rebuilt from the parsed arguments (for the manifest)."""
+    words = ["python", "-m", "calogen", "produce", "--source", args.source, "--particle", args.particle,
+             "--energy-range", *map(repr, args.energy_range), "--theta-range", *map(repr, args.theta_range),
+             "-n", str(args.n), "--shard-size", str(args.shard_size), "--out", args.out]
+    words += [] if args.seed is None else ["--seed", str(args.seed)]
+    words += ["--scheduler", args.scheduler] if args.scheduler else ["--workers", str(args.workers)]
+    words += ["--device", args.device, "--format", args.file_format, "--torch-threads", str(args.torch_threads)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, produce, print the summary; returns 0 (2 on bad input, 1 when shards failed)."""
     from calogen.produce import ProductionConfig, ShardsFailed, produce
@@ -95,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         file_format=args.file_format,
     )
-    command = "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command(args)
     try:
         result = produce(config, workers=args.workers, scheduler=args.scheduler, torch_threads=args.torch_threads,
                          command=command, progress=_progress_bar(args.quiet))
