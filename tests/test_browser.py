@@ -9,6 +9,7 @@ folder in CALOGEN_ARTIFACTS.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -163,3 +164,28 @@ def test_every_page_works_offline(server: tuple[str, dict[str, str]]) -> None:
         finally:
             browser.close()
     assert outside == [], sorted(set(outside))[:10]
+
+
+def test_monte_carlo_run_shows_time_left_and_stops(server: tuple[str, dict[str, str]]) -> None:
+    """The Monte Carlo is opt-in: its run reports progress with the time left, and Stop ends it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        try:
+            page.goto(f"{url}/Generate?energy=50&theta=90&n=6&seed=1", wait_until="domcontentloaded")
+            source = page.get_by_role("combobox").first
+            expect(source).to_be_visible(timeout=60_000)
+            page.wait_for_function("window.location.search.includes('source=tiny')", timeout=60_000)  # not the MC
+            source.click()
+            page.get_by_role("option", name="Monte Carlo (built-in)").click()
+            expect(page.get_by_text("seconds per shower on a CPU")).to_be_visible(timeout=20_000)
+            page.get_by_role("button", name="Generate", exact=True).click()
+            expect(page.get_by_text(re.compile(r"1/6 showers, .* so far, about .* left"))).to_be_visible(timeout=180_000)
+            page.get_by_role("button", name="Stop", exact=True).click()
+            expect(page.get_by_text("Stopped before the batch was complete")).to_be_visible(timeout=120_000)
+            assert page.locator(ERROR_SELECTOR).count() == 0
+        finally:
+            browser.close()
