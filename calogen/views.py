@@ -598,7 +598,8 @@ def throughput_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
         ))
     device = ordered[0]["device"] if ordered else "?"
     fig.update_layout(title=f"Throughput on {device}", xaxis_title="showers per second", xaxis_type="log",
-                      yaxis={"categoryorder": "array", "categoryarray": [f"{r['name']} · {r['path']}" for r in ordered]},
+                      yaxis={"categoryorder": "array",
+                             "categoryarray": [f"{r['name']} · {r['path']}" for r in ordered]},
                       height=max(260, 60 + 34 * len(ordered)), margin={"l": 10, "r": 60, "t": 50, "b": 50},
                       legend={"orientation": "h", "y": -0.25})
     return style_figure(fig)
@@ -709,4 +710,5 @@ def _validation_sentence(validation: Mapping[str, Any]) -> str:
         return "figures without a recorded reference sample"
     held_out = " held-out" if reference.get("held_out") else ""
     when = f", measured {str(validation['measured'])[:10]}" if validation.get("measured") else ""
-    return f"against {reference.get('showers', '?')}{held_out} Monte Carlo showers of `{reference.get('file', '?')}`{when}"
+    return (f"against {reference.get('showers', '?')}{held_out} Monte Carlo showers of "
+            f"`{reference.get('file', '?')}`{when}")

@@ -276,7 +276,8 @@ def test_generate_stale_batch_keeps_its_own_reference(folders: dict[str, Path]) 
     assert "energy 50 GeV (shown: 10 GeV)" in warning and "press Generate" in warning
     assert any("near 10 GeV" in c.value for c in at.caption)
     mc_mean = next(t for t in _figure(at, "Longitudinal profile")["data"] if t["name"].startswith("Monte Carlo"))
-    assert float(np.sum(_array(mc_mean["y"]))) == pytest.approx(0.05 * 10, rel=0.25)  # the 10 GeV reference, not the 50 GeV one
+    # the 10 GeV reference (0.5 GeV deposited), not the 50 GeV one
+    assert float(np.sum(_array(mc_mean["y"]))) == pytest.approx(0.05 * 10, rel=0.25)
     at.slider(key="w_energy").set_value(10.0).run()  # back to the batch's settings: no warning
     assert not _stale(at)
 

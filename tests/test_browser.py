@@ -183,7 +183,8 @@ def test_monte_carlo_run_shows_time_left_and_stops(server: tuple[str, dict[str, 
             page.get_by_role("option", name="Monte Carlo (built-in)").click()
             expect(page.get_by_text("seconds per shower on a CPU")).to_be_visible(timeout=20_000)
             page.get_by_role("button", name="Generate", exact=True).click()
-            expect(page.get_by_text(re.compile(r"1/6 showers, .* so far, about .* left"))).to_be_visible(timeout=180_000)
+            progress = page.get_by_text(re.compile(r"1/6 showers, .* so far, about .* left"))
+            expect(progress).to_be_visible(timeout=180_000)
             page.get_by_role("button", name="Stop", exact=True).click()
             expect(page.get_by_text("Stopped before the batch was complete")).to_be_visible(timeout=120_000)
             assert page.locator(ERROR_SELECTOR).count() == 0
