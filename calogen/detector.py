@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
 _ALPHA = 1.0 / 137.035999
 _ES_MEV = 21.2052  # scale energy E_s = m_e sqrt(4 pi / alpha), MeV (PDG 34.4.3)
 _X0_CONST_G_CM2 = 716.408  # 1 / (4 alpha r_e^2 N_A), g cm^-2 (PDG eq. 34.26)
+_PACKAGED_DIR = Path(__file__).parent / "detectors"  # TOML geometries shipped with the package
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ ELEMENTS: dict[str, Element] = {
         Element("Pb", 82, 207.2, 823.0),
         Element("W", 74, 183.84, 727.0),
         Element("Br", 35, 79.904, 343.0),
+        Element("Cl", 17, 35.453, 174.0),
     )
 }
 
@@ -105,6 +107,7 @@ class Material:
     name: str
     density_g_cm3: float  # g/cm^3
     mass_fractions: tuple[tuple[str, float], ...]  # ((symbol, mass fraction), ...), sums to 1
+    i_ev: float | None = None  # mean excitation energy, eV, where measured; None: Bragg additivity
 
     def __post_init__(self) -> None:
         if self.density_g_cm3 <= 0:
@@ -156,7 +159,9 @@ class Material:
 
     @cached_property
     def mean_excitation_ev(self) -> float:
-        """Mean excitation energy, eV, Bragg additivity: ln I = sum w_i (Z/A)_i ln I_i / <Z/A>."""
+        """Mean excitation energy, eV: the given value, else Bragg additivity ln I = sum w_i (Z/A)_i ln I_i / <Z/A>."""
+        if self.i_ev is not None:
+            return self.i_ev
         num = sum(w * el.z / el.a * math.log(el.i_ev) for el, w in self.elements)
         return math.exp(num / self.z_over_a)
 
@@ -188,9 +193,8 @@ def _mat(name: str, density: float, **fractions: float) -> Material:
     return Material(name, density, tuple(fractions.items()))
 
 
-# Materials of the CLIC_o1_v01 ECAL (PHYSICS.md, CLIC detector description) plus pure elements.
-# Ground/HV mix: 86% Cu with kapton (C22H10N2O5); PCB mix: 82% Cu with FR4 (epoxy + glass);
-# glue/air layer: epoxy (C, H, O) at reduced density.
+# Built-in materials: pure elements (PDG densities) and air. Detector-specific mixtures, such as the CLIC ECAL's
+# tungsten alloy and PCB, are defined with the detector in its TOML file (calogen/detectors/).
 MATERIALS: dict[str, Material] = {
     m.name: m
     for m in (
@@ -199,11 +203,7 @@ MATERIALS: dict[str, Material] = {
         _mat("Cu", 8.96, Cu=1.0),
         _mat("Pb", 11.35, Pb=1.0),
         _mat("Fe", 7.874, Fe=1.0),
-        _mat("W_alloy", 17.8, W=0.93, Ni=0.061, Fe=0.009),
         _mat("Air", 0.0012048, N=0.7553, O=0.2318, Ar=0.0129),
-        _mat("GroundHV", 5.19, Cu=0.86, C=0.0967, H=0.0037, N=0.0103, O=0.0293),
-        _mat("PCB", 5.05, Cu=0.82, Si=0.0504, O=0.0846, C=0.0415, H=0.0035),
-        _mat("Glue", 1.3, C=0.7, H=0.09, O=0.21),
     )
 }
 
@@ -348,30 +348,15 @@ class Detector:
         }
 
 
+@cache
 def clic_ecal() -> Detector:
-    """The CLIC_o1_v01 ECAL barrel stack (PHYSICS.md): 25 layers, 17 x 2.4 mm + 8 x 4.8 mm W alloy.
+    """The CLIC_o1_v01 ECAL barrel, loaded from its description ``calogen/detectors/clic_ecal.toml``.
 
-    Per layer, front to back: W alloy | 0.25 mm air | 0.10 mm ground/HV mix | 0.50 mm Si |
-    0.10 mm glue | 1.30 mm PCB mix | 0.25 mm air.
+    25 layers (17 with 2.4 mm, 8 with 4.8 mm of tungsten alloy), each W | 0.25 mm air | 0.10 mm ground/HV mix |
+    0.50 mm Si | 0.10 mm air | 0.80 mm PCB mix | 0.25 mm air, behind a 1.6 mm carbon-fibre face and in front of
+    a 4.8 mm tungsten plate and a 10 mm carbon-fibre wall (iLCSoft/lcgeo, CLIC_o1_v01 ECalBarrel_o1_v01_01.xml).
     """
-    m = MATERIALS
-    slabs: list[Slab] = []
-    for layer in range(25):
-        w_mm = 2.4 if layer < 17 else 4.8
-        slabs += [
-            Slab(m["W_alloy"], w_mm),
-            Slab(m["Air"], 0.25),
-            Slab(m["GroundHV"], 0.10),
-            Slab(m["Si"], 0.50, sensitive=True),
-            Slab(m["Glue"], 0.10),
-            Slab(m["PCB"], 1.30),
-            Slab(m["Air"], 0.25),
-        ]
-    return Detector(
-        name="clic_ecal",
-        slabs=tuple(slabs),
-        description="CLIC_o1_v01 ECAL barrel: Si-W sampling, 5.1 mm cells, 25 layers",
-    )
+    return load_detector(_PACKAGED_DIR / "clic_ecal.toml")
 
 
 def homogeneous_block(
@@ -411,7 +396,8 @@ def _material_from_toml(name: str, spec: Any, path: Path) -> Material:
         return get_material(spec)
     try:
         fractions = tuple((k, float(v)) for k, v in spec["mass_fractions"].items())
-        return Material(name, float(spec["density_g_cm3"]), fractions)
+        i_ev = float(spec["mean_excitation_ev"]) if "mean_excitation_ev" in spec else None
+        return Material(name, float(spec["density_g_cm3"]), fractions, i_ev)
     except (KeyError, TypeError) as exc:
         raise ValueError(
             f"{path}: material {name!r} needs density_g_cm3 and a [materials.{name}.mass_fractions] table"
@@ -428,6 +414,7 @@ def load_detector(path: str | Path) -> Detector:
         n_cells = [51, 51]
         [materials.MyMix]                      # optional, besides the built-in MATERIALS
         density_g_cm3 = 5.0
+        mean_excitation_ev = 260.0             # optional; default: Bragg additivity
         mass_fractions = { Cu = 0.8, C = 0.2 }
         [[block]]                              # repeated `repeat` times, slabs front to back
         repeat = 17
@@ -463,7 +450,6 @@ def load_detector(path: str | Path) -> Detector:
 
 
 DETECTORS = {"clic_ecal": clic_ecal}
-_PACKAGED_DIR = Path(__file__).parent / "detectors"  # TOML geometries shipped with the package
 
 
 def get_detector(name_or_path: str | Path | Detector | None = None) -> Detector:

@@ -18,6 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from calogen.detector import clic_ecal
+
 __all__ = [
     "AXES",
     "CELL_SIZE_MM",
@@ -29,6 +31,7 @@ __all__ = [
     "barycentre",
     "cell_energies",
     "clic_layer_depth_mm",
+    "core_containment",
     "deposited_energy",
     "energy_profile",
     "high_level_features",
@@ -56,11 +59,6 @@ HIT_THRESHOLD_GEV = 2e-4  # a cell counts as a hit above 0.2 MeV, as in the 3DGA
 LAYER_GROUPS: tuple[tuple[int, int], ...] = ((0, 8), (8, 17), (17, 25))
 AXES: dict[str, int] = {"x": 1, "y": 2, "z": 3}  # axis name -> array axis of (N, nx, ny, nz)
 
-# CLIC_o1_v01 ECAL layer stack (PHYSICS.md): W | 0.25 air | 0.10 ground/HV | 0.50 Si | 0.10 glue | 1.30 PCB |
-# 0.25 air; 2.4 mm W in the first 17 layers, 4.8 mm in the last 8.
-_CLIC_W_MM = (2.4,) * 17 + (4.8,) * 8
-_CLIC_AFTER_W_MM = (0.25, 0.10, 0.50, 0.10, 1.30, 0.25)
-
 
 def as_numpy(showers: Any) -> npt.NDArray[np.float32]:
     """``showers`` as a float32 numpy array (torch tensors are detached and moved to the CPU)."""
@@ -83,18 +81,15 @@ def _axis_index(axis: str) -> int:
 def clic_layer_depth_mm(n_layers: int = 25) -> Array:
     """Depth of the centre of each silicon layer behind the calorimeter front, mm; (n_layers,).
 
-    For the 25-layer CLIC stack this follows PHYSICS.md (4.9 mm pitch for layers 1-17, 7.3 mm for 18-25). Any
-    other number of layers gets a uniform pitch of one cell size (5.1 mm), i.e. depth in cell units as the
-    3DGAN angle measurement uses.
+    For the 25-layer CLIC stack the depths come from its description (:func:`calogen.detector.clic_ecal`: about
+    4.4 mm pitch for layers 1-17, 6.8 mm for 18-25). Any other number of layers gets a uniform pitch of one cell
+    size (5.1 mm), i.e. depth in cell units as the 3DGAN angle measurement uses.
     """
-    if n_layers != len(_CLIC_W_MM):
+    detector = clic_ecal()
+    if n_layers != detector.n_layers:
         return (np.arange(n_layers) + 0.5) * CELL_SIZE_MM
-    depth = []
-    front = 0.0
-    for w_mm in _CLIC_W_MM:
-        si_centre = front + w_mm + _CLIC_AFTER_W_MM[0] + _CLIC_AFTER_W_MM[1] + 0.5 * _CLIC_AFTER_W_MM[2]
-        depth.append(si_centre)
-        front += w_mm + sum(_CLIC_AFTER_W_MM)
+    bounds = detector.boundaries_mm
+    depth = [0.5 * (bounds[k] + bounds[k + 1]) for k, slab in enumerate(detector.slabs) if slab.sensitive]
     return np.asarray(depth, dtype=np.float64)
 
 
@@ -171,6 +166,25 @@ def width(showers: Any, axis: Axis, *, unit: Literal["cell", "mm"] = "cell") -> 
     if axis == "z":
         raise ValueError("unit='mm' is defined for the transverse axes x and y")
     return std * CELL_SIZE_MM
+
+
+def core_containment(showers: Any, radius_mm: float, *, cell_size_mm: float = CELL_SIZE_MM) -> Array:
+    """Fraction of each shower's energy in the cells whose centre lies within ``radius_mm`` of the shower's
+    transverse energy barycentre (all layers projected onto x-y); (N,).
+
+    With 5.1 mm cells, 5.1 mm takes the barycentre's cell and its four edge neighbours (when the barycentre sits
+    at a cell centre): a measure of the core; 19 and 28.5 mm measure the halo.
+    """
+    array = as_numpy(showers).astype(np.float64)
+    projection = array.sum(axis=3)  # (N, nx, ny)
+    total = projection.sum(axis=(1, 2)) + EPSILON
+    nx, ny = projection.shape[1:]
+    x = (np.arange(nx) + 0.5) * cell_size_mm
+    y = (np.arange(ny) + 0.5) * cell_size_mm
+    bx = (projection.sum(axis=2) * x).sum(axis=1) / total
+    by = (projection.sum(axis=1) * y).sum(axis=1) / total
+    d2 = (x[None, :, None] - bx[:, None, None]) ** 2 + (y[None, None, :] - by[:, None, None]) ** 2
+    return (projection * (d2 <= radius_mm * radius_mm)).sum(axis=(1, 2)) / total
 
 
 def layer_fractions(showers: Any, groups: tuple[tuple[int, int], ...] = LAYER_GROUPS) -> Array:

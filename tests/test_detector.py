@@ -1,9 +1,11 @@
-"""Detector geometry and material constants against the PDG values (PHYSICS.md)."""
+"""Detector geometry and material constants against the PDG values and the CLIC_o1_v01 description
+(iLCSoft/lcgeo, CLIC/compact/CLIC_o1_v01/ECalBarrel_o1_v01_01.xml, Materials_v01.xml)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from calogen.detector import (
@@ -39,9 +41,21 @@ def test_element_constants_match_pdg(name: str, x0_g_cm2: float, x0_cm: float, e
     assert m.z_eff == pytest.approx({"W": 74, "Si": 14, "Cu": 29}[name])
 
 
+def _clic_material(name: str) -> Material:
+    return next(m for m in clic_ecal().materials if m.name == name)
+
+
 def test_w_alloy_radiation_length() -> None:
-    # PHYSICS.md: W alloy 17.8 g/cm3 (W 0.93, Ni 0.061, Fe 0.009): X0 about 3.93 mm
-    assert MATERIALS["W_alloy"].radiation_length_mm == pytest.approx(3.93, abs=0.03)
+    # TungstenDens24, 17.8 g/cm3 (W 0.93, Ni 0.061, Fe 0.009): X0 about 3.93 mm
+    assert _clic_material("TungstenDens24").radiation_length_mm == pytest.approx(3.93, abs=0.03)
+
+
+def test_measured_mean_excitation_energies_are_kept() -> None:
+    # Materials_v01.xml gives I for the two copper mixtures; Bragg additivity is only the fallback
+    assert _clic_material("GroundOrHVMix").mean_excitation_ev == pytest.approx(259.8)
+    assert _clic_material("siPCBMix").mean_excitation_ev == pytest.approx(262.5)
+    bragg = Material("Cu-mix", 5.0, (("Cu", 0.82), ("O", 0.18)))
+    assert 100.0 < bragg.mean_excitation_ev < 322.0
 
 
 def test_mixture_rules() -> None:
@@ -68,16 +82,20 @@ def test_clic_stack() -> None:
     assert det.n_layers == 25
     assert det.cell_size_mm == 5.1
     assert det.shape == (51, 51, 25)
-    w = [s for s in det.slabs if s.material.name == "W_alloy"]
-    assert [s.thickness_mm for s in w] == [2.4] * 17 + [4.8] * 8
+    w = [s for s in det.slabs if s.material.name == "TungstenDens24"]
+    # 17 x 2.4 mm and 8 x 4.8 mm in front of the 25 silicon layers, then the 4.8 mm plate behind the last one
+    assert [s.thickness_mm for s in w] == [2.4] * 17 + [4.8] * 9
     si = [s for s in det.slabs if s.sensitive]
     assert all(s.material.name == "Si" and s.thickness_mm == 0.5 for s in si)
-    total_w_x0 = sum(s.thickness_mm for s in w) / MATERIALS["W_alloy"].radiation_length_mm
-    assert total_w_x0 == pytest.approx(20.0, abs=0.5)  # "Total W about 20 X0"
-    per_layer = [s.material.name for s in det.slabs[:7]]
-    assert per_layer == ["W_alloy", "Air", "GroundHV", "Si", "Glue", "PCB", "Air"]
-    assert det.depth_mm == pytest.approx(17 * 2.4 + 8 * 4.8 + 25 * 2.5)
-    assert det.layer_of_slab[3] == 0 and det.layer_of_slab[-4] == 24
+    per_layer = [(s.material.name, s.thickness_mm) for s in det.slabs[1:8]]
+    assert per_layer == [("TungstenDens24", 2.4), ("Air", 0.25), ("GroundOrHVMix", 0.10), ("Si", 0.5),
+                         ("Air", 0.10), ("siPCBMix", 0.80), ("Air", 0.25)]
+    assert (det.slabs[0].material.name, det.slabs[0].thickness_mm) == ("CarbonFiber_25percent", 1.6)
+    assert (det.slabs[-1].material.name, det.slabs[-1].thickness_mm) == ("CarbonFiber_25percent", 10.0)
+    assert det.depth_mm == pytest.approx(1.6 + 17 * 2.4 + 8 * 4.8 + 25 * 2.0 + 4.8 + 10.0)
+    assert det.layer_of_slab[4] == 0 and det.layer_of_slab[-6] == 24
+    total_w_x0 = sum(s.thickness_mm for s in w) / w[0].material.radiation_length_mm
+    assert total_w_x0 == pytest.approx(21.4, abs=0.1)  # 84 mm of W alloy
     eff = det.effective_material()
     assert 0.015 < eff["sampling_fraction_mip"] < 0.03  # mip fraction in Si of a Si-W stack
 
@@ -123,12 +141,17 @@ def test_detector_validation() -> None:
     assert math.isfinite(clic_ecal().total_radiation_lengths)
 
 
-def test_packaged_toml_reproduces_the_built_in_stack() -> None:
+def test_the_stack_has_one_source() -> None:
     from pathlib import Path
 
     import calogen.detector as detector_module
+    from calogen.features import clic_layer_depth_mm
 
     toml = load_detector(Path(detector_module.__file__).parent / "detectors" / "clic_ecal.toml")
     built_in = clic_ecal()
     assert toml.slabs == built_in.slabs
     assert toml.cell_size_mm == built_in.cell_size_mm and toml.n_cells == built_in.n_cells
+    # the layer depths the angle measurement uses come from the same stack: 4.4 mm pitch, then 6.8 mm
+    depth = clic_layer_depth_mm()
+    assert depth[0] == pytest.approx(1.6 + 2.4 + 0.25 + 0.10 + 0.25)
+    assert np.diff(depth)[:16] == pytest.approx([4.4] * 16) and np.diff(depth)[17:] == pytest.approx([6.8] * 7)

@@ -53,15 +53,15 @@ def test_effective_constants_of_the_clic_stack(constants) -> None:
     # e_hat = 1 / (1 + 0.007 (Z_p - Z_a)) ~ 0.7 for W/Si (GP eq. 21)
     assert constants.e_hat == pytest.approx(1.0 / (1.0 + 0.007 * (constants.z_passive - 14.0)))
     assert 0.68 < constants.e_hat < 0.76
-    # F_S = X0_eff / (d_a + d_p): 25 layers over 141.7 mm
-    assert constants.f_s == pytest.approx(constants.x0_eff_mm / (141.7 / 25), rel=1e-6)
+    # F_S = X0_eff / (d_a + d_p): 25 layers over the stack's 145.6 mm (with the front face and the back plate)
+    assert constants.f_s == pytest.approx(constants.x0_eff_mm / (145.6 / 25), rel=1e-6)
     assert constants.sampling_fraction == pytest.approx(constants.e_hat * constants.mip_fraction)
     assert 0.01 < constants.sampling_fraction < 0.03
     sf = np.asarray(constants.layer_sampling_fraction)
     assert sf.shape == (25,)
     # 2.4 mm of tungsten per layer in front, 4.8 mm behind: the thick layers sample about half as much
     assert sf[5] / sf[20] == pytest.approx(1.8, rel=0.1)
-    assert constants.layer_edges_mm[0] == 0.0 and constants.layer_edges_mm[-1] == pytest.approx(141.7)
+    assert constants.layer_edges_mm[0] == 0.0 and constants.layer_edges_mm[-1] == pytest.approx(145.6)
 
 
 def test_mip_energy_loss_matches_pdg() -> None:

@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-n", "--number", dest="n", type=int, default=100, help="showers per grid point")
     p.add_argument("--seed", type=int, default=20261123, help="seed of the first grid point (+1 per point)")
     p.add_argument("--particle", choices=("e-", "e+", "gamma"), default="e-")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes simulating grid points in parallel (the sample does not depend on it)")
     add_device_arg(p)
 
 
@@ -34,10 +36,12 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"theta={theta:g} deg is outside the allowed range 60-120 deg")
     if args.n <= 0:
         raise CliError(f"-n {args.n}: the number of showers per point must be a positive integer")
+    if args.workers < 1:
+        raise CliError(f"--workers {args.workers}: give at least one worker process")
     command = "python -m calogen " + " ".join(sys.argv[1:]) if sys.argv[1:] else None
     total = len(args.energies) * len(args.thetas) * args.n
     prov = make_reference(args.out, energies_gev=args.energies, thetas_deg=args.thetas, n_per_point=args.n,
                           seed=args.seed, particle=args.particle, device=str(device), command=command,
-                          progress=progress_bar(total, "reference"))
+                          progress=progress_bar(total, "reference"), workers=args.workers)
     print(f"wrote {args.out} ({prov['showers']} showers, {prov['wall_time_s']:.0f} s) and {args.out.with_suffix('.json')}")
     return 0

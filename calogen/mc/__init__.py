@@ -96,6 +96,7 @@ def simulate(
     allow_out_of_range: bool = False,
     chunk_energy_gev: float | None = None,
     max_chunk_showers: int = 64,
+    step_scale: float = 1.0,
 ) -> Any:
     """Simulate showers with the analog cascade Monte Carlo.
 
@@ -114,6 +115,8 @@ def simulate(
         chunk_energy_gev: summed primary energy simulated at once (memory bound); default 5000 GeV on
             CPU, 50000 GeV on CUDA.
         max_chunk_showers: at most this many showers at once.
+        step_scale: multiplies every step limit of e+- (1 = the defaults; 0.5 halves them, for convergence
+            studies: the response should not depend on it).
 
     Returns:
         ShowerSet (showers float32 (n, nx, ny, n_layers) GeV in the readout window around the barycentre),
@@ -167,7 +170,7 @@ def simulate(
             total += energy[stop]
             stop += 1
         grid, bk = _simulate_chunk(energy[start:stop], theta[start:stop], particle, geometry, tables,
-                                   grid_cells, gen)
+                                   grid_cells, gen, step_scale)
         book[start:stop] = bk
         for b in range(stop - start):
             window = _window(grid[b], nx, ny)
@@ -206,11 +209,12 @@ def _simulate_chunk(
     tables: PhysicsTables,
     grid_cells: int,
     gen: torch.Generator,
+    step_scale: float = 1.0,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
     """Simulate one chunk; returns the scored grid (B, G, G, L) in MeV and the bookkeeping (B, 6) in MeV."""
     dev, dtype = geometry.z_bounds.device, geometry.z_bounds.dtype
     b = energy_gev.size
-    cascade = Cascade(geometry, tables, b, grid_cells, gen)
+    cascade = Cascade(geometry, tables, b, grid_cells, gen, step_scale=step_scale)
     cell = geometry.cell_size_mm
     # entry point uniform within one cell (the cell at the grid centre), on the front face
     xy = torch.rand(b, 2, generator=gen, device=dev, dtype=dtype) * cell

@@ -8,11 +8,17 @@ decade) in float64 with numpy and then moved to torch (see :class:`PhysicsTables
   100 GeV the complete-screening value 7/9 / (X0 n_atoms) (PDG eq. 34.31) is joined smoothly.
 - Compton: Klein-Nishina total cross section per electron times Z (binding ignored).
 - Photo-effect: NIST XCOM total attenuation of tungsten minus Klein-Nishina minus pair (coherent
-  scattering folded in: treated as absorption), scaled to other elements as (Z/74)^4 per atom.
-- Bremsstrahlung: complete-screening dsigma/dk = A/(X0 N_A k) (4/3 - 4/3 y + y^2) (PDG eq. 34.29), discrete
-  above k_cut, continuous below.
-- Ionisation: restricted stopping power of Berger and Seltzer (as G4MollerBhabhaModel) with the
-  asymptotic Sternheimer density correction; Moller (e-) and Bhabha (e+) delta rays above T_cut.
+  scattering folded in: treated as absorption), scaled to other elements as (Z/74)^4 per atom. The
+  photoelectron (k minus the K- or L-shell binding energy of the material's heaviest element) is transported.
+- Bremsstrahlung: Bethe-Heitler with Thomas-Fermi screening (Tsai, Rev. Mod. Phys. 46 (1974) 815, eq. 3.9)
+  and dielectric (Ter-Mikaelian) suppression of photons below gamma hbar omega_p (PDG 34.4.5); discrete above
+  k_cut, continuous below.
+- Ionisation: restricted stopping power of Berger and Seltzer (as G4MollerBhabhaModel) with the full
+  Sternheimer density-effect correction (Sternheimer and Peierls, Phys. Rev. B 3 (1971) 3681); Moller (e-) and
+  Bhabha (e+) delta rays above T_cut.
+- Elastic scattering of e+-: screened Rutherford cross section with Moliere's screening angle (Moliere,
+  Z. Naturforsch. 3a (1948) 78): the transport mean free path lambda_1 (Lewis, Phys. Rev. 78 (1950) 526) and
+  Moliere's chi_c^2 per unit path, tabulated for the multiple-scattering model of :mod:`calogen.mc.transport`.
 - Positron annihilation in flight: Heitler cross section per electron.
 """
 
@@ -33,6 +39,10 @@ __all__ = [
     "photon_cross_sections_per_mm",
     "restricted_dedx_mev_per_mm",
     "cuts_for",
+    "brems_shape",
+    "density_effect_parameters",
+    "elastic_tables",
+    "screening_functions",
 ]
 
 ELECTRON_MASS_MEV = 0.51099895  # MeV (CODATA)
@@ -40,6 +50,14 @@ _RE_MM = 2.8179403262e-12  # classical electron radius, mm
 _AVOGADRO = 6.02214076e23
 _TWOPI_MC2_RE2 = 2.0 * math.pi * ELECTRON_MASS_MEV * _RE_MM**2  # MeV mm^2
 _BARN_MM2 = 1e-22  # 1 barn = 1e-24 cm^2 = 1e-22 mm^2
+_ALPHA = 1.0 / 137.035999  # fine-structure constant
+_TWO_LN10 = 2.0 * math.log(10.0)  # delta = 2 ln(10) x - C_bar with x = log10(beta gamma)
+_TF_RADIUS = 0.88534  # Thomas-Fermi radius a = 0.88534 a_0 Z^(-1/3)
+# K- and L1-shell binding energies, MeV (Deslattes et al., Rev. Mod. Phys. 75 (2003) 35; X-ray data booklet)
+_SHELL_BINDING_MEV = {"W": (0.069525, 0.012100), "Cu": (0.008979, 0.001096), "Ni": (0.008333, 0.001008),
+                      "Fe": (0.007112, 0.000845), "Si": (0.001839, 0.000150), "Pb": (0.088005, 0.015861),
+                      "Cl": (0.002822, 0.000270), "Ar": (0.003206, 0.000326), "O": (0.000543, 0.0),
+                      "N": (0.000410, 0.0), "C": (0.000284, 0.0), "H": (0.0000136, 0.0), "Br": (0.013474, 0.001782)}
 
 E_MIN_MEV = 1e-3
 E_MAX_MEV = 1e6
@@ -142,11 +160,42 @@ def photon_cross_sections_per_mm(material: Material, k_mev: np.ndarray) -> dict[
     return out
 
 
-def _density_correction(material: Material, bg: np.ndarray) -> np.ndarray:
-    """Sternheimer density effect, asymptotic form delta = max(0, 2 ln(beta gamma) - C_bar) (PDG 34.2.5)."""
-    hw_p_ev = 28.816 * math.sqrt(material.density_g_cm3 * material.z_over_a)
+def density_effect_parameters(material: Material) -> tuple[float, float, float, float, float]:
+    """Sternheimer density-effect parameters (C_bar, x0, x1, a, m) of a material.
+
+    General recipe of Sternheimer and Peierls (Phys. Rev. B 3 (1971) 3681), used for every material whose
+    parameters are not tabulated: C_bar = 2 ln(I / hbar omega_p) + 1; for solids and liquids x1 = 2 (I < 100 eV)
+    or 3, x0 from C_bar; for gases the table of C_bar ranges; m = 3 and a fixed by continuity at x0.
+    """
+    hw_p_ev = 28.816 * math.sqrt(material.density_g_cm3 * material.z_over_a)  # PDG eq. 34.6 (hbar omega_p)
     c_bar = 2.0 * math.log(material.mean_excitation_ev / hw_p_ev) + 1.0
-    return np.maximum(0.0, 2.0 * np.log(np.maximum(bg, 1e-12)) - c_bar)
+    if material.density_g_cm3 > 0.05:  # solids and liquids
+        if material.mean_excitation_ev < 100.0:
+            x1 = 2.0
+            x0 = 0.2 if c_bar < 3.681 else 0.326 * c_bar - 1.0
+        else:
+            x1 = 3.0
+            x0 = 0.2 if c_bar < 5.215 else 0.326 * c_bar - 1.5
+    else:  # gases at normal pressure
+        x1 = 4.0
+        for limit, value in ((10.0, 1.6), (10.5, 1.7), (11.0, 1.8), (11.5, 1.9), (12.25, 2.0)):
+            if c_bar < limit:
+                x0 = value
+                break
+        else:
+            x0, x1 = (2.0, 5.0) if c_bar < 13.804 else (0.326 * c_bar - 2.5, 5.0)
+    m = 3.0
+    a = (c_bar - _TWO_LN10 * x0) / (x1 - x0) ** m
+    return c_bar, x0, x1, a, m
+
+
+def _density_correction(material: Material, bg: np.ndarray) -> np.ndarray:
+    """Density-effect correction delta(beta gamma) (PDG eq. 34.7 with Sternheimer-Peierls parameters)."""
+    c_bar, x0, x1, a, m = density_effect_parameters(material)
+    x = np.log10(np.maximum(bg, 1e-12))
+    full = _TWO_LN10 * x - c_bar
+    middle = full + a * np.clip(x1 - x, 0.0, None) ** m
+    return np.where(x >= x1, full, np.where(x >= x0, middle, 0.0))
 
 
 def restricted_dedx_mev_per_mm(
@@ -181,20 +230,97 @@ def restricted_dedx_mev_per_mm(
     return dedx
 
 
-def _brems_soft_dedx(material: Material, t_mev: np.ndarray, k_cut: float) -> np.ndarray:
-    """Bremsstrahlung loss to photons below k_cut, MeV/mm: (E/X0) int_0^yc (4/3 - 4/3 y + y^2) dy."""
-    e_tot = t_mev + ELECTRON_MASS_MEV
-    yc = np.minimum(k_cut, t_mev) / e_tot
-    return e_tot / material.radiation_length_mm * (4.0 / 3.0 * yc - 2.0 / 3.0 * yc**2 + yc**3 / 3.0)
+def screening_functions(gam: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Thomas-Fermi screening functions (phi1, phi1 - phi2, psi1, psi1 - psi2) of the bremsstrahlung cross
+    section for the screening variables gamma = 100 m k / (E E' Z^(1/3)) and epsilon = 100 m k / (E E' Z^(2/3))
+    (Tsai, Rev. Mod. Phys. 46 (1974) 815, eqs. 3.38-3.41, in the parametrisation of the Geant4 Physics
+    Reference Manual, relativistic bremsstrahlung model). Works on numpy arrays and torch tensors alike."""
+    lib = np if isinstance(gam, np.ndarray) else _torch_ops
+    phi1 = 20.863 - 2.0 * lib.log(1.0 + (0.55846 * gam) ** 2) - 4.0 * (
+        1.0 - 0.6 * lib.exp(-0.9 * gam) - 0.4 * lib.exp(-1.5 * gam))
+    phi1m2 = 2.0 / (3.0 * (1.0 + 6.5 * gam + 6.0 * gam * gam))
+    psi1 = 28.340 - 2.0 * lib.log(1.0 + (3.621 * eps) ** 2) - 4.0 * (
+        1.0 - 0.7 * lib.exp(-8.0 * eps) - 0.3 * lib.exp(-29.2 * eps))
+    psi1m2 = 2.0 / (3.0 * (1.0 + 40.0 * eps + 400.0 * eps * eps))
+    return phi1, phi1m2, psi1, psi1m2
 
 
-def _brems_hard_per_mm(material: Material, t_mev: np.ndarray, k_cut: float) -> np.ndarray:
-    """Number of bremsstrahlung photons above k_cut per mm: (1/X0) int_yc^ymax (1/y)(4/3 - 4/3 y + y^2) dy."""
+class _torch_ops:  # the numpy names screening_functions uses, on torch tensors
+    log = staticmethod(torch.log)
+    exp = staticmethod(torch.exp)
+
+
+def _coulomb_correction(z: float) -> float:
+    """Coulomb correction f(Z) of the bremsstrahlung and pair cross sections (PDG eq. 34.27)."""
+    a2 = (_ALPHA * z) ** 2
+    return a2 * (1.0 / (1.0 + a2) + 0.20206 - 0.0369 * a2 + 0.0083 * a2**2 - 0.002 * a2**3)
+
+
+def brems_shape(y: np.ndarray, e_total_mev: np.ndarray, z: float) -> np.ndarray:
+    """The bracket of Tsai's eq. 3.9 per Z^2: k dsigma/dk = alpha r_e^2 Z^2 brems_shape (per atom).
+
+    y = k / E (photon energy over the electron's total energy). The Z (atomic electrons) term enters as 1/Z.
+    """
+    e_prime = np.maximum(1.0 - y, 1e-12)
+    delta = 100.0 * ELECTRON_MASS_MEV * y / (e_total_mev * e_prime)
+    gam = delta * z ** (-1.0 / 3.0)
+    eps = delta * z ** (-2.0 / 3.0)
+    phi1, phi1m2, psi1, psi1m2 = screening_functions(gam, eps)
+    ln_z = math.log(z)
+    main = phi1 - 4.0 / 3.0 * ln_z - 4.0 * _coulomb_correction(z) + (psi1 - 8.0 / 3.0 * ln_z) / z
+    return np.maximum((4.0 / 3.0 - 4.0 / 3.0 * y + y * y) * main + 2.0 / 3.0 * (1.0 - y) * (phi1m2 + psi1m2 / z),
+                      0.0)
+
+
+def plasma_energy_mev(material: Material) -> float:
+    """Plasma energy hbar omega_p of the material, MeV (PDG eq. 34.6)."""
+    return 28.816e-6 * math.sqrt(material.density_g_cm3 * material.z_over_a)
+
+
+def _dielectric_factor(k: np.ndarray, e_total: np.ndarray, material: Material) -> np.ndarray:
+    """Dielectric suppression k^2 / (k^2 + k_p^2), k_p = gamma hbar omega_p (Ter-Mikaelian; PDG 34.4.5)."""
+    k_p = e_total / ELECTRON_MASS_MEV * plasma_energy_mev(material)
+    return k * k / (k * k + k_p * k_p)
+
+
+def _brems_integrals(material: Material, t_mev: np.ndarray, k_cut: float) -> tuple[np.ndarray, np.ndarray]:
+    """(photons above k_cut per mm, energy lost to photons below k_cut in MeV/mm) by integrating Tsai's
+    screened cross section (:func:`brems_shape`) with the dielectric suppression over the photon energy."""
     e_tot = t_mev + ELECTRON_MASS_MEV
-    yc = k_cut / e_tot
-    ym = t_mev / e_tot
-    val = 4.0 / 3.0 * np.log(np.maximum(ym / yc, 1.0)) - 4.0 / 3.0 * (ym - yc) + 0.5 * (ym**2 - yc**2)
-    return np.where(t_mev > k_cut, val, 0.0) / material.radiation_length_mm
+    n_y = 256
+    hard = np.zeros_like(t_mev)
+    soft = np.zeros_like(t_mev)
+    k_min = 1e-6  # MeV; the soft loss integral converges at k -> 0
+    for el, w in material.elements:
+        n_atoms = material.density_g_cm3 * w * _AVOGADRO / el.a * 1e-3  # atoms / mm^3
+        pref = n_atoms * _ALPHA * _RE_MM**2 * el.z * el.z  # mm^-1
+        # hard: int_{k_cut}^{T} dk/k shape, in ln k
+        lo = np.log(np.minimum(k_cut, t_mev))
+        hi = np.log(np.maximum(t_mev, k_cut))
+        u = np.linspace(0.0, 1.0, n_y)
+        lk = lo[:, None] + (hi - lo)[:, None] * u[None, :]
+        k = np.exp(lk)
+        f = brems_shape(k / e_tot[:, None], e_tot[:, None], el.z) * _dielectric_factor(k, e_tot[:, None], material)
+        hard += pref * np.trapezoid(f, lk, axis=1)
+        # soft: int_0^{min(k_cut, T)} k dsigma/dk dk = int shape dk, in ln k from k_min
+        lo_s = math.log(k_min)
+        hi_s = np.log(np.minimum(k_cut, t_mev))
+        lk_s = lo_s + (hi_s - lo_s)[:, None] * u[None, :]
+        ks = np.exp(lk_s)
+        fs = brems_shape(ks / e_tot[:, None], e_tot[:, None], el.z) * _dielectric_factor(ks, e_tot[:, None],
+                                                                                          material)
+        soft += pref * np.trapezoid(fs * ks, lk_s, axis=1)
+    hard = np.where(t_mev > k_cut, hard, 0.0)
+    soft = np.where(t_mev > k_min, soft, 0.0)
+    return hard, soft
+
+
+def brems_z(material: Material) -> float:
+    """Z used for the shape of the photon spectrum in a compound: the Z^2-weighted geometric mean of its atoms
+    (the elements that radiate most dominate the screening)."""
+    weights = [(w / el.a * el.z * el.z, el.z) for el, w in material.elements]
+    total = sum(wt for wt, _ in weights)
+    return math.exp(sum(wt * math.log(z) for wt, z in weights) / total)
 
 
 def _moller_per_mm(material: Material, t_mev: np.ndarray, cut: float) -> np.ndarray:
@@ -248,6 +374,44 @@ def _annihilation_per_mm(material: Material, t_mev: np.ndarray) -> np.ndarray:
     return sigma * material.electron_density_per_mm3
 
 
+def elastic_tables(material: Material, t_mev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Screened-Rutherford elastic scattering of e+- in a material: (1/lambda_1 in 1/mm, chi_c^2 per mm in
+    rad^2/mm, ln chi_a^2).
+
+    Per atom dsigma/dOmega = Z(Z+1) r_e^2 (m c^2 / p beta c)^2 / (1 - cos theta + 2A)^2 with Moliere's screening
+    parameter A = chi_a^2 / 4, chi_a^2 = (alpha m Z^(1/3) / (0.88534 p))^2 (1.13 + 3.76 (alpha Z / beta)^2)
+    (Moliere 1948; Bethe, Phys. Rev. 89 (1953) 1256). Transport cross section sigma_1 = int (1 - cos theta)
+    dsigma = 2 pi C [ln(1 + 1/A) - 1/(1 + A)], so lambda_1 = 1 / (sum n_i sigma_1,i) (Lewis 1950). Moliere's
+    chi_c^2 = 4 pi sum n_i C_i per unit path, and ln chi_a^2 averaged with weights n_i Z_i (Z_i + 1).
+    """
+    m = ELECTRON_MASS_MEV
+    p2 = t_mev * (t_mev + 2.0 * m)
+    beta2 = p2 / (t_mev + m) ** 2
+    inv_l1 = np.zeros_like(t_mev)
+    chi_c2 = np.zeros_like(t_mev)
+    ln_chi_a2 = np.zeros_like(t_mev)
+    weight = 0.0
+    for el, w in material.elements:
+        n_atoms = material.density_g_cm3 * w * _AVOGADRO / el.a * 1e-3  # atoms / mm^3
+        zz = el.z * (el.z + 1.0)
+        c = zz * _RE_MM**2 * m * m / (p2 * beta2)  # mm^2
+        chi_a2 = (_ALPHA * m * el.z ** (1.0 / 3.0) / _TF_RADIUS) ** 2 / p2 * (
+            1.13 + 3.76 * (_ALPHA * el.z) ** 2 / beta2)
+        a = 0.25 * chi_a2
+        inv_l1 += n_atoms * 2.0 * math.pi * c * (np.log1p(1.0 / a) - 1.0 / (1.0 + a))
+        chi_c2 += 4.0 * math.pi * n_atoms * c
+        ln_chi_a2 += n_atoms * zz * np.log(chi_a2)
+        weight += n_atoms * zz
+    return inv_l1, chi_c2, ln_chi_a2 / weight
+
+
+def photo_binding_mev(material: Material) -> tuple[float, float]:
+    """(K, L1) binding energies, MeV, of the material's heaviest element: the shell a photo-absorbed photon
+    most likely frees its electron from (the heaviest atom dominates the photo-effect, ~Z^4-5)."""
+    heaviest = max((el for el, _ in material.elements), key=lambda el: el.z)
+    return _SHELL_BINDING_MEV.get(heaviest.symbol, (0.0, 0.0))
+
+
 def cuts_for(material: Material) -> tuple[float, float]:
     """(delta-ray threshold T_cut, bremsstrahlung threshold k_cut), MeV.
 
@@ -255,7 +419,7 @@ def cuts_for(material: Material) -> tuple[float, float]:
     below by 100 keV; k_cut is 100 keV everywhere.
     """
     grid = energy_grid_mev()
-    full = restricted_dedx_mev_per_mm(material, grid, 1e9) + _brems_soft_dedx(material, grid, 1e9)
+    full = restricted_dedx_mev_per_mm(material, grid, 1e9) + _brems_integrals(material, grid, 1e9)[1]
     rng = _csda_range(grid, full)
     t_cut = float(np.interp(RANGE_CUT_MM, rng, grid))
     return max(t_cut, DELTA_CUT_MIN_MEV), GAMMA_PRODUCTION_CUT_MEV
@@ -296,6 +460,13 @@ class PhysicsTables:
     t_cut: torch.Tensor  # (M,) MeV
     k_cut: torch.Tensor  # (M,) MeV
     xi_per_mm: torch.Tensor  # (M,) Landau xi * beta^2 per mm, MeV/mm
+    inv_lambda1: torch.Tensor  # (M, G) inverse transport mean free path of e+-, 1/mm
+    chi_c2: torch.Tensor  # (M, G) Moliere chi_c^2 per unit path, rad^2/mm
+    ln_chi_a2: torch.Tensor  # (M, G) ln of Moliere's screening angle squared
+    brems_z: torch.Tensor  # (M,) Z of the bremsstrahlung spectrum shape
+    plasma_mev: torch.Tensor  # (M,) plasma energy hbar omega_p, MeV
+    binding_k: torch.Tensor  # (M,) K-shell binding energy of the heaviest element, MeV
+    binding_l: torch.Tensor  # (M,) L1-shell binding energy, MeV
     t_cut_list: list[float]
 
     def lookup(self, table: torch.Tensor, mat: torch.Tensor, energy_mev: torch.Tensor) -> torch.Tensor:
@@ -334,12 +505,12 @@ def build_tables(detector: Detector, device: torch.device, dtype: torch.dtype = 
     grid = energy_grid_mev()
     rows: dict[str, list[np.ndarray]] = {k: [] for k in (
         "mu_pair", "mu_compton", "mu_photo", "dedx_em", "dedx_ep", "range_em", "range_ep", "mu_brems",
-        "mu_moller", "mu_bhabha", "mu_annihil")}
-    x0, tcut, kcut, xi = [], [], [], []
+        "mu_moller", "mu_bhabha", "mu_annihil", "inv_lambda1", "chi_c2", "ln_chi_a2")}
+    x0, tcut, kcut, xi, bz, plasma, bind_k, bind_l = [], [], [], [], [], [], [], []
     for mat in detector.materials:
         ph = photon_cross_sections_per_mm(mat, grid)
         t_c, k_c = cuts_for(mat)
-        soft = _brems_soft_dedx(mat, grid, k_c)
+        hard, soft = _brems_integrals(mat, grid, k_c)
         dedx_em = restricted_dedx_mev_per_mm(mat, grid, t_c) + soft
         dedx_ep = restricted_dedx_mev_per_mm(mat, grid, t_c, positron=True) + soft
         rows["mu_pair"].append(ph["pair"])
@@ -349,7 +520,16 @@ def build_tables(detector: Detector, device: torch.device, dtype: torch.dtype = 
         rows["dedx_ep"].append(dedx_ep)
         rows["range_em"].append(_csda_range(grid, dedx_em))
         rows["range_ep"].append(_csda_range(grid, dedx_ep))
-        rows["mu_brems"].append(_brems_hard_per_mm(mat, grid, k_c))
+        rows["mu_brems"].append(hard)
+        inv_l1, chi_c2, ln_chi_a2 = elastic_tables(mat, grid)
+        rows["inv_lambda1"].append(inv_l1)
+        rows["chi_c2"].append(chi_c2)
+        rows["ln_chi_a2"].append(ln_chi_a2)
+        bz.append(brems_z(mat))
+        plasma.append(plasma_energy_mev(mat))
+        b_k, b_l = photo_binding_mev(mat)
+        bind_k.append(b_k)
+        bind_l.append(b_l)
         rows["mu_moller"].append(_moller_per_mm(mat, grid, t_c))
         rows["mu_bhabha"].append(_bhabha_per_mm(mat, grid, t_c))
         rows["mu_annihil"].append(_annihilation_per_mm(mat, grid))
@@ -371,5 +551,9 @@ def build_tables(detector: Detector, device: torch.device, dtype: torch.dtype = 
         t_cut=t(tcut),
         k_cut=t(kcut),
         xi_per_mm=t(xi),
+        brems_z=t(bz),
+        plasma_mev=t(plasma),
+        binding_k=t(bind_k),
+        binding_l=t(bind_l),
         t_cut_list=tcut,
     )

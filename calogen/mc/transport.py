@@ -5,10 +5,23 @@ in one shot to their next interaction point: the optical depth along z is a piec
 (cumulative thickness per material times the attenuation per material), so the point where the sampled
 number of mean free paths is used up is found with one ``searchsorted`` per photon, crossing any number of
 slabs. Charged particles follow condensed-history steps that end at slab boundaries, at discrete
-interactions (hard bremsstrahlung, Moller/Bhabha delta rays, annihilation in flight), at 0.1 X0, or at 20% of
-the residual range; along each step they lose the restricted energy loss (Landau-fluctuated in sensitive
-slabs, Moyal approximation) and scatter (Highland Gaussian angles with the correlated lateral displacement,
-PDG eqs. 34.15-34.20).
+interactions (hard bremsstrahlung, Moller/Bhabha delta rays, annihilation in flight), at 0.1 X0, at 20% of
+the residual range, at one transport mean free path, or at the distance to the slab's face along the flight (at
+least a quarter of the slab);
+along each step they lose the restricted energy loss (Landau-fluctuated in sensitive slabs, Moyal
+approximation) and scatter elastically.
+
+Multiple scattering is a random-hinge condensed history (Fernandez-Varea et al., Nucl. Instrum. Meth. B 73
+(1993) 447; the PENELOPE scheme): a step of true length s is flown as a straight segment of random length
+xi s, one deflection, and the rest (1 - xi) s, each segment stopped at a slab boundary. This gives the
+path-length correction and the lateral displacement, correlated with the deflection, without a separate
+model; the hinge's mean position is set so that the mean advance along the initial direction is Lewis's. The deflection's distribution has Lewis's exact mean <1 - cos theta> = 1 - exp(-s / lambda_1) for any
+step (Lewis, Phys. Rev. 78 (1950) 526), so it does not depend on how the path is cut into steps: as in
+Geant4's Urban model (Geant4 Physics Reference Manual, "Multiple scattering"), a Gaussian core (the
+Lynch-Dahl width of Moliere's distribution, Nucl. Instrum. Meth. B 58 (1991) 6) mixed with a single-scattering
+tail of the screened-Rutherford shape, the mixture weight fixed by the exact mean; where the core alone is
+already as wide as the mean allows (few collisions) or the mean is beyond any core (diffusion), a
+screened-Rutherford (Wentzel) distribution whose screening parameter gives the exact mean.
 
 Units: MeV and mm inside. Energy bookkeeping per shower (float64, MeV) closes exactly up to float rounding:
 a positron carries T + 2 m_e (its own rest energy and that of the electron it annihilates with).
@@ -27,6 +40,7 @@ from calogen.mc.physics import (
     ELECTRON_TRACKING_CUT_MEV,
     PHOTON_TRACKING_CUT_MEV,
     PhysicsTables,
+    screening_functions,
 )
 
 __all__ = ["Particles", "Geometry", "BOOK_COLUMNS", "Cascade"]
@@ -34,9 +48,16 @@ __all__ = ["Particles", "Geometry", "BOOK_COLUMNS", "Cascade"]
 M_E = ELECTRON_MASS_MEV
 BOOK_COLUMNS = ("deposited_sensitive", "deposited_passive", "below_cut", "leak_front", "leak_back", "leak_side")
 _SI, _PASSIVE, _BELOW, _FRONT, _BACK, _SIDE = range(6)
-_MAX_STEP_X0 = 0.1  # e+- steps at most 0.1 X0 (PHYSICS.md)
-_RANGE_FRACTION = 0.2  # and at most 20% of the residual range
+_MAX_STEP_X0 = 0.1  # e+- steps at most 0.1 X0 (PDG 34.4: the brems and pair scale)
+_RANGE_FRACTION = 0.2  # and at most 20% of the residual range (Geant4's dRoverRange)
+_SLAB_FRACTION = 0.25  # near a slab's face, steps may still be a quarter of the slab (no Zeno's paradox)
+_MAX_TAU = 1.0  # and e+- steps at most one transport mean free path long,
+# where a face is within the residual range (Geant4's "distance to boundary" step limitation), tighter limits:
+_MAX_TAU_NEAR_FACE = 0.2  # transport mean free paths
+_RANGE_FRACTION_NEAR_FACE = 0.1  # of the residual range
 _MIN_STEP_MM = 1e-3
+_LYNCH_DAHL_F = 0.98  # fraction of the single scatters kept in the Gaussian width (Lynch and Dahl 1991)
+_SAUTER_MAX_MEV = 100.0  # photoelectrons above this keep the photon's direction (as Geant4)
 _MOYAL_MEAN = 0.5772156649 + math.log(2.0)  # mean of the Moyal distribution
 
 
@@ -124,6 +145,36 @@ def _rotate(u: torch.Tensor, cos_t: torch.Tensor, phi: torch.Tensor) -> torch.Te
     return out / out.norm(dim=1, keepdim=True).clamp_min(1e-30)
 
 
+def _wentzel_mean(a: torch.Tensor) -> torch.Tensor:
+    """<1 - cos theta> of the screened-Rutherford (Wentzel) distribution f(u) ~ 1/(u + 2a)^2, u = 1 - cos theta."""
+    return 2.0 * a * ((1.0 + a) * torch.log1p(1.0 / a) - 1.0)
+
+
+class _WentzelInverse:
+    """The screening parameter a of the Wentzel distribution with a given mean m = <1 - cos theta>, by
+    interpolation in ln a on a uniform grid of logit(m) (m in (0, 1))."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+        ln_a = torch.linspace(-40.0, 16.0, 8001, dtype=torch.float64)
+        m = _wentzel_mean(torch.exp(ln_a))
+        logit = torch.log(m) - torch.log1p(-m)
+        self.x0, self.x1, self.n = -36.0, 14.0, 4001
+        grid = torch.linspace(self.x0, self.x1, self.n, dtype=torch.float64)
+        idx = torch.searchsorted(logit, grid).clamp(1, logit.numel() - 1)
+        lo, hi = logit[idx - 1], logit[idx]
+        f = ((grid - lo) / (hi - lo)).clamp(0.0, 1.0)
+        self.table = (ln_a[idx - 1] + f * (ln_a[idx] - ln_a[idx - 1])).to(device=device, dtype=dtype)
+        self.inv_dx = (self.n - 1) / (self.x1 - self.x0)
+
+    def __call__(self, mean: torch.Tensor) -> torch.Tensor:
+        m = mean.clamp(1e-15, 1.0 - 1e-6)
+        x = (torch.log(m) - torch.log1p(-m)).clamp(self.x0, self.x1)
+        u = (x - self.x0) * self.inv_dx
+        i = u.floor().long().clamp(0, self.n - 2)
+        f = u - i
+        return torch.exp(self.table[i] * (1.0 - f) + self.table[i + 1] * f)
+
+
 def _normalise(v: torch.Tensor) -> torch.Tensor:
     return v / v.norm(dim=1, keepdim=True).clamp_min(1e-30)
 
@@ -141,6 +192,7 @@ class Cascade:
         *,
         charged_batch: int = 262144,
         photon_batch: int = 65536,
+        step_scale: float = 1.0,
     ) -> None:
         self.g = geometry
         self.t = tables
@@ -170,6 +222,21 @@ class Cascade:
         )).contiguous()
         self.photon_table = torch.stack((t.mu_pair, t.mu_compton, t.mu_photo), dim=2).contiguous()  # (M, G, 3)
         self.n_steps = 0
+        if not step_scale > 0:
+            raise ValueError(f"step_scale={step_scale} must be positive (1 = the default step limits)")
+        self.step_scale = float(step_scale)
+        self.wentzel_inverse = _WentzelInverse(self.device, self.dtype)
+        # elastic-scattering tables of e+- (the same for both charges): (M, G, 3)
+        self.elastic_table = torch.stack((t.inv_lambda1, t.chi_c2, t.ln_chi_a2), dim=2).contiguous()
+        self.slab_thickness = geometry.z_bounds[1:] - geometry.z_bounds[:-1]  # (S,) mm
+        # Coulomb correction f(Z) and the complete-screening maximum of Tsai's bracket, per material (M,)
+        z = t.brems_z.double()
+        a2 = (z / 137.035999) ** 2
+        f_c = a2 * (1.0 / (1.0 + a2) + 0.20206 - 0.0369 * a2 + 0.0083 * a2**2 - 0.002 * a2**3)
+        ln_z = torch.log(z)
+        self.brems_const = (-4.0 / 3.0 * ln_z - 4.0 * f_c - 8.0 / 3.0 * ln_z / z).to(self.dtype)
+        self.brems_max = (4.0 / 3.0 * (20.863 + 28.340 / z - 4.0 / 3.0 * ln_z - 4.0 * f_c - 8.0 / 3.0 * ln_z / z)
+                          + 4.0 / 9.0 * (1.0 + 1.0 / z)).to(self.dtype)
 
     # ------------------------------------------------------------------ random numbers
     def _u(self, n: int) -> torch.Tensor:
@@ -305,8 +372,7 @@ class Cascade:
         is_comp = ~is_pair & (u < mu_pair + mu_comp)
         is_photo = ~is_pair & ~is_comp
         if bool(is_photo.any()):
-            q = p.take(is_photo)
-            self._deposit(q.shower, q.slab, q.pos[:, 0], q.pos[:, 1], q.energy, _PASSIVE)
+            self._photo(p.take(is_photo))
         if bool(is_comp.any()):
             self._compton(p.take(is_comp))
         if bool(is_pair.any()):
@@ -346,6 +412,40 @@ class Cascade:
         self.push(Particles(p.pos, d_new, k_new, p.charge, p.slab, p.shower))
         electron = Particles(p.pos, d_e, t_e, torch.full_like(t_e, -1.0), p.slab, p.shower)
         self._push_electrons(electron)
+
+    def _photo(self, p: Particles) -> None:
+        """Photo-absorption: the photoelectron takes k minus the K (or L1) binding energy of the heaviest
+        element, which is deposited on the spot (fluorescence and Auger electrons are not followed); its
+        direction follows Sauter's distribution (sampled as in the PENELOPE 2014 manual, eqs. 2.24-2.31)."""
+        mat = self.g.slab_mat[p.slab]
+        b_k, b_l = self.t.binding_k[mat], self.t.binding_l[mat]
+        binding = torch.where(p.energy > b_k, b_k, torch.where(p.energy > b_l, b_l, 0.0))
+        t_pe = p.energy - binding
+        self._deposit(p.shower, p.slab, p.pos[:, 0], p.pos[:, 1], binding, _PASSIVE)
+        n = len(p)
+        tau = (t_pe / M_E).clamp_min(1e-6)
+        gam = 1.0 + tau
+        beta = torch.sqrt(tau * (tau + 2.0)) / gam
+        ac = (1.0 - beta) / beta
+        a1 = 0.5 * beta * gam * tau * (gam - 2.0)
+        a2 = ac + 2.0
+        gtmax = 2.0 * (a1 + 1.0 / ac)
+        tsam = torch.zeros_like(tau)
+        # below the tracking cut the photoelectron stops on the spot: its direction does not matter
+        pending = (t_pe < _SAUTER_MAX_MEV) & (t_pe >= ELECTRON_TRACKING_CUT_MEV)
+        for _ in range(100):
+            idx = pending.nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            r = self._u(idx.numel())
+            aci, a2i = ac[idx], a2[idx]
+            ts = 2.0 * aci * (2.0 * r + a2i * torch.sqrt(r)) / (a2i * a2i - 4.0 * r)
+            gtr = (2.0 - ts) * (a1[idx] + 1.0 / (aci + ts))
+            accept = self._u(idx.numel()) * gtmax[idx] <= gtr
+            tsam[idx[accept]] = ts[accept]
+            pending[idx[accept]] = False
+        d = _rotate(p.dir, (1.0 - tsam).clamp(-1.0, 1.0), 2.0 * math.pi * self._u(n))
+        self._push_electrons(Particles(p.pos, d, t_pe, torch.full_like(t_pe, -1.0), p.slab, p.shower))
 
     def _push_electrons(self, e: Particles) -> None:
         """Queue new e+-; electrons below the tracking cut deposit where they are (positrons are queued:
@@ -429,8 +529,47 @@ class Cascade:
         self._deposit(p.shower, p.slab, p.pos[:, 0], p.pos[:, 1], p.energy, column)
         self._annihilate_at_rest(p.take(p.charge > 0))
 
+    def _msc_cos_theta(self, s: torch.Tensor, mat: torch.Tensor, t_mid: torch.Tensor) -> torch.Tensor:
+        """cos of the multiple-scattering deflection after a true path s (mm) at kinetic energy t_mid (MeV).
+
+        Lewis's mean m = 1 - exp(-s / lambda_1) is kept exactly (see the module docstring): a mixture
+        p core + (1 - p) tail of an exponential in u = 1 - cos theta with the Lynch-Dahl Gaussian width (u ~
+        theta^2 / 2, mean theta_0^2) and a Wentzel tail whose screening equals that width, p from the mean;
+        outside the mixture's reach a Wentzel distribution with the screening that gives m.
+        """
+        n = s.numel()
+        el = self.t.lookup_rows(self.elastic_table, mat, t_mid)  # (N, 3)
+        inv_l1, chi_c2, chi_a2 = el[:, 0], el[:, 1] * s, torch.exp(el[:, 2])
+        mean = -torch.expm1(-s * inv_l1)  # Lewis: <1 - cos theta>
+        # Lynch and Dahl (1991), eqs. 6-7: theta_0^2 = chi_c^2 / (1 + F^2) [(1 + v)/v ln(1 + v) - 1],
+        # v = Omega / (2 (1 - F)), Omega = chi_c^2 / (1.167 chi_a^2) the mean number of scatters
+        v = (0.5 / (1.0 - _LYNCH_DAHL_F)) * chi_c2 / (1.167 * chi_a2)
+        v = v.clamp_min(1e-6)
+        width = chi_c2 / (1.0 + _LYNCH_DAHL_F**2) * ((1.0 + v) / v * torch.log1p(v) - 1.0)
+        width = width.clamp(1e-12, 10.0)
+        core_mean = width - 2.0 / torch.expm1((2.0 / width).clamp(max=80.0))
+        tail_mean = _wentzel_mean(width)
+        mixture = (core_mean < mean) & (mean < tail_mean) & (v > 1.0)
+        p_core = ((tail_mean - mean) / (tail_mean - core_mean)).clamp(0.0, 1.0)
+        a_single = self.wentzel_inverse(mean)
+        use_core = mixture & (self._u(n) < p_core)
+        a = torch.where(mixture, width, a_single)
+        r = self._u(n)
+        u_core = -width * torch.log1p(-r * -torch.expm1(-2.0 / width))
+        u_tail = 2.0 * a * r / (1.0 + a - r)
+        u = torch.where(use_core, u_core, u_tail).clamp(0.0, 2.0)
+        return 1.0 - u
+
+    def _boundary_distance(self, z: torch.Tensor, uz: torch.Tensor, z_lo: torch.Tensor,
+                           z_hi: torch.Tensor) -> torch.Tensor:
+        """Distance (mm) along a direction with z-cosine uz from depth z to the slab's faces z_lo / z_hi."""
+        big = torch.full_like(z, 1e30)
+        return torch.where(uz > 1e-12, (z_hi - z) / uz.clamp_min(1e-12),
+                           torch.where(uz < -1e-12, (z_lo - z) / uz.clamp(max=-1e-12), big)).clamp_min(0.0)
+
     def _step_charged(self, p: Particles) -> Particles:
-        """One condensed-history step for every e+- in p; returns the survivors."""
+        """One condensed-history step for every e+- in p (random hinge, see the module docstring); returns the
+        survivors."""
         g, t = self.g, self.t
         self.n_steps += 1
         n = len(p)
@@ -459,19 +598,53 @@ class Cascade:
         dedx, mu_b, mu_d = cols[:, 1], cols[:, 2], cols[:, 3]
         mu_tot = cols[:, 2:].sum(dim=1)
         s_int = self._exp(n) / mu_tot.clamp_min(1e-30)
-        uz = p.dir[:, 2]
-        big = torch.full_like(T, 1e30)
-        d_bound = torch.where(uz > 1e-12, (z_hi - z) / uz.clamp_min(1e-12),
-                              torch.where(uz < -1e-12, (z_lo - z) / uz.clamp(max=-1e-12), big)).clamp_min(0.0)
-        s_lim = torch.minimum(_MAX_STEP_X0 * t.x0_mm[mat], (_RANGE_FRACTION * rng).clamp_min(_MIN_STEP_MM))
-        s = torch.minimum(torch.minimum(s_int, d_bound), torch.minimum(s_lim, rng))
-        hit = d_bound <= s
+        # step limits (all scaled by step_scale): 0.1 X0, 20% of the range, and no further than the slab's face
+        # along the flight direction or, near the face, a quarter of the slab: the hinge's deflection belongs to
+        # the planned path, so a step much longer than what is flown before the face would over-scatter there
+        # and at most _MAX_TAU transport mean free paths (beyond, one deflection per step is a poor model of the
+        # diffusion); tighter where the particle could reach a face before it stops
+        d_face = self._boundary_distance(z, p.dir[:, 2], z_lo, z_hi)
+        near = torch.maximum(d_face, _SLAB_FRACTION * self.slab_thickness[slab])
+        inv_l1 = t.lookup(t.inv_lambda1, mat, T)
+        safety = torch.minimum(z - z_lo, z_hi - z)
+        near_face = safety < rng
+        max_tau = torch.where(near_face, _MAX_TAU_NEAR_FACE, _MAX_TAU)
+        range_fraction = torch.where(near_face, _RANGE_FRACTION_NEAR_FACE, _RANGE_FRACTION)
+        s_lim = torch.minimum(torch.minimum(_MAX_STEP_X0 * t.x0_mm[mat], near),
+                              torch.minimum(range_fraction * rng, max_tau / inv_l1).clamp_min(_MIN_STEP_MM))
+        s = torch.minimum(s_int, torch.minimum(s_lim * self.step_scale, rng))
+        # (1) first straight segment of the random hinge, stopped at the slab boundary. The hinge lies at xi s
+        # with xi uniform on [0, 2 <xi>], <xi> chosen so that the mean advance along the initial direction is
+        # Lewis's lambda_1 (1 - exp(-tau)): <xi> + (1 - <xi>) exp(-tau) = (1 - exp(-tau)) / tau, tau = s/lambda_1
+        # (a uniform hinge, <xi> = 1/2, is right only to first order in tau)
+        u0 = p.dir
+        tau = (s * inv_l1).clamp_min(1e-6)
+        e_tau = torch.exp(-tau)
+        xi_mean = (-torch.expm1(-tau) / tau - e_tau) / (-torch.expm1(-tau))
+        xi_mean = torch.where(tau < 1e-3, 0.5 - tau / 12.0, xi_mean)
+        hinge = 2.0 * xi_mean * self._u(n) * s
+        d1 = d_face
+        hit1 = d1 <= hinge
+        len1 = torch.where(hit1, d1, hinge)
+        pos1 = p.pos + len1.unsqueeze(1) * u0
+        # (2) the deflection, with the energy at the middle of the planned step
+        t_mid = (T - 0.5 * s * dedx).clamp_min(1e-4)
+        cos_t = self._msc_cos_theta(s, mat, t_mid)
+        u1 = _rotate(u0, cos_t, 2.0 * math.pi * self._u(n))
+        u1 = torch.where(hit1.unsqueeze(1), u0, u1)
+        # (3) second segment, stopped at the boundary
+        rest = s - hinge
+        d2 = self._boundary_distance(pos1[:, 2], u1[:, 2], z_lo, z_hi)
+        hit2 = ~hit1 & (d2 <= rest)
+        len2 = torch.where(hit1, 0.0, torch.where(hit2, d2, rest))
+        pos = pos1 + len2.unsqueeze(1) * u1
+        travelled = len1 + len2
+        hit = hit1 | hit2
         ends = (rng <= s) & ~hit
         interact = (s_int <= s) & ~hit & ~ends
-        # continuous energy loss with the stopping power at the step middle
-        de_first = s * dedx
-        dedx_mid = t.lookup(self.dedx_pm, mq, (T - 0.5 * de_first).clamp_min(1e-4))
-        de = torch.minimum(s * dedx_mid, T)
+        # continuous energy loss over the travelled path, stopping power at the path's middle
+        dedx_mid = t.lookup(self.dedx_pm, mq, (T - 0.5 * travelled * dedx).clamp_min(1e-4))
+        de = torch.minimum(travelled * dedx_mid, T)
         de = torch.where(ends, T, de)
         layer = g.slab_layer[slab]
         sens = (layer >= 0) & ~ends
@@ -482,43 +655,21 @@ class Cascade:
             ts, ms, des = T[si], mat[si], de[si]
             gam = ts / M_E + 1.0
             beta2 = 1.0 - 1.0 / (gam * gam)
-            xi = t.xi_per_mm[ms] * s[si] / beta2
+            xi = t.xi_per_mm[ms] * travelled[si] / beta2
             zn = self._n(si.numel())
             lam = -torch.log((zn * zn).clamp_min(1e-30))
             de_f = (des + xi * (lam - _MOYAL_MEAN)).clamp_min(0.0)
             de[si] = torch.minimum(torch.minimum(de_f, ts), des + t.t_cut[ms])
         T_new = T - de
         de = T - T_new
-        mid = p.pos + (0.5 * s).unsqueeze(1) * p.dir
-        self._deposit(p.shower, slab, mid[:, 0], mid[:, 1], de, _PASSIVE)
-        pos = p.pos + s.unsqueeze(1) * p.dir
-        new_slab = slab + torch.where(hit, torch.where(uz > 0, 1, -1), 0)
+        # the loss is scored at the hinge (inside the slab, on the path)
+        self._deposit(p.shower, slab, pos1[:, 0], pos1[:, 1], de, _PASSIVE)
+        u_exit = torch.where(hit1, u0[:, 2], u1[:, 2])
+        new_slab = slab + torch.where(hit, torch.where(u_exit > 0, 1, -1), 0)
         z_in = torch.minimum(torch.maximum(pos[:, 2], z_lo), z_hi)
-        pos[:, 2] = torch.where(hit & (uz > 0), z_hi, torch.where(hit & (uz < 0), z_lo, z_in))
-        # multiple scattering (Highland, PDG eq. 34.15) with the correlated lateral displacement (eq. 34.20)
-        t_avg = 0.5 * (T + T_new)
-        pmom = torch.sqrt(t_avg * (t_avg + 2.0 * M_E))
-        beta = pmom / (t_avg + M_E)
-        x_rel = (s / t.x0_mm[mat]).clamp_min(1e-8)
-        theta0 = 13.6 / (beta * pmom).clamp_min(1e-6) * torch.sqrt(x_rel) * (
-            1.0 + 0.038 * torch.log(x_rel / (beta * beta).clamp_min(1e-6))).clamp_min(0.0)
-        theta0 = theta0.clamp(max=3.0)
-        z1x, z2x, z1y, z2y = self._n(n), self._n(n), self._n(n), self._n(n)
-        thx, thy = z2x * theta0, z2y * theta0
-        lx = s * theta0 * (z1x / math.sqrt(12.0) + z2x / 2.0)
-        ly = s * theta0 * (z1y / math.sqrt(12.0) + z2y / 2.0)
-        ux, uy, uzz = p.dir[:, 0], p.dir[:, 1], p.dir[:, 2]
-        perp = torch.sqrt((ux * ux + uy * uy).clamp_min(1e-30))
-        e1x = torch.where(perp > 1e-7, ux * uzz / perp, 1.0)
-        e1y = torch.where(perp > 1e-7, uy * uzz / perp, 0.0)
-        e2x = torch.where(perp > 1e-7, -uy / perp, 0.0)
-        e2y = torch.where(perp > 1e-7, ux / perp, 1.0)
-        pos[:, 0] += lx * e1x + ly * e2x  # transverse part only: the slab boundary stays exact
-        pos[:, 1] += lx * e1y + ly * e2y
-        theta = torch.sqrt(thx * thx + thy * thy).clamp(max=math.pi)
-        new_dir = _rotate(p.dir, torch.cos(theta), torch.atan2(thy, thx))
-        q = Particles(pos, new_dir, T_new, p.charge, new_slab, p.shower)
-        # discrete interactions at the end of the step (with the pre-step direction)
+        pos[:, 2] = torch.where(hit & (u_exit > 0), z_hi, torch.where(hit & (u_exit < 0), z_lo, z_in))
+        q = Particles(pos, u1, T_new, p.charge, new_slab, p.shower)
+        # discrete interactions at the end of the step
         alive = ~ends
         if bool(interact.any()):
             ii = interact.nonzero().squeeze(1)
@@ -526,7 +677,7 @@ class Cascade:
             is_b = r < mu_b[ii]  # annihilation (e+ only) is the remainder
             is_d = ~is_b & (r < mu_b[ii] + mu_d[ii])
             is_a = ~is_b & ~is_d
-            base = Particles(pos[ii], p.dir[ii], T_new[ii], p.charge[ii], slab[ii], p.shower[ii])
+            base = Particles(pos[ii], u1[ii], T_new[ii], p.charge[ii], slab[ii], p.shower[ii])
             if bool(is_b.any()):
                 self._brems(base.take(is_b), q, ii[is_b])
             if bool(is_d.any()):
@@ -548,21 +699,33 @@ class Cascade:
         return q.take(alive)
 
     def _brems(self, p: Particles, q: Particles, rows: torch.Tensor) -> None:
-        """Hard bremsstrahlung photon k > k_cut: y = k/E ~ 1/y on [y_c, T/E], accepted with 1 - y + 0.75 y^2."""
+        """Hard bremsstrahlung photon k > k_cut: y = k/E ~ 1/y on [y_c, T/E], accepted with Tsai's screened
+        bracket (eq. 3.9) times the dielectric suppression over its complete-screening maximum."""
         e_tot = p.energy + M_E
-        k_cut = self.t.k_cut[self.g.slab_mat[p.slab]]
+        mat = self.g.slab_mat[p.slab]
+        k_cut = self.t.k_cut[mat]
+        z = self.t.brems_z[mat]
+        const, fmax = self.brems_const[mat], self.brems_max[mat]
+        k_p = e_tot / M_E * self.t.plasma_mev[mat]
         yc = k_cut / e_tot
         ym = p.energy / e_tot
         ok = ym > yc
         y = torch.zeros_like(e_tot)
         pending = ok.clone()
-        for _ in range(100):
+        for _ in range(200):
             idx = pending.nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
             m = idx.numel()
             ys = yc[idx] * torch.exp(torch.log(ym[idx] / yc[idx]) * self._u(m))
-            accept = self._u(m) <= 1.0 - ys + 0.75 * ys * ys
+            e_i, z_i = e_tot[idx], z[idx]
+            delta = 100.0 * M_E * ys / (e_i * (1.0 - ys).clamp_min(1e-12))
+            phi1, phi1m2, psi1, psi1m2 = screening_functions(delta * z_i ** (-1.0 / 3.0), delta * z_i ** (-2.0 / 3.0))
+            bracket = ((4.0 / 3.0 - 4.0 / 3.0 * ys + ys * ys) * (phi1 + psi1 / z_i + const[idx])
+                       + 2.0 / 3.0 * (1.0 - ys) * (phi1m2 + psi1m2 / z_i))
+            k_i = ys * e_i
+            dielectric = k_i * k_i / (k_i * k_i + k_p[idx] * k_p[idx])
+            accept = self._u(m) * fmax[idx] <= bracket * dielectric
             y[idx[accept]] = ys[accept]
             pending[idx[accept]] = False
         k = torch.minimum(y * e_tot, p.energy)

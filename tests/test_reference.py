@@ -1,0 +1,30 @@
+"""The Monte Carlo reference sample: grid, provenance, and independence of the number of workers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from calogen.io import read_showers
+from calogen.reference import make_reference, provenance_path
+
+
+def test_reference_grid_and_provenance_do_not_depend_on_the_workers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    grid = {"energies_gev": (1.0, 2.0), "thetas_deg": (62.0, 90.0), "n_per_point": 2, "seed": 5}
+    one = make_reference(tmp_path / "one.h5", workers=1, **grid)
+    two = make_reference(tmp_path / "two.h5", workers=2, **grid)
+    a, b = read_showers(tmp_path / "one.h5"), read_showers(tmp_path / "two.h5")
+    np.testing.assert_array_equal(a.showers, b.showers)
+    assert a.energy_gev.tolist() == [1.0] * 4 + [2.0] * 4
+    assert np.degrees(a.theta_rad[:4]).round(3).tolist() == [62.0, 62.0, 90.0, 90.0]
+    saved = json.loads(provenance_path(tmp_path / "two.h5").read_text())
+    assert saved["workers"] == 2 and saved["showers"] == 8 and one["showers"] == 8
+    assert [p["seed"] for p in saved["per_point"]] == [5, 6, 7, 8]
+
+
+def test_reference_refuses_nonsense(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="workers=0"):
+        make_reference(tmp_path / "x.h5", workers=0)
+    assert not (tmp_path / "x.h5").exists()
