@@ -40,7 +40,7 @@ def make_reference(
     *,
     energies_gev: Sequence[float] = DEFAULT_ENERGIES_GEV,
     thetas_deg: Sequence[float] = DEFAULT_THETAS_DEG,
-    n_per_point: int = 100,
+    n_per_point: int | Sequence[int] = 100,
     seed: int = 20261123,
     particle: str = "e-",
     device: str = "cpu",
@@ -50,32 +50,35 @@ def make_reference(
 ) -> dict[str, Any]:
     """Simulate the grid, write ``out`` (native HDF5) and its provenance JSON; return the provenance dict.
 
-    ``workers`` processes simulate the grid points in parallel (one CPU thread each); the result does not
+    ``n_per_point`` is one number of showers for every point or one per energy (the high energies cost the most
+    CPU). ``workers`` processes simulate the grid points in parallel (one CPU thread each); the result does not
     depend on their number.
     """
     from calogen import __version__
 
-    if n_per_point <= 0:
-        raise ValueError(f"n_per_point={n_per_point} must be positive")
+    counts = [int(n_per_point)] * len(energies_gev) if isinstance(n_per_point, int) else [int(k) for k in n_per_point]
+    if len(counts) != len(energies_gev) or min(counts) <= 0:
+        raise ValueError(f"n_per_point={n_per_point} must be positive: one number, or one per energy "
+                         f"({len(energies_gev)} energies)")
     if workers < 1:
         raise ValueError(f"workers={workers} must be at least 1")
-    points = [(float(e), float(t)) for e in energies_gev for t in thetas_deg]
-    total = len(points) * n_per_point
-    jobs = [(energy, theta_deg, n_per_point, particle, seed + index, device)
-            for index, (energy, theta_deg) in enumerate(points)]
+    points = [(float(e), float(t), k) for e, k in zip(energies_gev, counts) for t in thetas_deg]
+    total = sum(k for _, _, k in points)
+    jobs = [(energy, theta_deg, k, particle, seed + index, device)
+            for index, (energy, theta_deg, k) in enumerate(points)]
     results: list[tuple[ShowerSet, float]] = []
     start = time.perf_counter()
     if workers == 1:
         for job in jobs:
             results.append(_simulate_point(*job))
             if progress is not None:
-                progress(len(results) * n_per_point, total)
+                progress(sum(job[2] for job in jobs[:len(results)]), total)
     else:
         with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread) as pool:
             for result in pool.map(_simulate_point, *zip(*jobs)):
                 results.append(result)
                 if progress is not None:
-                    progress(len(results) * n_per_point, total)
+                    progress(sum(job[2] for job in jobs[:len(results)]), total)
     parts = [part for part, _ in results]
     timing = [{"energy_gev": job[0], "theta_deg": job[1], "seed": job[4], "seconds_per_shower": seconds}
               for job, (_, seconds) in zip(jobs, results)]
@@ -87,7 +90,7 @@ def make_reference(
         "particle": particle,
         "energies_gev": [float(e) for e in energies_gev],
         "thetas_deg": [float(t) for t in thetas_deg],
-        "showers_per_point": n_per_point,
+        "showers_per_point": {f"{e:g}": k for e, k in zip(energies_gev, counts)},
         "showers": len(sample),
         "seed": seed,
         "device": device,
@@ -100,7 +103,7 @@ def make_reference(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "mean_sampling_fraction": {
             f"{e:g}GeV_{t:g}deg": float(np.mean(p.showers.sum(axis=(1, 2, 3)) / p.energy_gev))
-            for (e, t), p in zip(points, parts)
+            for (e, t, _), p in zip(points, parts)
         },
     }
     sample.attrs = {**parts[0].attrs, "source": "mc", "seed": seed, "particle": particle,

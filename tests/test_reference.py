@@ -28,3 +28,11 @@ def test_reference_refuses_nonsense(tmp_path) -> None:  # type: ignore[no-untype
     with pytest.raises(ValueError, match="workers=0"):
         make_reference(tmp_path / "x.h5", workers=0)
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_reference_counts_per_energy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    prov = make_reference(tmp_path / "r.h5", energies_gev=(1.0, 2.0), thetas_deg=(90.0,), n_per_point=[1, 3], seed=2)
+    assert read_showers(tmp_path / "r.h5").energy_gev.tolist() == [1.0, 2.0, 2.0, 2.0]
+    assert prov["showers_per_point"] == {"1": 1, "2": 3} and prov["showers"] == 4
+    with pytest.raises(ValueError, match="one per energy"):
+        make_reference(tmp_path / "bad.h5", energies_gev=(1.0, 2.0), n_per_point=[1, 2, 3])
