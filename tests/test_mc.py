@@ -64,7 +64,7 @@ def test_window_is_centred_on_the_barycentre() -> None:
 
 def test_angle_tilts_the_shower_in_y_z() -> None:
     def slopes(theta_deg: float) -> tuple[float, float]:
-        s = simulate(3.0, math.radians(theta_deg), n=2, seed=2)
+        s = simulate(3.0, math.radians(theta_deg), n=6, seed=2)
         e = s.showers.sum(axis=0)  # (x, y, layer)
         layers = np.arange(3, 15)
         idx = np.arange(51)

@@ -30,6 +30,7 @@ a positron carries T + 2 m_e (its own rest energy and that of the electron it an
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
@@ -57,6 +58,7 @@ _MAX_TAU_NEAR_FACE = 0.2  # transport mean free paths
 _RANGE_FRACTION_NEAR_FACE = 0.1  # of the residual range
 _MIN_STEP_MM = 1e-3
 _LYNCH_DAHL_F = 0.98  # fraction of the single scatters kept in the Gaussian width (Lynch and Dahl 1991)
+_MIN_PHOTON_PASS = 2048  # photons are moved in passes of at least this many while charged particles run
 _SAUTER_MAX_MEV = 100.0  # photoelectrons above this keep the photon's direction (as Geant4)
 _MOYAL_MEAN = 0.5772156649 + math.log(2.0)  # mean of the Moyal distribution
 
@@ -248,6 +250,27 @@ class Cascade:
     def _exp(self, n: int) -> torch.Tensor:
         return -torch.log(self._u(n).clamp_min(1e-30))
 
+    def _rejection(self, pending: torch.Tensor, trial: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                   out: torch.Tensor, candidates: int = 4) -> None:
+        """Rejection sampling for the rows flagged in ``pending`` (N,) bool, written into ``out`` (N,).
+
+        ``trial(rows)`` proposes one value per entry of ``rows`` and says which are accepted; each round tries
+        ``candidates`` proposals per pending row and keeps the first accepted (the same distribution as trying
+        them one after another, in fewer rounds). Rows never accepted keep their value in ``out``.
+        """
+        for _ in range(60):
+            idx = pending.nonzero().squeeze(1)
+            m = idx.numel()
+            if m == 0:
+                break
+            values, accept = trial(idx.repeat(candidates))
+            acc = accept.view(candidates, m)
+            hit = acc.any(dim=0)
+            first = acc.to(torch.int8).argmax(dim=0)
+            chosen = values.view(candidates, m)[first, torch.arange(m, device=self.device)]
+            out[idx[hit]] = chosen[hit]
+            pending[idx[hit]] = False
+
     # ------------------------------------------------------------------ scoring
     def _book_add(self, shower: torch.Tensor, column: torch.Tensor | int, energy: torch.Tensor) -> None:
         if shower.numel() == 0:
@@ -311,7 +334,9 @@ class Cascade:
                 self._photons_all()
                 continue
             active = self._step_charged(active)
-            if n_photons >= self.photon_batch or (len(active) < self.charged_batch // 8 and n_photons):
+            # photons wait until their queue is as long as the charged batch (or the batch has run dry): one
+            # vectorised pass over many photons costs about as much as one over a few
+            if n_photons >= min(self.photon_batch, max(len(active), _MIN_PHOTON_PASS)):
                 self._photons_all()
 
     # ------------------------------------------------------------------ photons
@@ -431,19 +456,16 @@ class Cascade:
         a2 = ac + 2.0
         gtmax = 2.0 * (a1 + 1.0 / ac)
         tsam = torch.zeros_like(tau)
-        # below the tracking cut the photoelectron stops on the spot: its direction does not matter
-        pending = (t_pe < _SAUTER_MAX_MEV) & (t_pe >= ELECTRON_TRACKING_CUT_MEV)
-        for _ in range(100):
-            idx = pending.nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
+
+        def trial(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             r = self._u(idx.numel())
             aci, a2i = ac[idx], a2[idx]
             ts = 2.0 * aci * (2.0 * r + a2i * torch.sqrt(r)) / (a2i * a2i - 4.0 * r)
             gtr = (2.0 - ts) * (a1[idx] + 1.0 / (aci + ts))
-            accept = self._u(idx.numel()) * gtmax[idx] <= gtr
-            tsam[idx[accept]] = ts[accept]
-            pending[idx[accept]] = False
+            return ts, self._u(idx.numel()) * gtmax[idx] <= gtr
+
+        # below the tracking cut the photoelectron stops on the spot: its direction does not matter
+        self._rejection((t_pe < _SAUTER_MAX_MEV) & (t_pe >= ELECTRON_TRACKING_CUT_MEV), trial, tsam)
         d = _rotate(p.dir, (1.0 - tsam).clamp(-1.0, 1.0), 2.0 * math.pi * self._u(n))
         self._push_electrons(Particles(p.pos, d, t_pe, torch.full_like(t_pe, -1.0), p.slab, p.shower))
 
@@ -711,11 +733,8 @@ class Cascade:
         ym = p.energy / e_tot
         ok = ym > yc
         y = torch.zeros_like(e_tot)
-        pending = ok.clone()
-        for _ in range(200):
-            idx = pending.nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
+
+        def trial(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             m = idx.numel()
             ys = yc[idx] * torch.exp(torch.log(ym[idx] / yc[idx]) * self._u(m))
             e_i, z_i = e_tot[idx], z[idx]
@@ -725,9 +744,9 @@ class Cascade:
                        + 2.0 / 3.0 * (1.0 - ys) * (phi1m2 + psi1m2 / z_i))
             k_i = ys * e_i
             dielectric = k_i * k_i / (k_i * k_i + k_p[idx] * k_p[idx])
-            accept = self._u(m) * fmax[idx] <= bracket * dielectric
-            y[idx[accept]] = ys[accept]
-            pending[idx[accept]] = False
+            return ys, self._u(m) * fmax[idx] <= bracket * dielectric
+
+        self._rejection(ok.clone(), trial, y)
         k = torch.minimum(y * e_tot, p.energy)
         t_new = p.energy - k
         q.energy[rows] = t_new
@@ -774,18 +793,15 @@ class Cascade:
         grej_b = 1.0 + (b4 - xm_safe**3 * b3 + b2 - xm_safe * b1) * beta2
         grej = torch.where(positron, grej_b, grej_m)
         x = torch.zeros_like(T)
-        pending = ok.clone()
-        for _ in range(200):
-            idx = pending.nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
+
+        def trial(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             m = idx.numel()
             r = self._u(m)
             lo, hi = xm_safe[idx], xmax[idx]
             xs = lo * hi / (lo * (1.0 - r) + hi * r)
-            accept = grej[idx] * self._u(m) <= z_of(xs, idx)
-            x[idx[accept]] = xs[accept]
-            pending[idx[accept]] = False
+            return xs, grej[idx] * self._u(m) <= z_of(xs, idx)
+
+        self._rejection(ok.clone(), trial, x)
         t_d = x * T
         t_new = T - t_d
         q.energy[rows] = t_new
