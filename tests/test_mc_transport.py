@@ -116,8 +116,8 @@ def test_screened_bremsstrahlung() -> None:
 def test_photoelectron_carries_the_photon_energy_less_the_binding(w_cascade: Cascade) -> None:
     n = 1000
     k = 0.3  # MeV, above the W K edge (69.5 keV)
-    photons = Particles(pos=torch.zeros(n, 3) + torch.tensor([0.0, 0.0, 5.0]), dir=torch.tensor([[0.0, 0.0, 1.0]]).repeat(n, 1),
-                        energy=torch.full((n,), k), charge=torch.zeros(n), slab=torch.zeros(n, dtype=torch.long),
+    photons = Particles(pos=torch.zeros(n, 3) + torch.tensor([0.0, 0.0, 5.0]),
+                        dir=torch.tensor([[0.0, 0.0, 1.0]]).repeat(n, 1), energy=torch.full((n,), k), charge=torch.zeros(n), slab=torch.zeros(n, dtype=torch.long),
                         shower=torch.zeros(n, dtype=torch.long))
     w_cascade.pending_charged = []
     w_cascade._photo(photons)

@@ -5,18 +5,19 @@ in one shot to their next interaction point: the optical depth along z is a piec
 (cumulative thickness per material times the attenuation per material), so the point where the sampled
 number of mean free paths is used up is found with one ``searchsorted`` per photon, crossing any number of
 slabs. Charged particles follow condensed-history steps that end at slab boundaries, at discrete
-interactions (hard bremsstrahlung, Moller/Bhabha delta rays, annihilation in flight), at 0.1 X0, at 20% of
-the residual range, at one transport mean free path, or at the distance to the slab's face along the flight (at
-least a quarter of the slab);
-along each step they lose the restricted energy loss (Landau-fluctuated in sensitive slabs, Moyal
-approximation) and scatter elastically.
+interactions (hard bremsstrahlung, Moller/Bhabha delta rays, annihilation in flight), at 0.1 X0, at 20% of the
+residual range, at one transport mean free path lambda_1, or at the slab's face along the flight (at least a
+quarter of the slab); where a face lies within the residual range the range and lambda_1 limits tighten to 10%
+and 0.2 (a "distance to boundary" step limitation, as Geant4's). Along each step they lose the restricted
+energy loss (Landau-fluctuated in sensitive slabs, Moyal approximation) and scatter elastically.
 
 Multiple scattering is a random-hinge condensed history (Fernandez-Varea et al., Nucl. Instrum. Meth. B 73
 (1993) 447; the PENELOPE scheme): a step of true length s is flown as a straight segment of random length
 xi s, one deflection, and the rest (1 - xi) s, each segment stopped at a slab boundary. This gives the
 path-length correction and the lateral displacement, correlated with the deflection, without a separate
-model; the hinge's mean position is set so that the mean advance along the initial direction is Lewis's. The deflection's distribution has Lewis's exact mean <1 - cos theta> = 1 - exp(-s / lambda_1) for any
-step (Lewis, Phys. Rev. 78 (1950) 526), so it does not depend on how the path is cut into steps: as in
+model; the hinge's mean position is set so that the mean advance along the initial direction is Lewis's.
+The deflection's distribution has Lewis's exact mean <1 - cos theta> = 1 - exp(-s / lambda_1) for any step
+(Lewis, Phys. Rev. 78 (1950) 526), so its mean does not depend on how the path is cut into steps: as in
 Geant4's Urban model (Geant4 Physics Reference Manual, "Multiple scattering"), a Gaussian core (the
 Lynch-Dahl width of Moliere's distribution, Nucl. Instrum. Meth. B 58 (1991) 6) mixed with a single-scattering
 tail of the screened-Rutherford shape, the mixture weight fixed by the exact mean; where the core alone is
