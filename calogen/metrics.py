@@ -139,12 +139,14 @@ def wasserstein(reference: Any, candidate: Any, *, standardise: bool = True) -> 
 
 
 # --------------------------------------------------------------------------------------------- condition binning
-def default_energy_bins(energy_gev: Any, *, max_bins: int = 6) -> list[tuple[float, float]]:
-    """Energy bins: +-5 GeV around each distinct energy when there are at most ``max_bins`` of them (3DGAN
-    fixed-energy samples), otherwise ``max_bins`` quantile bins of the sample (the last bin closed)."""
+def default_energy_bins(energy_gev: Any, *, max_bins: int = 6,
+                        max_grid_points: int = 12) -> list[tuple[float, float]]:
+    """Energy bins: +-5 GeV around each distinct energy when there are at most ``max_grid_points`` of them (a
+    grid of fixed energies, as the 3DGAN samples and data/reference.h5), otherwise ``max_bins`` quantile bins of
+    the sample (the last bin closed)."""
     e = np.asarray(energy_gev, dtype=np.float64).reshape(-1)
     distinct = np.unique(np.round(e, 3))
-    if distinct.size <= max_bins:
+    if distinct.size <= max_grid_points:
         return [(float(v - ENERGY_BIN_HALF_WIDTH_GEV), float(v + ENERGY_BIN_HALF_WIDTH_GEV)) for v in distinct]
     edges = np.quantile(e, np.linspace(0.0, 1.0, max_bins + 1))
     edges[-1] = np.nextafter(edges[-1], np.inf)
@@ -162,7 +164,7 @@ def default_theta_bins(theta_rad: Any, *, max_bins: int = 3) -> list[tuple[float
     return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
-def condition_bins(energy_gev: Any, theta_rad: Any, *, max_points: int = 6,
+def condition_bins(energy_gev: Any, theta_rad: Any, *, max_points: int = 12,
                    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """Energy bins (GeV) and angle bins (rad) of a sample: +-5 GeV and +-0.05 rad around each grid point when
     it holds at most ``max_points`` distinct values (a reference made on a grid, as 3DGAN compares), else
@@ -173,7 +175,7 @@ def condition_bins(energy_gev: Any, theta_rad: Any, *, max_points: int = 6,
         t_bins = [(float(v - ANGLE_BIN_HALF_WIDTH_RAD), float(v + ANGLE_BIN_HALF_WIDTH_RAD)) for v in grid]
     else:
         t_bins = default_theta_bins(t)
-    return default_energy_bins(energy_gev, max_bins=max_points), t_bins
+    return default_energy_bins(energy_gev, max_grid_points=max_points), t_bins
 
 
 def covered_conditions(

@@ -46,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
     prov = make_reference(args.out, energies_gev=args.energies, thetas_deg=args.thetas, n_per_point=counts,
                           seed=args.seed, particle=args.particle, device=str(device), command=command,
                           progress=progress_bar(total, "reference"), workers=args.workers)
-    print(f"wrote {args.out} ({prov['showers']} showers, {prov['wall_time_s']:.0f} s) and {args.out.with_suffix('.json')}")
+    print(f"wrote {args.out} ({prov['showers']} showers, {prov['wall_time_s']:.0f} s) "
+          f"and {args.out.with_suffix('.json')}")
     return 0
