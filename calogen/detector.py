@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DETECTORS",
     "ELEMENTS",
+    "MATERIALS",
+    "Detector",
     "Element",
     "Material",
     "Slab",
-    "Detector",
-    "MATERIALS",
-    "get_material",
     "clic_ecal",
+    "get_detector",
+    "get_material",
     "homogeneous_block",
     "load_detector",
-    "get_detector",
-    "DETECTORS",
 ]
 
 _ALPHA = 1.0 / 137.035999

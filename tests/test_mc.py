@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from calogen.detector import get_material, homogeneous_block
 from calogen.io import read_showers
@@ -16,12 +15,7 @@ from calogen.mc.physics import ELECTRON_MASS_MEV, photon_cross_sections_per_mm, 
 NORMAL = math.pi / 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("particle", ["e-", "e+", "gamma"])

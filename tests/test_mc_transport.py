@@ -15,13 +15,7 @@ from calogen.mc import physics
 from calogen.mc.response import step_convergence
 from calogen.mc.transport import Cascade, Geometry, Particles, _rotate
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +96,7 @@ def test_density_effect_follows_sternheimer() -> None:
 def test_screened_bremsstrahlung() -> None:
     w = get_material("W")
     e = np.array([10.0, 1000.0, 1e5])
-    hard, soft = physics._brems_integrals(w, e, 1e9)  # no cut: the whole radiative loss
+    _, soft = physics._brems_integrals(w, e, 1e9)  # no cut: the whole radiative loss
     ratio = soft / ((e + physics.ELECTRON_MASS_MEV) / w.radiation_length_mm)
     # complete screening reached at high energy: -dE/dx = E / X0 (PDG eq. 34.32) within the dropped terms
     assert ratio[2] == pytest.approx(1.0, abs=0.05)

@@ -35,13 +35,13 @@ from calogen.detector import Detector, Material
 __all__ = [
     "ELECTRON_MASS_MEV",
     "PhysicsTables",
-    "build_tables",
-    "photon_cross_sections_per_mm",
-    "restricted_dedx_mev_per_mm",
-    "cuts_for",
     "brems_shape",
+    "build_tables",
+    "cuts_for",
     "density_effect_parameters",
     "elastic_tables",
+    "photon_cross_sections_per_mm",
+    "restricted_dedx_mev_per_mm",
     "screening_functions",
 ]
 

@@ -29,7 +29,7 @@ import torch
 
 from calogen.features import core_containment
 
-__all__ = ["CONTAINMENT_RADII_MM", "ResponsePoint", "response_point", "step_convergence", "main"]
+__all__ = ["CONTAINMENT_RADII_MM", "ResponsePoint", "main", "response_point", "step_convergence"]
 
 CONTAINMENT_RADII_MM = (5.1, 9.5, 19.0, 28.5)  # mm
 

@@ -45,7 +45,7 @@ from calogen.mc.physics import (
     screening_functions,
 )
 
-__all__ = ["Particles", "Geometry", "BOOK_COLUMNS", "Cascade"]
+__all__ = ["BOOK_COLUMNS", "Cascade", "Geometry", "Particles"]
 
 M_E = ELECTRON_MASS_MEV
 BOOK_COLUMNS = ("deposited_sensitive", "deposited_passive", "below_cut", "leak_front", "leak_back", "leak_side")
