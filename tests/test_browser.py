@@ -181,7 +181,7 @@ def test_monte_carlo_run_shows_time_left_and_stops(server: tuple[str, dict[str, 
             page.wait_for_function("window.location.search.includes('source=tiny')", timeout=60_000)  # not the MC
             source.click()
             page.get_by_role("option", name="Monte Carlo (built-in)").click()
-            expect(page.get_by_text("seconds per shower on a CPU")).to_be_visible(timeout=20_000)
+            expect(page.get_by_text("The Monte Carlo simulates every particle")).to_be_visible(timeout=20_000)
             page.get_by_role("button", name="Generate", exact=True).click()
             progress = page.get_by_text(re.compile(r"1/6 showers, .* so far, about .* left"))
             expect(progress).to_be_visible(timeout=180_000)
