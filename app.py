@@ -42,12 +42,8 @@ with left:
             hide_index=True,
         )
     else:
-        st.info("No source is available yet: neither the Monte Carlo (calogen.mc) nor any model in "
+        st.info("No source is available yet: neither the Monte Carlo (calogen.simulation.mc) nor any model in "
                 f"`{sources.models_dir()}/`.")
-    for module in ("mc", "generate", "metrics", "jobs"):
-        reason = sources.backend_error(module)
-        if reason:
-            st.caption(f"Not available: {reason}")
 with right:
     st.subheader("Reference data")
     files = sources.reference_files()

@@ -8,9 +8,9 @@ The names most users need are available here (the heavier ones are imported on f
     >>> fake = gen.generate(100.0, 1.5708, n=10, seed=1)
     >>> report = calogen.compare(mc, fake)                           # metrics as a JSON-able dict
 
-Everything else lives in the topic modules (``calogen.detector``, ``calogen.mc``, ``calogen.gflash``,
-``calogen.io``, ``calogen.features``, ``calogen.metrics``, ``calogen.plots``, ``calogen.nets``,
-``calogen.train``, ``calogen.generate``, ``calogen.jobs``, ``calogen.bench``).
+Everything else lives in the topic modules (``calogen.detector``, ``calogen.simulation.mc``, ``calogen.simulation.gflash``,
+``calogen.io``, ``calogen.validation.features``, ``calogen.validation.metrics``, ``calogen.plots.figures``, ``calogen.gan.nets``,
+``calogen.gan.train``, ``calogen.gan.generate``, ``calogen.gan.jobs``, ``calogen.bench``).
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ __version__ = "0.1.0"
 from calogen.io import ShowerFileError, ShowerSet, iter_showers, read_showers, write_showers
 
 _LAZY = {
-    "simulate": "calogen.mc",
-    "simulate_gflash": "calogen.gflash",
+    "simulate": "calogen.simulation.mc",
+    "simulate_gflash": "calogen.simulation.gflash",
     "clic_ecal": "calogen.detector",
     "get_detector": "calogen.detector",
-    "load_generator": "calogen.generate",
-    "list_models": "calogen.generate",
-    "compare": "calogen.metrics",
-    "validate_files": "calogen.metrics",
+    "load_generator": "calogen.gan.generate",
+    "list_models": "calogen.gan.generate",
+    "compare": "calogen.validation.metrics",
+    "validate_files": "calogen.validation.metrics",
     "run_benchmark": "calogen.bench",
 }
 

@@ -125,7 +125,7 @@ def conv3d_paths(
 
     Yields (path label, callable returning (B, 51, 51, 25) network units as a tensor or array).
     """
-    from calogen.nets import build_generator
+    from calogen.gan.nets import build_generator
 
     torch.manual_seed(seed)
     published = build_generator("conv3d").to(device).eval()
@@ -185,7 +185,7 @@ def conv3d_paths(
 
 
 def _conv2d_call(device: torch.device, batch: int, energy_gev: float, theta_rad: float) -> Callable[[], Any]:
-    from calogen.nets import build_generator
+    from calogen.gan.nets import build_generator
 
     torch.manual_seed(0)
     model = build_generator("conv2d").to(device).eval()
@@ -257,7 +257,7 @@ def run_benchmark(
                                    1e3 * sec, 1.0 / sec, reps))
 
     if include_models:
-        from calogen.generate import list_models, load_generator
+        from calogen.gan.generate import list_models, load_generator
 
         for card in list_models(models_dir):
             say(f"model {card['name']}")
@@ -270,7 +270,7 @@ def run_benchmark(
 
     if include_gflash:
         try:
-            from calogen.gflash import simulate_gflash
+            from calogen.simulation.gflash import simulate_gflash
         except ImportError:
             simulate_gflash = None  # type: ignore[assignment]
         if simulate_gflash is not None:
@@ -281,7 +281,7 @@ def run_benchmark(
             results.append(BenchResult("GFlash", "gflash", "parametrised", str(dev), n_gflash, 1e3 * sec, 1 / sec, reps))
 
     if include_mc:
-        from calogen.mc import simulate
+        from calogen.simulation.mc import simulate
 
         say("Monte Carlo")
         fn = lambda: simulate(energy_gev, theta_rad, n=mc_showers, seed=0, device=dev)  # noqa: E731

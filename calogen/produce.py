@@ -409,9 +409,9 @@ def _check_conditions(source: Source, config: ProductionConfig) -> None:
             raise ValueError(f"{reason}; choose condition ranges inside it") from None
         return
     if source.kind == "mc":
-        from calogen.mc import ENERGY_RANGE_GEV, THETA_RANGE_RAD
+        from calogen.simulation.mc import ENERGY_RANGE_GEV, THETA_RANGE_RAD
     else:
-        from calogen.gflash import ENERGY_RANGE_GEV, THETA_RANGE_RAD
+        from calogen.simulation.gflash import ENERGY_RANGE_GEV, THETA_RANGE_RAD
     (a_lo, a_hi), (b_lo, b_hi) = ENERGY_RANGE_GEV, THETA_RANGE_RAD
     if e_lo < a_lo or e_hi > a_hi:
         raise ValueError(f"energy range {e_lo:g}-{e_hi:g} GeV reaches outside {a_lo:g}-{a_hi:g} GeV (the range of "

@@ -30,7 +30,6 @@ __all__ = [
     "GFLASH",
     "MONTE_CARLO",
     "Source",
-    "backend_error",
     "cuda_available",
     "data_dir",
     "list_sources",
@@ -73,7 +72,7 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def models_dir() -> Path:
-    """Folder of installed models (env CALOGEN_MODELS, default <repository root>/models, as calogen.generate)."""
+    """Folder of installed models (env CALOGEN_MODELS, default <repository root>/models, as calogen.gan.generate)."""
     return Path(os.environ.get("CALOGEN_MODELS") or _REPO_ROOT / "models")
 
 
@@ -88,30 +87,6 @@ def data_dir() -> Path:
 
 
 # The name each optional back-end must provide before the app offers it (a half-written package is not enough).
-_BACKEND_ENTRY = {
-    "mc": "simulate",
-    "gflash": "simulate_gflash",
-    "generate": "load_generator",
-    "metrics": "compare",
-    "plots": "figures_from_result",
-    "report": "render_html_report",
-    "jobs": "start_run",
-    "bench": "run_benchmark",
-}
-
-
-def backend_error(module: str) -> str | None:
-    """None if ``calogen.<module>`` imports and provides its entry point, else a one-line reason."""
-    try:
-        imported = importlib.import_module(f"calogen.{module}")
-    except Exception as exc:  # any import failure makes the back-end unavailable; the reason is shown
-        return f"calogen.{module} is not available ({type(exc).__name__}: {exc})"
-    entry = _BACKEND_ENTRY.get(module)
-    if entry and not hasattr(imported, entry):
-        return f"calogen.{module} has no {entry}() yet"
-    return None
-
-
 def cuda_available() -> bool:
     """True if torch sees a CUDA device."""
     import torch
@@ -163,16 +138,13 @@ def _run_model_sources(root: Path) -> list[Source]:
 def list_sources(*, include_runs: bool = True) -> list[Source]:
     """Available sources: installed models, then trained runs' models, then the Monte Carlo and GFlash.
 
-    The Monte Carlo is listed when calogen.mc imports, GFlash when calogen.gflash imports; model names that
-    repeat keep their first occurrence.
+    The Monte Carlo and GFlash are always listed; model names that repeat keep their first occurrence.
     """
     sources = _model_sources(models_dir(), "installed")
     if include_runs:
         sources += _run_model_sources(runs_dir())
-    if backend_error("mc") is None:
-        sources.append(Source(MONTE_CARLO, "mc"))
-    if backend_error("gflash") is None:
-        sources.append(Source(GFLASH, "gflash"))
+    sources.append(Source(MONTE_CARLO, "mc"))
+    sources.append(Source(GFLASH, "gflash"))
     seen: set[str] = set()
     unique = []
     for source in sources:
@@ -184,7 +156,7 @@ def list_sources(*, include_runs: bool = True) -> list[Source]:
 
 def _validation_rank(source: Source) -> tuple[int, float]:
     """(headline figures failed, SF error) of a model's card; (big, inf) when the card has no validation."""
-    from calogen.report import failed_headlines
+    from calogen.plots.report import failed_headlines
 
     try:
         validation = model_card(source).get("validation") or {}
@@ -221,9 +193,9 @@ def model_card(source: Source) -> dict[str, Any]:
 
 
 def load_model(path: str, device: str = "cpu") -> Any:
-    """Load a model folder with calogen.generate.load_generator on its fastest exact inference path
+    """Load a model folder with calogen.gan.generate.load_generator on its fastest exact inference path
     (conv3d: pixel-shuffle rewrite + channels-last; outputs equal to the published form within 1e-4)."""
-    from calogen.generate import load_generator
+    from calogen.gan.generate import load_generator
 
     return load_generator(path, device=device, fast=True)
 
@@ -258,14 +230,14 @@ def sample(
         raise ValueError(f"n={n}: ask for at least one shower")
     energy, theta = _conditions(energy_gev, theta_rad, n)
     if source.kind == "mc":
-        from calogen.mc import simulate
+        from calogen.simulation.mc import simulate
 
         # With a progress callback the showers go in about MC_PROGRESS_STEPS chunks, so the callback (and a
         # Stop button that acts between Streamlit calls) fires during the run, not only at its end.
         chunk = max(1, math.ceil(n / MC_PROGRESS_STEPS)) if progress is not None else 64
         return simulate(energy, theta, n=n, seed=seed, device=device, progress=progress, max_chunk_showers=chunk)
     if source.kind == "gflash":
-        from calogen.gflash import simulate_gflash
+        from calogen.simulation.gflash import simulate_gflash
 
         return simulate_gflash(energy, theta, n=n, seed=seed, device=device, progress=progress)
     if model is None:

@@ -7,7 +7,9 @@ import time
 
 import streamlit as st
 
-from calogen import sources, views
+from calogen import sources
+
+from calogen.plots import views
 from calogen.io import showers_to_bytes
 from pages import (cached_model, cached_reference, chart, device, page_setup, remember, show_error,
                    source_verdict, url_state)
@@ -19,8 +21,8 @@ st.markdown("Pick a source and the conditions of the primary electron; each requ
 
 available = {s.name: s for s in sources.rank_sources(sources.list_sources())}  # best generator first
 if not available:
-    st.info(f"No shower source is available yet: the Monte Carlo (calogen.mc) does not import and "
-            f"`{sources.models_dir()}/` holds no model. {sources.backend_error('mc') or ''}")
+    st.info(f"No shower source is available yet: the Monte Carlo (calogen.simulation.mc) does not import and "
+            f"`{sources.models_dir()}/` holds no model.")
     st.stop()
 state = url_state(list(available))
 

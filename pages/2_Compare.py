@@ -6,24 +6,25 @@ import math
 
 import streamlit as st
 
-from calogen import sources, views
+from calogen import sources
+
+from calogen.plots import views
 from pages import cached_model, chart, device, figures_table, page_setup, show_error
 
 page_setup("Compare", "⚖️")
 st.title("Compare with the Monte Carlo")
 st.markdown("Reference showers are drawn from a Monte Carlo file in the data folder; each chosen source then "
-            "generates showers at exactly the same energies and angles, and calogen.metrics compares the two "
+            "generates showers at exactly the same energies and angles, and calogen.validation.metrics compares the two "
             "samples: sampling fraction, shower shapes, cell spectra, correlations and distances.")
 
-missing = sources.backend_error("metrics") or sources.backend_error("plots") or sources.backend_error("report")
 files = sources.reference_files()
-if missing or not files:
-    st.info(missing or f"No reference shower file in `{sources.data_dir()}/`: put a Monte Carlo sample there "
+if not files:
+    st.info(f"No reference shower file in `{sources.data_dir()}/`: put a Monte Carlo sample there "
                        "(python -m calogen simulate ... -o data/reference.h5) to compare against.")
     st.stop()
-from calogen import metrics  # noqa: E402  (imported once the check above has passed)
-from calogen.plots import figures_from_results  # noqa: E402
-from calogen.report import render_html_report, scoreboard_rows  # noqa: E402
+from calogen.validation import metrics  # noqa: E402
+from calogen.plots.figures import figures_from_results  # noqa: E402
+from calogen.plots.report import render_html_report, scoreboard_rows  # noqa: E402
 
 available = {s.name: s for s in sources.rank_sources(sources.list_sources())}
 reference_file = st.selectbox("Reference file", files, format_func=lambda p: p.name)

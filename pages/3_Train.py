@@ -15,12 +15,8 @@ st.markdown("A run trains in its own background process and writes everything to
             f"`{sources.runs_dir()}/` (config, metrics, log, checkpoints), so it keeps going when this tab is "
             "closed. A finished run's selected generator appears as a source on the Generate page.")
 
-missing = sources.backend_error("jobs")
-if missing:
-    st.info(f"Training is not available here: {missing}")
-    st.stop()
-from calogen import jobs  # noqa: E402  (imported once the check above has passed)
-from calogen.nets import ARCHITECTURES  # noqa: E402
+from calogen.gan import jobs  # noqa: E402
+from calogen.gan.nets import ARCHITECTURES  # noqa: E402
 
 root = sources.runs_dir()
 files = [str(p) for p in sources.reference_files()]

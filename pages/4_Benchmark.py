@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from calogen import sources, views
+from calogen import sources
+
+from calogen.plots import views
 from pages import chart, device, page_setup, save_bench, show_error
 
 page_setup("Benchmark", "⏱️")
@@ -15,11 +17,7 @@ st.markdown("Times every source on one device with calogen.bench: the published 
             "Each source gets a warm-up call, then the median of the timed calls counts. The Monte Carlo runs "
             "its own small batch because it takes seconds per shower on a CPU.")
 
-missing = sources.backend_error("bench")
-if missing:
-    st.info(f"Benchmarking is not available here: {missing}")
-    st.stop()
-from calogen.bench import run_benchmark  # noqa: E402  (imported once the check above has passed)
+from calogen.bench import run_benchmark  # noqa: E402
 
 with st.form("bench"):
     col1, col2, col3 = st.columns(3)
@@ -43,7 +41,7 @@ if submitted:
             results = run_benchmark(
                 device=device(), batch_size=int(batch), energy_gev=float(energy), theta_deg=float(theta),
                 mc_showers=int(mc_showers), repeats=int(repeats), include_mc="Monte Carlo" in include,
-                include_gflash="GFlash" in include and sources.backend_error("gflash") is None,
+                include_gflash="GFlash" in include,
                 include_published="published conv3d" in include, include_models="installed models" in include,
                 include_onnx=onnx, models_dir=str(sources.models_dir()), progress=status.write,
             )

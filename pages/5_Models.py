@@ -5,7 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from calogen import report, sources, views
+from calogen import sources
+
+from calogen.plots import report
+
+from calogen.plots import views
 from pages import figures_table, page_setup, source_verdict
 
 page_setup("Models", "🗂️")

@@ -7,7 +7,9 @@ import math
 import numpy as np
 import streamlit as st
 
-from calogen import sources, views
+from calogen import sources
+
+from calogen.plots import views
 from pages import cached_model, cached_reference, chart, device, page_setup, show_error
 
 page_setup("Seminar")

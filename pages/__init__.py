@@ -15,7 +15,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from calogen import report, sources, views
+from calogen import sources
+
+from calogen.plots import report
+
+from calogen.plots import views
 from calogen.io import ShowerSet, atomic_write
 
 __all__ = [
@@ -99,7 +103,7 @@ def device() -> str:
 
 
 def chart(fig: Any, *, key: str | None = None, where: Any = None) -> None:
-    """Draw a plotly figure as calogen styled it (calogen.plots.style_figure), not re-themed by Streamlit,
+    """Draw a plotly figure as calogen styled it (calogen.plots.figures.style_figure), not re-themed by Streamlit,
     in ``where`` (a column or container; default the page)."""
     (where or st).plotly_chart(fig, key=key, theme=None, config={"displaylogo": False})
 
@@ -119,7 +123,7 @@ def _verdict_colour(value: Any) -> str:
 
 
 def figures_table(rows: list[dict[str, Any]], *, columns: list[str] | None = None, **kwargs: Any) -> None:
-    """A table of judged figures (calogen.report.judged_rows or scoreboard_rows): a failing verdict red, a
+    """A table of judged figures (calogen.plots.report.judged_rows or scoreboard_rows): a failing verdict red, a
     passing one green, no value grey. columns: the columns that carry verdicts (default "verdict")."""
     table = pd.DataFrame(rows)
     st.dataframe(table.style.map(_verdict_colour, subset=columns or ["verdict"]), hide_index=True, **kwargs)
@@ -228,8 +232,6 @@ def measured_speedup(device_name: str) -> str | None:
                     return sentence
         except (OSError, ValueError, KeyError, TypeError):
             pass  # an unreadable file is measured again and replaced
-    if sources.backend_error("bench") or sources.backend_error("mc"):
-        return None
     if not any(s.kind == "model" for s in sources.list_sources(include_runs=False)):
         return None
     rows, meta = _quick_bench(device_name, str(sources.models_dir()))

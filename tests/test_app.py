@@ -24,8 +24,6 @@ from calogen.io import ShowerSet, write_showers
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240
-HAS_MC = sources.backend_error("mc") is None
-HAS_JOBS = sources.backend_error("jobs") is None
 
 
 @pytest.fixture()
@@ -40,8 +38,8 @@ def folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
 
 
 def _tiny_model(models: Path, name: str = "tiny", validation: dict | None = None) -> Path:
-    from calogen.generate import save_model
-    from calogen.nets import build_generator
+    from calogen.gan.generate import save_model
+    from calogen.gan.nets import build_generator
 
     torch.manual_seed(0)
     card = {"name": name, "arch": "conv3d", "config": {"latent_dim": 8},
@@ -126,7 +124,6 @@ def test_home_lists_sources_device_and_links(folders: dict[str, Path]) -> None:
     assert "thousands of times" not in text and "1,500 times faster" in text
 
 
-@pytest.mark.skipif(not HAS_MC, reason=f"{sources.backend_error('mc')}")
 def test_home_shows_the_speedup_measured_here(folders: dict[str, Path]) -> None:
     _tiny_model(folders["models"])
     at = _app()  # no benchmark yet: a small one is measured and saved
@@ -159,7 +156,6 @@ def test_generate_widgets_and_tiny_model(folders: dict[str, Path]) -> None:
     assert at.query_params["shower"] == "1" and at.query_params["energy"] == "20"
 
 
-@pytest.mark.skipif(not HAS_MC, reason=f"{sources.backend_error('mc')}")
 def test_generate_model_next_to_live_monte_carlo(folders: dict[str, Path]) -> None:
     _tiny_model(folders["models"])
     at = _open("1_Generate.py", {"source": "tiny", "energy": "2", "n": "1"})
@@ -175,7 +171,6 @@ def test_generate_model_next_to_live_monte_carlo(folders: dict[str, Path]) -> No
     assert names == ["tiny (mean of 1)", "Monte Carlo (mean of 1)"]  # like with like: mean against mean
 
 
-@pytest.mark.skipif(not HAS_MC, reason=f"{sources.backend_error('mc')}")
 def test_generate_monte_carlo_higher_energy_deposits_more(folders: dict[str, Path]) -> None:
     at = _open("1_Generate.py", {"source": sources.MONTE_CARLO, "energy": "2", "n": "2", "seed": "1"})
     at.button[0].click().run()
@@ -220,11 +215,10 @@ def test_generate_opens_on_the_best_generator_not_the_monte_carlo(folders: dict[
     at = _open("1_Generate.py")
     _no_errors(at)
     assert at.selectbox(key="w_source").value == "better"
-    assert at.selectbox(key="w_source").options[-1].startswith(sources.MONTE_CARLO) or not HAS_MC
+    assert at.selectbox(key="w_source").options[-1].startswith(sources.MONTE_CARLO)
     assert not any("seconds per shower" in c.value for c in at.caption)
-    if HAS_MC:  # the Monte Carlo is opt-in and says what it costs
-        at.selectbox(key="w_source").set_value(sources.MONTE_CARLO).run()
-        assert any("seconds per shower" in c.value for c in at.caption)
+    at.selectbox(key="w_source").set_value(sources.MONTE_CARLO).run()  # opt-in, and it says what it costs
+    assert any("seconds per shower" in c.value for c in at.caption)
 
 
 def test_generate_widgets_win_over_a_lagging_url(folders: dict[str, Path]) -> None:
@@ -328,9 +322,8 @@ def test_benchmark_page_times_a_model(folders: dict[str, Path]) -> None:
     assert len(at.get("plotly_chart")) == 1
 
 
-@pytest.mark.skipif(not HAS_JOBS, reason=f"{sources.backend_error('jobs')}")
 def test_train_page_background_run_cancel_and_listed_after_restart(folders: dict[str, Path]) -> None:
-    from calogen import jobs
+    from calogen.gan import jobs
 
     reference = _toy_reference(folders["data"], n=32)
     at = _open("3_Train.py")
@@ -360,7 +353,7 @@ def test_train_page_background_run_cancel_and_listed_after_restart(folders: dict
 
 def _follow_and_cancel(at: AppTest, run_dir: Path) -> None:
     """Rerun the Train page until the run is running with metrics drawn, then press Cancel."""
-    from calogen import jobs
+    from calogen.gan import jobs
 
     deadline = time.monotonic() + 180
     state, charts = "", 0

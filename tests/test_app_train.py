@@ -12,9 +12,7 @@ from calogen import sources
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240
-HAS_JOBS = sources.backend_error("jobs") is None
 
-pytestmark = pytest.mark.skipif(not HAS_JOBS, reason=f"{sources.backend_error('jobs')}")
 
 
 @pytest.fixture()

@@ -56,8 +56,8 @@ def _tiny_model(models: Path) -> None:
     """A small random-weight conv3d generator: a fast source, so links draw their showers on load."""
     import torch
 
-    from calogen.generate import save_model
-    from calogen.nets import build_generator
+    from calogen.gan.generate import save_model
+    from calogen.gan.nets import build_generator
 
     torch.manual_seed(0)
     card = {"name": "tiny", "arch": "conv3d", "config": {"latent_dim": 8},

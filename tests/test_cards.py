@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from calogen.__main__ import main
-from calogen.cards import CARD_METRICS, validate_model, write_validation
-from calogen.generate import save_model
+from calogen.gan.cards import CARD_METRICS, validate_model, write_validation
+from calogen.gan.generate import save_model
 from calogen.io import ShowerSet, write_showers
-from calogen.nets import build_generator
+from calogen.gan.nets import build_generator
 
 RANGES = {"energy_gev": [2.0, 500.0], "theta_deg": [60.0, 120.0]}
 

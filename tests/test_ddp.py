@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from calogen.train import load_checkpoint, train
+from calogen.gan.train import load_checkpoint, train
 from test_train import REPO, SMALL, shower_file, small_config
 
 
@@ -23,7 +23,7 @@ def test_torchrun_two_processes_matches_single_process_layout(tmp_path: Path) ->
     nets = ["--generator-config", json.dumps({"shape": list(SMALL), "energy_fraction": 0.02}),
             "--discriminator-config", json.dumps({"shape": list(SMALL)})]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "calogen.train", "--arch", "wgan-gp-atlas", "--data", str(data), "--epochs", "1",
+           "-m", "calogen.gan.train", "--arch", "wgan-gp-atlas", "--data", str(data), "--epochs", "1",
            "--steps-per-epoch", "2", "--batch", "4", "--heldout-size", "16", "--seed", "3", "--device", "cpu",
            "--threads", "1", "--run-dir", str(run_dir), *nets]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")

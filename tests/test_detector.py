@@ -145,9 +145,9 @@ def test_the_stack_has_one_source() -> None:
     from pathlib import Path
 
     import calogen.detector as detector_module
-    from calogen.features import clic_layer_depth_mm
+    from calogen.validation.features import clic_layer_depth_mm
 
-    toml = load_detector(Path(detector_module.__file__).parent / "detectors" / "clic_ecal.toml")
+    toml = load_detector(Path(detector_module.__file__).parent / "clic_ecal.toml")
     built_in = clic_ecal()
     assert toml.slabs == built_in.slabs
     assert toml.cell_size_mm == built_in.cell_size_mm and toml.n_cells == built_in.n_cells

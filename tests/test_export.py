@@ -1,4 +1,4 @@
-"""Tests for calogen.export: ONNX Runtime and TorchScript reproduce the PyTorch generator in GeV."""
+"""Tests for calogen.gan.export: ONNX Runtime and TorchScript reproduce the PyTorch generator in GeV."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from calogen.__main__ import main
-from calogen.export import GevGenerator, export_model
-from calogen.generate import load_generator, save_model
-from calogen.nets import build_generator
+from calogen.gan.export import GevGenerator, export_model
+from calogen.gan.generate import load_generator, save_model
+from calogen.gan.nets import build_generator
 
 torch.set_num_threads(2)
 
@@ -63,7 +63,7 @@ def test_onnx_equals_torch_with_dynamic_batch(model_dir: Path, tmp_path: Path) -
 
 def test_onnx_export_of_the_fast_path(model_dir: Path, tmp_path: Path) -> None:
     # a model loaded with its speed-ups (pixel shuffle, channels-last) exports the same function
-    from calogen.export import export_onnx
+    from calogen.gan.export import export_onnx
 
     path = export_onnx(load_generator(model_dir, fast=True), tmp_path / "fast.onnx")
     feeds = _inputs(2)

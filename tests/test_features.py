@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from calogen import features as F
+from calogen.validation import features as F
 
 
 def one_hot(ix: int, iy: int, iz: int, *, energy_gev: float = 1.0, shape=(51, 51, 25)) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests for calogen.generate and the generate/models commands: save/load, checks, sampling, errors."""
+"""Tests for calogen.gan.generate and the generate/models commands: save/load, checks, sampling, errors."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from calogen.__main__ import main
-from calogen.generate import ModelLoadError, list_models, load_generator, save_model
+from calogen.gan.generate import ModelLoadError, list_models, load_generator, save_model
 from calogen.io import read_showers
-from calogen.nets import build_generator
+from calogen.gan.nets import build_generator
 
 torch.set_num_threads(2)
 
@@ -166,7 +166,7 @@ def test_cli_generate_and_models(
 
 
 def test_boxcox_model_needs_its_lambda_and_generates_in_gev(tmp_path: Path) -> None:
-    from calogen.preprocess import BoxCox
+    from calogen.gan.preprocess import BoxCox
 
     gen = build_generator("wgan-gp-lhcb")
     card = {"name": "lhcb", "arch": "wgan-gp-lhcb", "config": {}, "condition_ranges": RANGES}

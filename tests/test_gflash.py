@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from calogen.detector import clic_ecal, get_material, homogeneous_block
-from calogen.gflash import (
+from calogen.simulation.gflash import (
     GFlashParams,
     expected_sampling_fraction,
     layer_energy_fractions,

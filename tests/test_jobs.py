@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from calogen import jobs
-from calogen.train import load_checkpoint
+from calogen.gan import jobs
+from calogen.gan.train import load_checkpoint
 from test_train import SMALL_NETS, shower_file, wait_for
 
 
 @pytest.fixture(autouse=True)
 def _runs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test's runs folder is tmp_path/runs (the default root of calogen.jobs)."""
+    """Every test's runs folder is tmp_path/runs (the default root of calogen.gan.jobs)."""
     monkeypatch.setenv("CALOGEN_RUNS", str(tmp_path / "runs"))
     return tmp_path / "runs"
 

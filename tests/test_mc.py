@@ -9,8 +9,8 @@ import pytest
 
 from calogen.detector import get_material, homogeneous_block
 from calogen.io import read_showers
-from calogen.mc import simulate
-from calogen.mc.physics import ELECTRON_MASS_MEV, photon_cross_sections_per_mm, restricted_dedx_mev_per_mm
+from calogen.simulation.mc import simulate
+from calogen.simulation.mc.physics import ELECTRON_MASS_MEV, photon_cross_sections_per_mm, restricted_dedx_mev_per_mm
 
 NORMAL = math.pi / 2
 

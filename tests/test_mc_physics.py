@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from calogen.detector import get_material, homogeneous_block
-from calogen.mc import simulate
+from calogen.simulation.mc import simulate
 
 NORMAL = math.pi / 2
 W = get_material("W")

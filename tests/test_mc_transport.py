@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from calogen.detector import get_material, homogeneous_block
-from calogen.mc import physics
-from calogen.mc.response import step_convergence
-from calogen.mc.transport import Cascade, Geometry, Particles, _rotate
+from calogen.simulation.mc import physics
+from calogen.simulation.mc.response import step_convergence
+from calogen.simulation.mc.transport import Cascade, Geometry, Particles, _rotate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from calogen import metrics as M
-from calogen.classifier import classifier_test, roc_auc
+from calogen.validation import metrics as M
+from calogen.validation.classifier import classifier_test, roc_auc
 from calogen.io import ShowerSet, write_showers
 
 

@@ -1,4 +1,4 @@
-"""Tests for calogen.nets: published shapes and parameter counts, heads, fast path."""
+"""Tests for calogen.gan.nets: published shapes and parameter counts, heads, fast path."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from calogen.nets import (
+from calogen.gan.nets import (
     ARCHITECTURES,
     DiscriminatorOutput,
     build_discriminator,
@@ -16,8 +16,8 @@ from calogen.nets import (
     count_parameters,
     measured_angle,
 )
-from calogen.nets.conv3d import upsample_conv_as_pixel_shuffle
-from calogen.preprocess import to_network
+from calogen.gan.nets.conv3d import upsample_conv_as_pixel_shuffle
+from calogen.gan.preprocess import to_network
 
 torch.set_num_threads(2)
 

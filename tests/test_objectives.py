@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from calogen.nets.layers import DiscriminatorOutput
-from calogen.objectives import (
+from calogen.gan.nets.layers import DiscriminatorOutput
+from calogen.gan.objectives import (
     ThreeDGANObjective,
     WGANGPObjective,
     build_objective,

@@ -8,8 +8,8 @@ import pytest
 
 from plotly.offline import get_plotlyjs
 
-from calogen import plots as P
-from calogen.report import render_html_report, write_html_report
+from calogen.plots import figures as P
+from calogen.plots.report import render_html_report, write_html_report
 
 
 @pytest.fixture(scope="module")

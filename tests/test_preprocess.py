@@ -1,4 +1,4 @@
-"""Tests for calogen.preprocess: power transform and Box-Cox, NumPy and torch."""
+"""Tests for calogen.gan.preprocess: power transform and Box-Cox, NumPy and torch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import special, stats
 
-from calogen.preprocess import (
+from calogen.gan.preprocess import (
     BoxCox,
     boxcox_forward,
     boxcox_inverse,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from calogen.io import read_showers
-from calogen.reference import make_reference, provenance_path
+from calogen.simulation.reference import make_reference, provenance_path
 
 
 def test_reference_grid_and_provenance_do_not_depend_on_the_workers(tmp_path) -> None:  # type: ignore[no-untyped-def]

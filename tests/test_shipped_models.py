@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calogen.generate import load_generator
+from calogen.gan.generate import load_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p for p in (ROOT / "models").glob("*") if (p / "card.json").exists())

@@ -10,7 +10,6 @@ import pytest
 
 from calogen import sources
 
-HAS_MC = sources.backend_error("mc") is None
 
 
 def _card(folder: Path, name: str, validation: dict | None) -> sources.Source:
@@ -31,7 +30,6 @@ def test_rank_puts_the_best_validated_model_first_and_the_monte_carlo_last(tmp_p
     assert [s.name for s in ranked] == ["good", "fair", "weak", "unknown", sources.GFLASH, sources.MONTE_CARLO]
 
 
-@pytest.mark.skipif(not HAS_MC, reason=f"{sources.backend_error('mc')}")
 def test_monte_carlo_reports_progress_per_chunk() -> None:
     calls: list[tuple[int, int]] = []
     batch = sources.sample(sources.Source(sources.MONTE_CARLO, "mc"), 2.0, math.pi / 2, 3, seed=1,

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from calogen.io import ShowerSet, write_showers
-from calogen.train import TrainConfig, load_checkpoint, sampling_fraction_mre, stages, train
+from calogen.gan.train import TrainConfig, load_checkpoint, sampling_fraction_mre, stages, train
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = (8, 8, 6)
@@ -155,7 +155,7 @@ def test_wgan_gp_recipe_runs(tmp_path: Path) -> None:
 
 
 def test_failing_run_writes_status_failed_with_the_message(tmp_path: Path) -> None:
-    from calogen.train import TrainingFailed
+    from calogen.gan.train import TrainingFailed
 
     config = small_config(tmp_path, "bad", generator_config={"shape": list(SMALL), "no_such_option": 1})
     with pytest.raises(TrainingFailed):
@@ -210,7 +210,7 @@ def test_sigterm_saves_checkpoint_and_reports_cancelled(tmp_path: Path) -> None:
 
 
 def test_showers_simulated_on_the_fly(tmp_path: Path) -> None:
-    # --data mc: calogen.mc.simulate feeds the loop (low energies keep the cascade cheap on CPU)
+    # --data mc: calogen.simulation.mc.simulate feeds the loop (low energies keep the cascade cheap on CPU)
     config = TrainConfig(arch="wgan-gp-atlas", data="mc", energy_range_gev=(1.0, 2.0), epochs=1,
                          steps_per_epoch=1, batch=2, heldout_mc=2, min_sum=0.0, device="cpu",
                          run_dir=str(tmp_path / "mc"))
@@ -222,7 +222,7 @@ def test_showers_simulated_on_the_fly(tmp_path: Path) -> None:
 
 
 def test_empty_energy_window_is_an_error(tmp_path: Path) -> None:
-    from calogen.train import TrainingFailed
+    from calogen.gan.train import TrainingFailed
 
     config = small_config(tmp_path, "empty", energy_range_gev=(400.0, 500.0))  # the file holds 50-250 GeV
     with pytest.raises(TrainingFailed, match="no batch"):
@@ -232,7 +232,7 @@ def test_empty_energy_window_is_an_error(tmp_path: Path) -> None:
 def test_sigterm_cuts_a_slow_step_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    from calogen import train as train_module
+    from calogen.gan import train as train_module
 
     original = train_module.ShowerFileSource._to_batch
     batches: list[int] = []
@@ -279,14 +279,14 @@ def test_status_and_log_show_progress_and_eta(tmp_path: Path) -> None:
 def test_settings_that_cannot_train_are_refused_by_the_config(tmp_path: Path, overrides: dict,
                                                                message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        from calogen.train import check_config
+        from calogen.gan.train import check_config
 
         check_config(small_config(tmp_path, "bad", **overrides))
     assert not (tmp_path / "bad").exists()
 
 
 def test_check_config_needs_the_machine_and_the_data(tmp_path: Path) -> None:
-    from calogen.train import check_config, planned_steps
+    from calogen.gan.train import check_config, planned_steps
 
     with pytest.raises(ValueError, match="arch='nope' is unknown"):
         check_config(small_config(tmp_path, "a", arch="nope"))
@@ -306,7 +306,7 @@ def test_check_config_needs_the_machine_and_the_data(tmp_path: Path) -> None:
 
 
 def test_format_duration() -> None:
-    from calogen.train import format_duration
+    from calogen.gan.train import format_duration
 
     assert [format_duration(s) for s in (None, 4.2, 89, 600, 3 * 3600 + 5 * 60)] == [
         "-", "4 s", "89 s", "10 min", "3 h 05 min"]

@@ -1,4 +1,4 @@
-"""Tests of calogen.views: URL parsing and the single-shower figures, with showers checkable by hand."""
+"""Tests of calogen.plots.views: URL parsing and the single-shower figures, with showers checkable by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from calogen import views
+from calogen.plots import views
 
 
 def _pencil_shower(energy_per_layer_gev: float = 0.01) -> np.ndarray:

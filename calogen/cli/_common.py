@@ -133,12 +133,12 @@ def _percent_target(low: float, high: float) -> str:
 
 def describe_figure(key: str, value: float | None) -> str:
     """A figure of merit in words: the JSON name and value, the readable name, the value (relative errors in
-    per cent), the pass line and verdict, and what it measures, from :data:`calogen.report.METRIC_SPECS`.
+    per cent), the pass line and verdict, and what it measures, from :data:`calogen.plots.report.METRIC_SPECS`.
 
     E.g. ``sf_mre=2.127: SF error 212.7 %, target <= 5 %: FAIL (mean relative error of the mean sampling
     fraction over the energy and angle bins (3DGAN))``. Names without a spec give ``key=value``.
     """
-    from calogen.report import SPECS_BY_KEY
+    from calogen.plots.report import SPECS_BY_KEY
 
     finite = isinstance(value, (int, float)) and math.isfinite(value)
     raw = f"{key}={value:.4g}" if finite else f"{key}=n/a"

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export; returns 0, or raises CliError / ValueError for bad input."""
-    from calogen.export import export_model
+    from calogen.gan.export import export_model
 
     if args.opset < 11:
         raise CliError(f"--opset {args.opset} is too old; use 11 or newer (17 is the default)")

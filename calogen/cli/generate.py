@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, sample, write the file; returns 0, or raises CliError / ValueError for bad input."""
-    from calogen.generate import load_generator
+    from calogen.gan.generate import load_generator
     from calogen.io import write_showers
 
     if args.batch_size <= 0:

@@ -35,7 +35,7 @@ def _range(ranges: dict[str, Any], key: str) -> str:
 
 
 def format_table(models: list[dict[str, Any]]) -> str:
-    """A fixed-width text table of ``calogen.generate.list_models`` entries, each followed by its headline
+    """A fixed-width text table of ``calogen.gan.generate.list_models`` entries, each followed by its headline
     validation figures in words (:func:`format_figures`)."""
     header = ("name", "arch", "energy GeV", "theta deg", "path")
     rows = []
@@ -56,7 +56,7 @@ def format_table(models: list[dict[str, Any]]) -> str:
 def format_figures(model: dict[str, Any]) -> list[str]:
     """The headline validation figures of a model's card, one line each, with name, unit, pass line and
     meaning (see :func:`calogen.cli._common.describe_figure`); a line saying how to measure them if absent."""
-    from calogen.report import HEADLINE_METRICS
+    from calogen.plots.report import HEADLINE_METRICS
 
     if "error" in model:
         return [f"unreadable card: {model['error']}"]
@@ -73,7 +73,7 @@ def format_figures(model: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Print the table (or JSON); returns 0."""
-    from calogen.generate import list_models, models_root
+    from calogen.gan.generate import list_models, models_root
 
     models = list_models(args.models_dir)
     if args.json:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from calogen.cli._common import CliError, add_device_arg, progress_bar, resolve_device
-from calogen.reference import DEFAULT_ENERGIES_GEV, DEFAULT_THETAS_DEG, make_reference
+from calogen.simulation.reference import DEFAULT_ENERGIES_GEV, DEFAULT_THETAS_DEG, make_reference
 
 __all__ = ["register", "run"]
 

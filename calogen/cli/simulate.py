@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     """Simulate and write the file; returns the exit code."""
     from calogen.detector import get_detector
     from calogen.io import write_showers
-    from calogen.mc import simulate
+    from calogen.simulation.mc import simulate
 
     energy_range = (0.01, 2000.0) if args.wide else (1.0, 500.0)
     theta_range = (1.0, 179.0) if args.wide else (60.0, 120.0)
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     progress = None if args.quiet else progress_bar(len(energy), "simulate")
     start = time.perf_counter()
     if args.engine == "gflash":
-        from calogen.gflash import simulate_gflash
+        from calogen.simulation.gflash import simulate_gflash
 
         if args.particle != "e-":
             raise CliError(f"--engine gflash simulates electrons only; got --particle {args.particle}")

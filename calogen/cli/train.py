@@ -1,4 +1,4 @@
-"""``python -m calogen train``: train a shower GAN into a run directory (also ``torchrun -m calogen.train``)."""
+"""``python -m calogen train``: train a shower GAN into a run directory (also ``torchrun -m calogen.gan.train``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from calogen.cli._common import CliError
 
 if TYPE_CHECKING:
-    from calogen.train import TrainConfig
+    from calogen.gan.train import TrainConfig
 
 __all__ = ["add_arguments", "config_from_args", "register", "run"]
 
@@ -20,8 +20,8 @@ _MC_STEPS_PER_EPOCH = 100  # default epoch length when showers are simulated on 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training options (shared by ``python -m calogen train`` and ``python -m calogen.train``)."""
-    parser.add_argument("--arch", default="conv3d", help="network architecture (calogen.nets), e.g. conv3d, conv2d")
+    """The training options (shared by ``python -m calogen train`` and ``python -m calogen.gan.train``)."""
+    parser.add_argument("--arch", default="conv3d", help="network architecture (calogen.gan.nets), e.g. conv3d, conv2d")
     parser.add_argument("--recipe", choices=("3dgan", "wgan-gp"), default="3dgan",
                         help="GAN objective and optimisers: 3dgan (RMSprop, 4 heads) or wgan-gp (Adam, GP 10)")
     parser.add_argument("--data", default="mc",
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop (checkpoint, status cancelled) after this many steps of this invocation")
     parser.add_argument("--config", metavar="JSON", default=None,
-                        help="read the training options from a config.json (as calogen.jobs writes)")
+                        help="read the training options from a config.json (as calogen.gan.jobs writes)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,8 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """A :class:`calogen.train.TrainConfig` from parsed options (or from ``--config`` / ``--resume``)."""
-    from calogen.train import TrainConfig
+    """A :class:`calogen.gan.train.TrainConfig` from parsed options (or from ``--config`` / ``--resume``)."""
+    from calogen.gan.train import TrainConfig
 
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "calogen", *sys.argv[1:]])
     try:
@@ -112,7 +112,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Train; 0 when finished or cancelled by SIGTERM (checkpoint saved), 1 when training failed."""
-    from calogen.train import TrainingFailed, check_config, train
+    from calogen.gan.train import TrainingFailed, check_config, train
 
     config = config_from_args(args)
     try:

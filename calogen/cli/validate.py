@@ -5,7 +5,7 @@
         --energy-points 50 100 200 --theta-bins 60 80 100 120
 
 Compares only the (energy, angle) bins of the reference that the candidate covers (``--all-reference`` for
-the whole files), writes every metric of :func:`calogen.metrics.compare` as JSON (and optionally a
+the whole files), writes every metric of :func:`calogen.validation.metrics.compare` as JSON (and optionally a
 self-contained HTML report) and prints what was compared and the key figures with their meaning.
 """
 
@@ -75,8 +75,8 @@ def _edges_to_bins(values: list[float], name: str, unit: str) -> list[tuple[floa
 
 def _run_model(args: argparse.Namespace) -> int:
     """Validate an installed generator against the held-out reference; optionally update its card."""
-    from calogen.cards import validate_model, write_validation
-    from calogen.generate import resolve_model_dir
+    from calogen.gan.cards import validate_model, write_validation
+    from calogen.gan.generate import resolve_model_dir
 
     command = "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     validation = validate_model(
@@ -109,7 +109,7 @@ def _statistics_notes(info: dict[str, Any]) -> list[str]:
 
 
 def coverage_lines(info: dict[str, Any]) -> list[str]:
-    """What was compared, in words, from the ``info`` of a :func:`calogen.metrics.validate_files` result."""
+    """What was compared, in words, from the ``info`` of a :func:`calogen.validation.metrics.validate_files` result."""
     ref, cand = info["reference_path"], info["candidate_path"]
     coverage = info.get("coverage")
     if coverage is None:
@@ -134,7 +134,7 @@ def coverage_lines(info: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Validate and write the outputs; returns the exit code."""
-    from calogen.metrics import ENERGY_BIN_HALF_WIDTH_GEV, validate_files
+    from calogen.validation.metrics import ENERGY_BIN_HALF_WIDTH_GEV, validate_files
 
     if args.model:
         return _run_model(args)

@@ -2,7 +2,7 @@
 
 Distributions are drawn as reference-versus-candidate overlays with a candidate / reference ratio panel below
 (the layout of the 3DGAN and CaloChallenge validation plots). Most builders take the ``"histograms"`` part of
-:func:`calogen.metrics.compare`'s result; :func:`overlay_values` bins raw arrays itself.
+:func:`calogen.validation.metrics.compare`'s result; :func:`overlay_values` bins raw arrays itself.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy.typing as npt
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from calogen.features import EPSILON
+from calogen.validation.features import EPSILON
 
 __all__ = [
     "CANDIDATE_COLOUR",
@@ -276,8 +276,8 @@ def overlay_values(
     log_y: bool = False,
     name: str = "candidate",
 ) -> go.Figure:
-    """Histogram two raw samples with common bins (see :func:`calogen.metrics.histogram_pair`) and overlay."""
-    from calogen.metrics import histogram_pair
+    """Histogram two raw samples with common bins (see :func:`calogen.validation.metrics.histogram_pair`) and overlay."""
+    from calogen.validation.metrics import histogram_pair
 
     edges, h, g = histogram_pair(reference_values, candidate_values, bins=bins, log=log_x)
     return histogram_figure({"edges": edges, "reference": h, "candidate": g}, title=title, x_title=x_title,
@@ -378,7 +378,7 @@ def variance_ratio_figure(per_layer: Sequence[float | None] | Mapping[str, Seque
 
 
 def figures_from_results(results: Mapping[str, Mapping[str, Any]]) -> dict[str, go.Figure]:
-    """Every figure the ``"histograms"`` of :func:`calogen.metrics.compare` results support, the sources
+    """Every figure the ``"histograms"`` of :func:`calogen.validation.metrics.compare` results support, the sources
     overlaid on the same reference and named in the legends; {source name: result} -> {figure name: Figure}.
     The classifier and correlation figures are one per source (each has its own classifier)."""
     hists = {name: r["histograms"] for name, r in results.items()}

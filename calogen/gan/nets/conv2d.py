@@ -16,7 +16,7 @@ and mixed by a final Conv2D (3x3) into the 25 layers, followed by ReLU (network 
 The grids are adapted to 51x51x25 and to (energy, angle) conditioning; Rehm et al. used 25x25x25.
 
 The discriminator mirrors this: three Conv2D paths on the same permutations, average pooling, flatten,
-concatenated features, and the 3DGAN heads (``calogen.nets.layers.ShowerHeads``).
+concatenated features, and the 3DGAN heads (``calogen.gan.nets.layers.ShowerHeads``).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from calogen.nets.layers import DiscriminatorOutput, ShowerHeads, conditioning_input
-from calogen.preprocess import DEFAULT_POWER, DEFAULT_SCALE
+from calogen.gan.nets.layers import DiscriminatorOutput, ShowerHeads, conditioning_input
+from calogen.gan.preprocess import DEFAULT_POWER, DEFAULT_SCALE
 
 __all__ = ["Conv2dGenerator", "Conv2dDiscriminator"]
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from calogen.detector import Detector
-from calogen.mc.physics import (
+from calogen.simulation.mc.physics import (
     ELECTRON_MASS_MEV,
     ELECTRON_TRACKING_CUT_MEV,
     PHOTON_TRACKING_CUT_MEV,

@@ -1,6 +1,6 @@
 """Background training runs on disk: start, list, inspect, cancel and resume them.
 
-A run is a directory (see :mod:`calogen.train`); the training process writes its own status.json, so a run
+A run is a directory (see :mod:`calogen.gan.train`); the training process writes its own status.json, so a run
 survives the process (or browser tab) that started it. :func:`start_run` launches
 ``python -m calogen train --config RUN/config.json`` in a new session (its own process group, so cancelling
 reaches every child, e.g. torchrun workers) with stdout/stderr in ``RUN/output.txt``.
@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from calogen.sources import runs_dir
-from calogen.train import (
+from calogen.gan.train import (
     LOCK_ENV,
     METRIC_COLUMNS,
     TrainConfig,
@@ -61,7 +61,7 @@ _RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _NAME_RULE = (f"a run name is one folder name of letters, digits, '-', '_' and '.', not starting with '.', at most "
               f"{RUN_NAME_MAX_CHARS} characters (e.g. conv3d-test-1)")
 _ACTIVE = ("queued", "running")
-CANCEL_GRACE_S = 10.0  # a run stops within about a second of SIGTERM (calogen.train._Stop); then SIGKILL
+CANCEL_GRACE_S = 10.0  # a run stops within about a second of SIGTERM (calogen.gan.train._Stop); then SIGKILL
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # processes started here, reaped by _reap
 
 
@@ -135,7 +135,7 @@ def _launch(run_dir: Path, args: list[str]) -> int:
         fh.write(f"launching {token}")
     env = dict(os.environ, **{LOCK_ENV: token})
     env.setdefault("PYTHONUNBUFFERED", "1")
-    repo_root = str(Path(__file__).resolve().parent.parent)
+    repo_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
     try:
         with open(run_dir / "output.txt", "ab") as out:
@@ -154,7 +154,7 @@ def _launch(run_dir: Path, args: list[str]) -> int:
 def start_run(config: TrainConfig | Mapping[str, Any], root: str | os.PathLike[str] | None = None) -> Path:
     """Start a training run in the background; returns its directory.
 
-    config: a :class:`calogen.train.TrainConfig` or a dict of its fields. ``config.run_dir`` is the run name
+    config: a :class:`calogen.gan.train.TrainConfig` or a dict of its fields. ``config.run_dir`` is the run name
     (or ``root/NAME``), checked by :func:`run_path`; left empty, the name is ``<arch>-<recipe>-<UTC time>``.
     root: the runs folder (default :func:`calogen.sources.runs_dir`).
     Raises :class:`RunError` for a name outside the runs folder or a directory that already exists (two tabs
@@ -178,7 +178,7 @@ def start_run(config: TrainConfig | Mapping[str, Any], root: str | os.PathLike[s
         run_dir.mkdir()
     except FileExistsError:
         raise RunError(f"run directory {run_dir} already exists; choose another name, or resume it with "
-                       "calogen.jobs.resume_run") from None
+                       "calogen.gan.jobs.resume_run") from None
     write_json_atomic(run_dir / "config.json", resolved.to_dict())
     write_json_atomic(run_dir / "status.json", {"state": "queued", "queued": _now(), "updated": _now(),
                                                 "run_dir": str(run_dir)})
@@ -274,7 +274,7 @@ def runs_table(root: str | os.PathLike[str] | None = None) -> list[dict[str, Any
 
 
 def read_metrics(run_dir: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """metrics.csv as a DataFrame (columns :data:`calogen.train.METRIC_COLUMNS`; empty before the first step)."""
+    """metrics.csv as a DataFrame (columns :data:`calogen.gan.train.METRIC_COLUMNS`; empty before the first step)."""
     path = run_path(run_dir, root) / "metrics.csv"
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=list(METRIC_COLUMNS))

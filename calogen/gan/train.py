@@ -8,14 +8,14 @@ A run lives in one directory::
     run_dir/status.json          queued / running / finished / failed / cancelled, pid, pgid, times, reason
     run_dir/checkpoints/last.pt  step, epoch, stage, both nets, both optimisers, config, version
     run_dir/checkpoints/generator_epoch_NNNN.pt   the generators of the last ``select_last_k`` epochs
-    run_dir/model/               the selected generator, exported with :func:`calogen.generate.save_model`
+    run_dir/model/               the selected generator, exported with :func:`calogen.gan.generate.save_model`
 
 The 3DGAN recipe (Khattak et al., IEEE Access 2021, and its public Keras code): RMSprop lr 1e-3 for both
-networks, batch 64, the losses of :class:`calogen.objectives.ThreeDGANObjective`, the generator updated twice
+networks, batch 64, the losses of :class:`calogen.gan.objectives.ThreeDGANObjective`, the generator updated twice
 per discriminator step, first trained on 100-200 GeV and then warm-started on 2-500 GeV, and the final model
 chosen among the last ten epochs by the smallest sampling-fraction error on held-out Monte Carlo.
 
-Data-parallel training: ``torchrun --nproc_per_node=K -m calogen.train ...``; each rank reads its own shard
+Data-parallel training: ``torchrun --nproc_per_node=K -m calogen.gan.train ...``; each rank reads its own shard
 of the batches, gradients are averaged with ``torch.distributed.all_reduce`` (gloo on CPU, NCCL on CUDA) after
 every backward pass, and only rank 0 writes to the run directory.
 """
@@ -42,8 +42,8 @@ import numpy.typing as npt
 import torch
 
 from calogen import __version__
-from calogen.objectives import GANObjective, build_objective
-from calogen.preprocess import DEFAULT_SCALE, fit_boxcox, from_network_card, to_network_card
+from calogen.gan.objectives import GANObjective, build_objective
+from calogen.gan.preprocess import DEFAULT_SCALE, fit_boxcox, from_network_card, to_network_card
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -71,9 +71,9 @@ __all__ = [
 CHECKPOINT_VERSION = 1
 METRIC_COLUMNS = ("step", "epoch", "stage", "loss_d", "loss_g", "bce", "energy_mape", "angle_mae", "sum_mape",
                   "wasserstein", "gradient_penalty", "sf_error", "time_s")
-LOCK_ENV = "CALOGEN_RUN_LOCK"  # token a launcher (calogen.jobs) put in run_dir/lock before starting us
+LOCK_ENV = "CALOGEN_RUN_LOCK"  # token a launcher (calogen.gan.jobs) put in run_dir/lock before starting us
 PROGRESS_EVERY_S = 10.0  # seconds between progress lines (log.txt and the terminal)
-# Mean deposited / primary energy of calogen.mc electrons in the CLIC ECAL, 10-300 GeV (1.7-1.9 % measured on
+# Mean deposited / primary energy of calogen.simulation.mc electrons in the CLIC ECAL, 10-300 GeV (1.7-1.9 % measured on
 # data/reference.h5); used only to predict which simulated showers pass the 3DGAN loader cut.
 _MC_SAMPLING_FRACTION = 0.019
 
@@ -82,9 +82,9 @@ _MC_SAMPLING_FRACTION = 0.019
 class TrainConfig:
     """Everything that defines a training run (written to config.json, every checkpoint and the model card)."""
 
-    arch: str = "conv3d"  # calogen.nets architecture name
+    arch: str = "conv3d"  # calogen.gan.nets architecture name
     recipe: Literal["3dgan", "wgan-gp"] = "3dgan"
-    data: str = "mc"  # "mc" (simulated on the fly with calogen.mc) or the path of a shower file
+    data: str = "mc"  # "mc" (simulated on the fly with calogen.simulation.mc) or the path of a shower file
     energy_range_gev: tuple[float, float] = (2.0, 500.0)  # primary energy range of the (final) stage, GeV
     theta_range_deg: tuple[float, float] = (60.0, 120.0)  # polar-angle range, degrees
     epochs: int = 10  # epochs of the final stage
@@ -105,7 +105,7 @@ class TrainConfig:
     stage1_energy_range_gev: tuple[float, float] = (100.0, 200.0)
     stage1_epochs: int = 5
     run_dir: str = "runs/run"
-    generator_config: dict[str, Any] = field(default_factory=dict)  # kwargs of calogen.nets.build_generator
+    generator_config: dict[str, Any] = field(default_factory=dict)  # kwargs of calogen.gan.nets.build_generator
     discriminator_config: dict[str, Any] = field(default_factory=dict)  # kwargs of build_discriminator
     checkpoint_every: int = 50  # steps between checkpoints/last.pt (also written at every epoch end)
     threads: int | None = None  # torch CPU threads (None: torch default)
@@ -165,12 +165,12 @@ def _range(name: str, value: Any, allowed: tuple[float, float], unit: str) -> tu
 
 def check_config(config: TrainConfig, *, world: int = 1) -> None:
     """Checks that need the machine or the data, made before anything is created or launched (by
-    :func:`calogen.jobs.start_run`, the ``train`` command and :func:`train`); ValueError says what to change.
+    :func:`calogen.gan.jobs.start_run`, the ``train`` command and :func:`train`); ValueError says what to change.
 
     A known architecture, an available device, at least one batch of training showers in a data file, and
     for ``data="mc"`` an energy range whose simulated showers pass the 3DGAN loader cut often enough.
     """
-    from calogen.nets import ARCHITECTURES
+    from calogen.gan.nets import ARCHITECTURES
 
     if config.arch not in ARCHITECTURES:
         raise ValueError(f"arch={config.arch!r} is unknown; choose one of {sorted(ARCHITECTURES)}")
@@ -356,7 +356,7 @@ class ShowerFileSource:
 
 
 class MCSource:
-    """Batches simulated on the fly with :func:`calogen.mc.simulate` on the training device.
+    """Batches simulated on the fly with :func:`calogen.simulation.mc.simulate` on the training device.
 
     Energies and angles are uniform in the stage's ranges; every (epoch, step, rank) has its own seed, so a
     resumed run sees the same showers it would have seen. The 3DGAN loader cuts are applied as for files.
@@ -367,7 +367,7 @@ class MCSource:
 
     def batches(self, epoch: int, energy_range_gev: tuple[float, float], skip: int = 0) -> Iterator[Batch]:
         """Endless stream of batches for ``epoch`` (the trainer stops after ``steps_per_epoch``)."""
-        from calogen.mc import simulate
+        from calogen.simulation.mc import simulate
 
         step, empty_in_a_row = skip, 0
         while True:
@@ -412,7 +412,7 @@ def sampling_fraction_mre(
     equal numbers of showers (at most ``n_bins``, at least 10 showers each). SF = cell sum / primary energy
     (Khattak et al. 2021, section V).
     """
-    from calogen.features import sampling_fraction
+    from calogen.validation.features import sampling_fraction
 
     energy = np.asarray(energy_gev, dtype=np.float64)
     sf_ref = np.asarray(sampling_fraction(reference_showers, energy), dtype=np.float64)
@@ -523,7 +523,7 @@ def _acquire_lock(run: RunDirectory) -> None:
             pid = int(content) if content.isdigit() else None
             if pid is not None and pid != os.getpid() and process_alive(pid):
                 raise RuntimeError(f"run {run.path} is already being trained by process {pid}; cancel it first "
-                                   "(calogen.jobs.cancel_run) or choose another --run-dir")
+                                   "(calogen.gan.jobs.cancel_run) or choose another --run-dir")
             lock.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as fh:
@@ -695,7 +695,7 @@ def _resolve_device(name: str) -> torch.device:
 
 def _resolve_preprocessing(config: TrainConfig, device: torch.device) -> dict[str, Any]:
     """The architecture's cell transform as a card entry; Box-Cox is fitted on the first training showers."""
-    from calogen.nets import ARCHITECTURES
+    from calogen.gan.nets import ARCHITECTURES
 
     kind = getattr(ARCHITECTURES[config.arch], "preprocessing_kind", "power")
     if kind == "identity":
@@ -704,7 +704,7 @@ def _resolve_preprocessing(config: TrainConfig, device: torch.device) -> dict[st
         from calogen.io import read_showers
 
         if config.data == "mc":
-            from calogen.mc import simulate
+            from calogen.simulation.mc import simulate
 
             rng = np.random.default_rng([config.seed, 3])
             energy, theta = _uniform_conditions(rng, 16, config.energy_range_gev, config.theta_range_deg)
@@ -732,7 +732,7 @@ def _heldout(config: TrainConfig, run: RunDirectory, *, needed: bool, device: to
     cache = run.path / "heldout.h5"
     if cache.exists():
         return read_showers(cache), None
-    from calogen.mc import simulate
+    from calogen.simulation.mc import simulate
 
     rng = np.random.default_rng([config.seed, 99])
     energy, theta = _uniform_conditions(rng, config.heldout_mc, config.energy_range_gev, config.theta_range_deg)
@@ -747,7 +747,7 @@ def _heldout(config: TrainConfig, run: RunDirectory, *, needed: bool, device: to
 
 
 def _simulation_progress(run: RunDirectory, what: str) -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` callback for :func:`calogen.mc.simulate` that logs every
+    """A ``progress(done, total)`` callback for :func:`calogen.simulation.mc.simulate` that logs every
     :data:`PROGRESS_EVERY_S` seconds with the ETA."""
     start, last = time.monotonic(), [time.monotonic()]
 
@@ -879,7 +879,7 @@ def _autocast(device: torch.device, enabled: bool) -> AbstractContextManager[Any
 
 def _train(config: TrainConfig, run: RunDirectory, stop: _Stop, *, rank: int, world: int, resume: bool,
            max_steps: int | None = None) -> None:
-    from calogen.nets import build_discriminator, build_generator
+    from calogen.gan.nets import build_discriminator, build_generator
 
     # (0) set-up: device, networks, optimisers, objective, data, state
     if config.threads:
@@ -1076,7 +1076,7 @@ def _train(config: TrainConfig, run: RunDirectory, stop: _Stop, *, rank: int, wo
         best = min(candidates, key=lambda h: h["sf_error"])
         chosen = load_checkpoint(run.checkpoints / f"generator_epoch_{best['epoch']:04d}.pt", map_location=device)
         generator.load_state_dict(chosen["generator"])
-        from calogen.generate import save_model
+        from calogen.gan.generate import save_model
 
         wall = time.monotonic() - clock
         card = _card(config, run, generator, wall_time_s=round(wall, 2), step=state["step"],
@@ -1142,13 +1142,13 @@ def _ac(module: torch.nn.Module, device: torch.device, bf16: bool) -> torch.nn.M
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry for ``python -m calogen.train`` and ``torchrun -m calogen.train``: the ``train`` command's options."""
+    """Entry for ``python -m calogen.gan.train`` and ``torchrun -m calogen.gan.train``: the ``train`` command's options."""
     import argparse
 
     from calogen.cli import train as cli_train
     from calogen.cli._common import CliError
 
-    parser = argparse.ArgumentParser(prog="python -m calogen.train", description="Train a shower GAN.")
+    parser = argparse.ArgumentParser(prog="python -m calogen.gan.train", description="Train a shower GAN.")
     cli_train.add_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -18,7 +18,7 @@ decade) in float64 with numpy and then moved to torch (see :class:`PhysicsTables
   Bhabha (e+) delta rays above T_cut.
 - Elastic scattering of e+-: screened Rutherford cross section with Moliere's screening angle (Moliere,
   Z. Naturforsch. 3a (1948) 78): the transport mean free path lambda_1 (Lewis, Phys. Rev. 78 (1950) 526) and
-  Moliere's chi_c^2 per unit path, tabulated for the multiple-scattering model of :mod:`calogen.mc.transport`.
+  Moliere's chi_c^2 per unit path, tabulated for the multiple-scattering model of :mod:`calogen.simulation.mc.transport`.
 - Positron annihilation in flight: Heitler cross section per electron.
 """
 

@@ -2,7 +2,7 @@
 
 Distances on 1D distributions (separation power, Wasserstein, BMRE), on mean shapes (shape MSE, SSIM), on
 texture (MSCN coefficients), on correlations, on the whole high-level feature space (FPD, KPD) and by a
-classifier (:mod:`calogen.classifier`), plus checks for mode collapse (per-cell variance ratio) and memorisation
+classifier (:mod:`calogen.validation.classifier`), plus checks for mode collapse (per-cell variance ratio) and memorisation
 (nearest-neighbour distances). :func:`compare` runs them all, per condition bin where the papers do, and
 returns a JSON-able dict; :func:`validate_files` does the same for two shower files and writes the report.
 
@@ -26,8 +26,8 @@ import numpy.typing as npt
 from scipy import ndimage, stats
 from scipy.spatial.distance import jensenshannon
 
-from calogen import features as F
-from calogen.features import EPSILON
+from calogen.validation import features as F
+from calogen.validation.features import EPSILON
 
 __all__ = [
     "ANGLE_BIN_HALF_WIDTH_RAD",
@@ -632,14 +632,14 @@ def compare(
     fixed energies, quantile bins for a continuous spectrum); theta_bins_rad likewise (default
     :func:`default_theta_bins`). Per-bin rows are produced for every (energy, angle) bin with at least
     ``min_bin_count`` showers in both samples. classifier: also train the classifier test (low- and high-level;
-    a minute or two of CPU), see :mod:`calogen.classifier`.
+    a minute or two of CPU), see :mod:`calogen.validation.classifier`.
 
     Returns a JSON-able dict:
       "metrics": flat {name: float} (sf_mre, separation_<feature>, wasserstein_<feature>, bmre_profile_<axis>,
           shape_mse_<axis>, ssim_L1, ssim_L0.0001, mscn_jsd, correlation_mse, cell_variance_ratio, nn_ratio,
           fpd, fpd_x1e3, kpd, kpd_x1e3, classifier_auc_low/high, ...),
       "bins": [per-bin row, ...] with the bin edges, counts, SF means and errors, shape metrics and SSIM,
-      "histograms": the data behind the figures of :mod:`calogen.plots` (feature histograms, mean profiles,
+      "histograms": the data behind the figures of :mod:`calogen.plots.figures` (feature histograms, mean profiles,
           SF vs energy, cell spectrum, sparsity curve, MSCN histograms, correlation matrices),
       "info": sample sizes, geometry, sources and the binning used.
     """
@@ -771,7 +771,7 @@ def compare(
 
     # (5) classifier test
     if classifier:
-        from calogen.classifier import classifier_test
+        from calogen.validation.classifier import classifier_test
 
         say("classifier")
         for level in ("high", "low"):
@@ -863,7 +863,7 @@ def validate_files(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
     if out_html is not None:
-        from calogen.report import write_html_report
+        from calogen.plots.report import write_html_report
 
         write_html_report(result, out_html)
     return result

@@ -23,8 +23,8 @@ import numpy.typing as npt
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from calogen import features
-from calogen.plots import CELL_MM, style_figure
+from calogen.validation import features
+from calogen.plots.figures import CELL_MM, style_figure
 
 __all__ = [
     "DEVICES",
@@ -246,7 +246,7 @@ def measured_theta_rad(shower: npt.ArrayLike) -> float:
     """Polar angle measured from the layer barycentres of one (nx, ny, nz) shower, radians.
 
     The 3DGAN measurement (straight-line fit of the layer y barycentres against depth) of
-    :func:`calogen.features.measured_angle`; pi/2 = normal incidence.
+    :func:`calogen.validation.features.measured_angle`; pi/2 = normal incidence.
     """
     return float(features.measured_angle(np.asarray(shower, dtype=np.float32)[None])[0])
 
@@ -607,7 +607,7 @@ def throughput_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
 
 def format_card(card: Mapping[str, Any]) -> str:
     """A model card (card.json contents) as readable Markdown: what it is, what it was trained on and how,
-    and where its validation figures come from (the figures themselves: :func:`calogen.report.judged_rows`)."""
+    and where its validation figures come from (the figures themselves: :func:`calogen.plots.report.judged_rows`)."""
     lines = [f"### {card.get('name', 'unnamed model')}"]
     if card.get("description"):
         lines.append(str(card["description"]))
@@ -651,7 +651,7 @@ def bin_rows(bins: Sequence[Mapping[str, Any]], *, name: str = "model") -> list[
     fractions and their relative error, and the mean measured angle in degrees where present.
 
     bins: the ``"bins"`` of a card's validation (energy_bin_gev, theta_bin_deg) or of
-    :func:`calogen.metrics.compare` (energy_gev, theta_rad); name: the source's column title.
+    :func:`calogen.validation.metrics.compare` (energy_gev, theta_rad); name: the source's column title.
     """
     rows = []
     for b in bins:

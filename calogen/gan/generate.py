@@ -3,10 +3,10 @@
 A model is a folder ``models/<name>/`` holding
 
 * ``generator.safetensors`` — the generator's state dict (weights and batch-norm statistics); never pickles;
-* ``card.json`` — ``name``, ``arch`` (a key of ``calogen.nets.ARCHITECTURES``), ``config`` (keyword arguments of
+* ``card.json`` — ``name``, ``arch`` (a key of ``calogen.gan.nets.ARCHITECTURES``), ``config`` (keyword arguments of
   ``build_generator``), ``condition_ranges`` ``{"energy_gev": [lo, hi], "theta_deg": [lo, hi]}``,
   ``preprocessing`` (``{"kind": "power", "power": 0.85, "scale": 50.0}`` by default, see
-  ``calogen.preprocess.from_network_card``), ``training`` and ``validation`` records.
+  ``calogen.gan.preprocess.from_network_card``), ``training`` and ``validation`` records.
 
 The models folder is ``<repository root>/models`` (the folder next to the ``calogen`` package), unless the
 environment variable ``CALOGEN_MODELS`` names another one.
@@ -31,8 +31,8 @@ from torch import nn
 
 import calogen
 from calogen.io import ShowerSet, atomic_write
-from calogen.nets import ARCHITECTURES, build_generator
-from calogen.preprocess import DEFAULT_POWER, DEFAULT_SCALE, from_network_card
+from calogen.gan.nets import ARCHITECTURES, build_generator
+from calogen.gan.preprocess import DEFAULT_POWER, DEFAULT_SCALE, from_network_card
 
 __all__ = [
     "CARD_FILE",
@@ -129,7 +129,7 @@ def _card_preprocessing(card: dict[str, Any]) -> dict[str, Any]:
             return {"kind": "identity"}
         raise ValueError(
             f"architecture {card['arch']!r} works in Box-Cox units; give the card a preprocessing entry such as "
-            "calogen.preprocess.fit_boxcox(training_showers).to_card()"
+            "calogen.gan.preprocess.fit_boxcox(training_showers).to_card()"
         )
     if given.get("kind", "power") != kind:
         raise ValueError(
@@ -361,7 +361,7 @@ def load_generator(
     if not weights.exists():
         pickles = sorted(p.name for p in folder.glob("*.pt*"))
         extra = f" ({', '.join(pickles)} found, but pickled checkpoints are never loaded)" if pickles else ""
-        raise ModelLoadError(f"{weights} is missing{extra}; save models with calogen.generate.save_model")
+        raise ModelLoadError(f"{weights} is missing{extra}; save models with calogen.gan.generate.save_model")
     try:
         module = build_generator(card["arch"], **card["config"])
     except (ValueError, TypeError) as exc:

@@ -1,7 +1,7 @@
 """Model-card validation: a generator measured against held-out Monte Carlo, written into its card by code.
 
 :func:`validate_model` generates one shower for every shower of a held-out reference file (same energy and
-angle, so every bin is compared like for like), runs :func:`calogen.metrics.compare` in the reference's energy
+angle, so every bin is compared like for like), runs :func:`calogen.validation.metrics.compare` in the reference's energy
 and angle bins and returns the figures a card carries; :func:`write_validation` puts them into
 ``card.json`` atomically. ``python -m calogen validate --model NAME --reference data/reference.h5 --update-card``
 does both.
@@ -23,7 +23,7 @@ from calogen.io import atomic_write
 
 __all__ = ["CARD_METRICS", "validate_model", "write_validation"]
 
-# the flat metrics copied from calogen.metrics.compare into a card
+# the flat metrics copied from calogen.validation.metrics.compare into a card
 CARD_METRICS = (
     "sf_mre", "shape_mse", "bmre_profile_x", "bmre_profile_y", "bmre_profile_z", "separation_mean",
     "ssim_L1", "ssim_L0.0001", "mscn_jsd", "correlation_mse", "cell_variance_ratio", "nn_ratio",
@@ -58,9 +58,9 @@ def validate_model(
     metrics of :data:`CARD_METRICS`, the per-bin SF table (energy bin in GeV, angle bin in degrees) and the
     provenance of the measurement (reference file, its seed, sample sizes, device, wall time).
     """
-    from calogen.generate import load_generator
+    from calogen.gan.generate import load_generator
     from calogen.io import read_any
-    from calogen.metrics import compare
+    from calogen.validation.metrics import compare
 
     say = progress or (lambda _msg: None)
     start = time.perf_counter()

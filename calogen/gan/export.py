@@ -22,9 +22,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from calogen.generate import LoadedGenerator, load_generator
+from calogen.gan.generate import LoadedGenerator, load_generator
 from calogen.io import atomic_write
-from calogen.preprocess import from_network_card
+from calogen.gan.preprocess import from_network_card
 
 __all__ = ["GevGenerator", "export_model", "export_onnx", "export_torchscript", "INPUT_NAMES", "OUTPUT_NAME"]
 

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calogen.nets.layers import DiscriminatorOutput, ShowerHeads, conditioning_input, same_padding_3d
-from calogen.preprocess import DEFAULT_POWER, DEFAULT_SCALE
+from calogen.gan.nets.layers import DiscriminatorOutput, ShowerHeads, conditioning_input, same_padding_3d
+from calogen.gan.preprocess import DEFAULT_POWER, DEFAULT_SCALE
 
 __all__ = ["Conv3dGenerator", "Conv3dDiscriminator", "Conv3dFeatures", "upsample_conv_as_pixel_shuffle"]
 
@@ -99,7 +99,7 @@ _GENERATOR_STACK = (
 class Conv3dGenerator(nn.Module):
     """3DGAN angle generator: (energy_gev (B,), theta_rad (B,), noise (B, 254)) -> (B, 51, 51, 25) network units.
 
-    Network units are (50 * E_cell / GeV) ** 0.85 (``calogen.preprocess.to_network``).
+    Network units are (50 * E_cell / GeV) ** 0.85 (``calogen.gan.preprocess.to_network``).
     """
 
     def __init__(self, latent_dim: int = 254, fast_upsample: bool = False, final_activation: str = "relu") -> None:

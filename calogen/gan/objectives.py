@@ -13,7 +13,7 @@ Two recipes are provided:
   that the generator stays conditioned.
 
 The networks only map tensors; this module turns their outputs into losses. Images arrive in *network units*
-with shape (B, X, Y, Z), described by the run's ``preprocessing`` card entry (see :mod:`calogen.preprocess`;
+with shape (B, X, Y, Z), described by the run's ``preprocessing`` card entry (see :mod:`calogen.gan.preprocess`;
 3DGAN: cell energy in GeV x 50 raised to the power 0.85).
 """
 
@@ -28,8 +28,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from calogen.nets.layers import ENERGY_SCALE_GEV, DiscriminatorOutput, measured_angle
-from calogen.preprocess import from_network_card
+from calogen.gan.nets.layers import ENERGY_SCALE_GEV, DiscriminatorOutput, measured_angle
+from calogen.gan.preprocess import from_network_card
 
 __all__ = [
     "EPSILON",
@@ -76,7 +76,7 @@ def call_discriminator(
     """Run ``discriminator`` on images (B, X, Y, Z) in network units and normalise what it returns.
 
     Networks that take conditions (``forward(x, energy_gev, theta_rad)``) get them; image-only networks
-    (``forward(x)``, as in 3DGAN) do not. Accepted outputs: :class:`calogen.nets.layers.DiscriminatorOutput`
+    (``forward(x)``, as in 3DGAN) do not. Accepted outputs: :class:`calogen.gan.nets.layers.DiscriminatorOutput`
     (logit, energy_gev, ecal_sum_gev, angle_rad); a plain tensor (the score); a tuple (score, energy / 100).
     """
     if _accepts_conditions(discriminator):
@@ -119,7 +119,7 @@ class GANObjective(ABC):
         self.preprocessing = dict(preprocessing or {"kind": "power", "power": 0.85, "scale": 50.0})
 
     def to_gev(self, images: torch.Tensor) -> torch.Tensor:
-        """Network units -> GeV with the run's pre-processing (:func:`calogen.preprocess.from_network_card`)."""
+        """Network units -> GeV with the run's pre-processing (:func:`calogen.gan.preprocess.from_network_card`)."""
         return from_network_card(images.float(), self.preprocessing)
 
     @abstractmethod

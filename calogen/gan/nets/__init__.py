@@ -1,8 +1,8 @@
 """Network architectures, registered by name.
 
 Every generator maps ``(energy_gev (B,), theta_rad (B,), noise (B, latent_dim))`` to showers
-``(B, X, Y, Z)`` in network units (see ``calogen.preprocess``) and has a ``latent_dim`` attribute. Nets only
-map tensors: losses live in ``calogen.objectives`` and the loop in ``calogen.train``.
+``(B, X, Y, Z)`` in network units (see ``calogen.gan.preprocess``) and has a ``latent_dim`` attribute. Nets only
+map tensors: losses live in ``calogen.gan.objectives`` and the loop in ``calogen.gan.train``.
 
 ========================  ===========================================================================
 name                      what
@@ -24,10 +24,10 @@ from typing import Any
 
 from torch import nn
 
-from calogen.nets.conv2d import Conv2dDiscriminator, Conv2dGenerator
-from calogen.nets.conv3d import Conv3dDiscriminator, Conv3dGenerator
-from calogen.nets.layers import DiscriminatorOutput, measured_angle
-from calogen.nets.wgan_gp import (
+from calogen.gan.nets.conv2d import Conv2dDiscriminator, Conv2dGenerator
+from calogen.gan.nets.conv3d import Conv3dDiscriminator, Conv3dGenerator
+from calogen.gan.nets.layers import DiscriminatorOutput, measured_angle
+from calogen.gan.nets.wgan_gp import (
     AtlasCritic,
     AtlasGenerator,
     ConditionRegressor,
@@ -59,7 +59,7 @@ class Architecture:
     # "critic": it returns a (B,) Wasserstein score and takes the conditions (WGAN-GP objective)
     discriminator_kind: str = "heads"
     regressor: Callable[..., nn.Module] | None = None
-    # units of the generator output, see calogen.preprocess.from_network_card: "power" (3DGAN x**0.85),
+    # units of the generator output, see calogen.gan.preprocess.from_network_card: "power" (3DGAN x**0.85),
     # "boxcox" (lambda fitted on the training data) or "identity" (GeV)
     preprocessing_kind: str = "power"
 

@@ -1,11 +1,11 @@
 """Networks for the two WGAN-GP recipes.
 
 ``wgan-gp-lhcb`` (after Chekalina et al., "Generative Models for Fast Calorimeter Simulation: the LHCb
-case", CHEP 2018, arXiv:1812.01319): cell energies in Box-Cox units (``calogen.preprocess.BoxCox``), so the
+case", CHEP 2018, arXiv:1812.01319): cell energies in Box-Cox units (``calogen.gan.preprocess.BoxCox``), so the
 generator ends linearly; conditioning is enforced through a separately pre-trained regressor
 (:class:`ConditionRegressor`) whose error on generated showers enters the generator loss; the critic is a
 conditional WGAN critic without batch norm (batch norm breaks the per-sample gradient penalty, Gulrajani et
-al. 2017, sec. 4). The bodies are the 3DGAN convolution stacks of ``calogen.nets.conv3d``.
+al. 2017, sec. 4). The bodies are the 3DGAN convolution stacks of ``calogen.gan.nets.conv3d``.
 
 ``wgan-gp-atlas`` (after ATLAS FastCaloGAN, ATL-SOFT-PUB-2020-006, and Klein's WGAN-GP): flat cell vector;
 generator 3 x 128 dense LeakyReLU on [noise (100), E/100] ending in softmax x energy, so the generated
@@ -21,8 +21,8 @@ import math
 import torch
 from torch import nn
 
-from calogen.nets.conv3d import Conv3dFeatures, Conv3dGenerator
-from calogen.nets.layers import ENERGY_SCALE_GEV
+from calogen.gan.nets.conv3d import Conv3dFeatures, Conv3dGenerator
+from calogen.gan.nets.layers import ENERGY_SCALE_GEV
 
 __all__ = ["LhcbGenerator", "LhcbCritic", "ConditionRegressor", "AtlasGenerator", "AtlasCritic"]
 

@@ -1,7 +1,7 @@
 """One self-contained HTML page for a validation result: metrics table, per-bin table and every figure.
 
 plotly.js is inlined once at the top, so the page opens offline; each figure is a ``<div>`` with its own
-small script. Built from the JSON-able dict of :func:`calogen.metrics.compare`.
+small script. Built from the JSON-able dict of :func:`calogen.validation.metrics.compare`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from plotly.offline import get_plotlyjs
 
 from calogen.io import atomic_write
-from calogen.plots import figures_from_result
+from calogen.plots.figures import figures_from_result
 
 __all__ = [
     "HEADLINE_METRICS",
@@ -41,7 +41,7 @@ class MetricSpec:
     variance and nearest-neighbour ratios within a factor two of 1.
     """
 
-    key: str  # name in calogen.metrics.compare's "metrics" and in card.json's "validation"
+    key: str  # name in calogen.validation.metrics.compare's "metrics" and in card.json's "validation"
     label: str  # short readable name for tables
     meaning: str  # one sentence
     ideal: float  # value of a perfect generator
@@ -175,7 +175,7 @@ def render_html_report(result: dict[str, Any], *, title: str = "calogen validati
                        name: str = "candidate") -> str:
     """The report page as a string (see :func:`write_html_report`); ``name``: the source in legends and
     column titles."""
-    from calogen.views import bin_rows
+    from calogen.plots.views import bin_rows
 
     metrics = result.get("metrics", {})
     info = result.get("info", {})

@@ -1,11 +1,11 @@
 """Analog electromagnetic-cascade Monte Carlo for layered calorimeters (torch, CPU or CUDA).
 
-    >>> from calogen.mc import simulate
+    >>> from calogen.simulation.mc import simulate
     >>> showers = simulate(100.0, 1.5708, n=10, seed=1)                    # ShowerSet, GeV
     >>> showers, book = simulate(50.0, 1.5708, n=4, seed=1, return_bookkeeping=True)
 
-Physics: see :mod:`calogen.mc.physics` (cross sections, stopping powers, cuts) and
-:mod:`calogen.mc.transport` (the vectorised transport). Incidence: the primary enters the front face at
+Physics: see :mod:`calogen.simulation.mc.physics` (cross sections, stopping powers, cuts) and
+:mod:`calogen.simulation.mc.transport` (the vectorised transport). Incidence: the primary enters the front face at
 z = 0 at a point uniform within one cell, with direction (0, cos theta, sin theta): theta = pi/2 is normal
 to the layers and theta < pi/2 tilts the shower towards +y. The readout window (nx, ny) cells x all layers is
 centred on each shower's energy barycentre (as in the 3DGAN data).
@@ -24,8 +24,8 @@ import torch
 
 from calogen.conditions import as_condition_array
 from calogen.detector import Detector, get_detector
-from calogen.mc.physics import ELECTRON_MASS_MEV, PhysicsTables, build_tables
-from calogen.mc.transport import BOOK_COLUMNS, Cascade, Geometry, Particles
+from calogen.simulation.mc.physics import ELECTRON_MASS_MEV, PhysicsTables, build_tables
+from calogen.simulation.mc.transport import BOOK_COLUMNS, Cascade, Geometry, Particles
 
 __all__ = ["simulate", "Bookkeeping", "PARTICLES", "ENERGY_RANGE_GEV", "THETA_RANGE_RAD"]
 

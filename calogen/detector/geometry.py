@@ -38,7 +38,7 @@ __all__ = [
 _ALPHA = 1.0 / 137.035999
 _ES_MEV = 21.2052  # scale energy E_s = m_e sqrt(4 pi / alpha), MeV (PDG 34.4.3)
 _X0_CONST_G_CM2 = 716.408  # 1 / (4 alpha r_e^2 N_A), g cm^-2 (PDG eq. 34.26)
-_PACKAGED_DIR = Path(__file__).parent / "detectors"  # TOML geometries shipped with the package
+_PACKAGED_DIR = Path(__file__).parent  # TOML geometries shipped with the package
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def _mat(name: str, density: float, **fractions: float) -> Material:
 
 
 # Built-in materials: pure elements (PDG densities) and air. Detector-specific mixtures, such as the CLIC ECAL's
-# tungsten alloy and PCB, are defined with the detector in its TOML file (calogen/detectors/).
+# tungsten alloy and PCB, are defined with the detector in its TOML file (calogen/detector/).
 MATERIALS: dict[str, Material] = {
     m.name: m
     for m in (
@@ -350,7 +350,7 @@ class Detector:
 
 @cache
 def clic_ecal() -> Detector:
-    """The CLIC_o1_v01 ECAL barrel, loaded from its description ``calogen/detectors/clic_ecal.toml``.
+    """The CLIC_o1_v01 ECAL barrel, loaded from its description ``calogen/detector/clic_ecal.toml``.
 
     25 layers (17 with 2.4 mm, 8 with 4.8 mm of tungsten alloy), each W | 0.25 mm air | 0.10 mm ground/HV mix |
     0.50 mm Si | 0.10 mm air | 0.80 mm PCB mix | 0.25 mm air, behind a 1.6 mm carbon-fibre face and in front of

@@ -1,15 +1,15 @@
 """The Monte Carlo's energy response and its convergence with the step size.
 
-    >>> from calogen.mc.response import response_point, step_convergence
+    >>> from calogen.simulation.mc.response import response_point, step_convergence
     >>> point = response_point("gamma", 100.0, n=50, seed=1)            # sampling fraction, core containment
     >>> study = step_convergence("e-", 10.0, n=400, seed=1)              # halve every e+- step limit
 
 From the command line (JSON lines on stdout, the whole table with ``--out``)::
 
-    python -m calogen.mc.response --particle e- gamma --energy 10 100 400 -n 100 --step-scale 1 0.5
+    python -m calogen.simulation.mc.response --particle e- gamma --energy 10 100 400 -n 100 --step-scale 1 0.5
 
 The figures: the sampling fraction (silicon deposit in the readout window over the primary energy), the
-energy-weighted mean layer (0-based), and the core containment (:func:`calogen.features.core_containment`,
+energy-weighted mean layer (0-based), and the core containment (:func:`calogen.validation.features.core_containment`,
 5.1 / 9.5 / 19 / 28.5 mm: one cell, about one Moliere radius of the stack, two and three), each with its
 statistical error; the wall time per shower.
 """
@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from calogen.features import core_containment
+from calogen.validation.features import core_containment
 
 __all__ = ["CONTAINMENT_RADII_MM", "ResponsePoint", "main", "response_point", "step_convergence"]
 
@@ -65,7 +65,7 @@ def response_point(
     device: str = "cpu",
 ) -> ResponsePoint:
     """Simulate ``n`` showers of ``particle`` at ``energy_gev`` (GeV) and ``theta_deg`` and measure them."""
-    from calogen.mc import simulate
+    from calogen.simulation.mc import simulate
 
     start = time.perf_counter()
     showers = simulate(energy_gev, math.radians(theta_deg), n=n, particle=particle, seed=seed, device=device,
@@ -125,7 +125,7 @@ def step_convergence(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: measure the response at each (particle, energy, step scale); JSON lines on stdout."""
-    parser = argparse.ArgumentParser(prog="python -m calogen.mc.response", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m calogen.simulation.mc.response", description=__doc__.split("\n")[0])
     parser.add_argument("--particle", nargs="+", default=["e-"], choices=["e-", "e+", "gamma"])
     parser.add_argument("--energy", nargs="+", type=float, default=[10.0, 100.0], help="GeV")
     parser.add_argument("--theta", type=float, default=90.0, help="incidence angle, degrees (default 90)")

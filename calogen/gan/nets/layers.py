@@ -1,7 +1,7 @@
 """Building blocks shared by the architectures: conditioning input, the 3DGAN discriminator heads, and the
 differentiable measured-angle observable.
 
-The measured angle is computed here in torch (not taken from ``calogen.features``, which works on NumPy
+The measured angle is computed here in torch (not taken from ``calogen.validation.features``, which works on NumPy
 arrays) because the 3DGAN angle loss back-propagates through it into the generator.
 """
 
@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from calogen.preprocess import DEFAULT_POWER, DEFAULT_SCALE, from_network
+from calogen.gan.preprocess import DEFAULT_POWER, DEFAULT_SCALE, from_network
 
 __all__ = [
     "ENERGY_SCALE_GEV",

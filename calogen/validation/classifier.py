@@ -5,7 +5,7 @@ calibrated on a validation split (Platt scaling) and evaluated on a held-out tes
 (0.5 = indistinguishable, 1 = perfectly separable) and the Jensen-Shannon divergence estimated from the
 calibrated binary cross-entropy, JSD = 1 - BCE / ln 2 (in [0, 1]). Two inputs, as in the CaloChallenge:
 'low' = every cell divided by the primary energy, 'high' = the high-level features of
-:func:`calogen.features.high_level_features`; both get log10(E / GeV) and theta as extra columns, so the test is
+:func:`calogen.validation.features.high_level_features`; both get log10(E / GeV) and theta as extra columns, so the test is
 conditional. The CaloChallenge network is 2 x 2048; a smaller one (2 x 256, 2 x 128 on cells) trains on two CPU
 cores in about a minute and is enough to detect the differences that matter at these sample sizes.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize, stats
 
-from calogen import features as F
+from calogen.validation import features as F
 
 __all__ = ["classifier_test", "roc_auc"]
 

@@ -19,7 +19,7 @@ Per shower, the recipe is:
    variance ``c^2 dE`` (sampling fluctuations; G4 ``ApplySampling``).
 3. Spots are placed in the detector: the axis enters the front face at a point uniform within one cell with
    direction (0, cos theta, sin theta) (theta = pi/2 is normal incidence; theta < pi/2 tilts towards +y, as
-   :func:`calogen.mc.simulate`); the depth in radiation lengths is converted to z in mm through the real slab
+   :func:`calogen.simulation.mc.simulate`); the depth in radiation lengths is converted to z in mm through the real slab
    stack; each spot's energy is assigned to the readout layer whose silicon plane is nearest in radiation
    lengths and converted to the energy seen by the silicon with that layer's local sampling fraction
    ``e_hat x (mip loss in the silicon) / (mip loss in the layer's share of the stack)``.
@@ -573,7 +573,7 @@ def _deposit(
     visible = spots.energy_gev * layer_sf[layer.clamp_(max=n_layers - 1)]
     visible = torch.where(inside, visible, torch.zeros_like(visible))
 
-    # window centred on the energy barycentre cell (rounded mean cell index, as calogen.mc)
+    # window centred on the energy barycentre cell (rounded mean cell index, as calogen.simulation.mc)
     e_sum = torch.zeros(b, device=dev, dtype=f32).index_add_(0, s, visible)
     bx = torch.zeros(b, device=dev, dtype=f32).index_add_(0, s, visible * ix)
     by = torch.zeros(b, device=dev, dtype=f32).index_add_(0, s, visible * iy)
@@ -678,4 +678,4 @@ def simulate_gflash(
     return ShowerSet(out, energy.astype(np.float32), theta.astype(np.float32), attrs)
 
 
-simulate = simulate_gflash  # same call as calogen.mc.simulate, for callers that pick a back-end by module
+simulate = simulate_gflash  # same call as calogen.simulation.mc.simulate, for callers that pick a back-end by module

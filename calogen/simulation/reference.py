@@ -1,7 +1,7 @@
 """The shipped Monte Carlo reference sample: a grid of energies and angles, with its provenance.
 
 ``python -m calogen reference --out data/reference.h5`` simulates ``n`` electron showers at every
-(energy, angle) point of the grid with :func:`calogen.mc.simulate`, writes them as one native shower file and
+(energy, angle) point of the grid with :func:`calogen.simulation.mc.simulate`, writes them as one native shower file and
 records how they were made (command, device, wall time, seeds, calogen version) in ``<out>.json`` beside it.
 Each grid point has its own seed (``seed + point index``), so a point can be re-made alone, and the sample
 is the same whatever the number of worker processes (``workers``) that simulate the points.
@@ -116,7 +116,7 @@ def make_reference(
 def _simulate_point(energy: float, theta_deg: float, n: int, particle: str, seed: int,
                     device: str) -> tuple[ShowerSet, float]:
     """One grid point: (showers, wall seconds per shower)."""
-    from calogen.mc import simulate
+    from calogen.simulation.mc import simulate
 
     t0 = time.perf_counter()
     part = simulate(energy, math.radians(theta_deg), n=n, particle=particle,  # type: ignore[arg-type]

@@ -1,0 +1,2 @@
+"""Physics validation: per-shower observables (``features``), sample-versus-sample distances (``metrics``) and
+the classifier test (``classifier``)."""
