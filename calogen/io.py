@@ -24,13 +24,13 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
-import numpy.typing as npt
+
+from calogen.showers import ShowerSet, ShowerSetError, check_arrays
 
 __all__ = [
     "GEANT_3DGAN_SCALE",
@@ -56,81 +56,15 @@ GEANT_3DGAN_SCALE = 50.0  # the public 3DGAN files store cell energies in GeV x 
 _MEV_PER_GEV = 1000.0
 
 
-class ShowerFileError(ValueError):
-    """A shower file (or an in-memory sample) is unreadable or inconsistent; the message names file and problem."""
-
-
-@dataclass
-class ShowerSet:
-    """A sample of showers with their conditions.
-
-    showers:    float32 (N, nx, ny, nz), GeV deposited in the silicon of each cell; axes x, y, layer.
-    energy_gev: float32 (N,), primary energy, GeV.
-    theta_rad:  float32 (N,), polar angle of incidence, radians (pi/2 = normal incidence).
-    attrs:      provenance (particle, source, detector, seed, calogen_version, ...); JSON-able values.
-    """
-
-    showers: npt.NDArray[np.float32]
-    energy_gev: npt.NDArray[np.float32]
-    theta_rad: npt.NDArray[np.float32]
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.showers = np.asarray(self.showers, dtype=np.float32)
-        self.energy_gev = np.asarray(self.energy_gev, dtype=np.float32).reshape(-1)
-        self.theta_rad = np.asarray(self.theta_rad, dtype=np.float32).reshape(-1)
-        _check_arrays(self.showers, self.energy_gev, self.theta_rad, where="ShowerSet")
-
-    def __len__(self) -> int:
-        return int(self.showers.shape[0])
-
-    @property
-    def geometry(self) -> tuple[int, int, int]:
-        """(nx, ny, nz) cells."""
-        nx, ny, nz = self.showers.shape[1:]
-        return int(nx), int(ny), int(nz)
-
-    def select(self, index: Any) -> ShowerSet:
-        """Sub-sample by boolean mask, integer indices or slice; attrs are shared (copied)."""
-        if isinstance(index, slice):
-            idx: Any = index
-        else:
-            idx = np.asarray(index)
-            if idx.dtype == bool and idx.shape != (len(self),):
-                raise ValueError(f"boolean mask has shape {idx.shape}; expected ({len(self)},)")
-        return ShowerSet(self.showers[idx], self.energy_gev[idx], self.theta_rad[idx], dict(self.attrs))
-
-    @staticmethod
-    def concatenate(parts: list[ShowerSet]) -> ShowerSet:
-        """Join samples of the same geometry; attrs of the first part are kept."""
-        if not parts:
-            raise ValueError("cannot concatenate an empty list of ShowerSets")
-        geometries = {p.geometry for p in parts}
-        if len(geometries) != 1:
-            raise ValueError(f"cannot concatenate ShowerSets of different geometries {sorted(geometries)}")
-        return ShowerSet(
-            np.concatenate([p.showers for p in parts]),
-            np.concatenate([p.energy_gev for p in parts]),
-            np.concatenate([p.theta_rad for p in parts]),
-            dict(parts[0].attrs),
-        )
+class ShowerFileError(ShowerSetError):
+    """A shower file is unreadable or inconsistent; the message names file and problem."""
 
 
 def _check_arrays(showers: np.ndarray, energy_gev: np.ndarray, theta_rad: np.ndarray, *, where: str) -> None:
-    if showers.ndim != 4:
-        raise ShowerFileError(f"{where}: showers have shape {showers.shape}; expected (N, nx, ny, nz)")
-    n = showers.shape[0]
-    for name, arr in (("energy", energy_gev), ("theta", theta_rad)):
-        if arr.shape != (n,):
-            raise ShowerFileError(f"{where}: '{name}' has shape {arr.shape}; expected ({n},) to match {n} showers")
-    for name, arr in (("ECAL", showers), ("energy", energy_gev), ("theta", theta_rad)):
-        if not np.all(np.isfinite(arr)):
-            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-            raise ShowerFileError(f"{where}: '{name}' holds {bad} non-finite values (NaN or inf)")
-    if n and float(showers.min()) < 0.0:
-        raise ShowerFileError(f"{where}: 'ECAL' holds negative cell energies (min {float(showers.min()):.3g})")
-    if n and float(energy_gev.min()) <= 0.0:
-        raise ShowerFileError(f"{where}: 'energy' must be positive GeV (min {float(energy_gev.min()):.3g})")
+    try:
+        check_arrays(showers, energy_gev, theta_rad, where=where)
+    except ShowerSetError as exc:
+        raise ShowerFileError(str(exc)) from None
 
 
 def _json_attr(value: Any) -> Any:

@@ -20,6 +20,7 @@ from calogen.io import (
     write_calochallenge,
     write_showers,
 )
+from calogen.showers import ShowerSetError
 
 
 @pytest.fixture()
@@ -120,7 +121,7 @@ def test_missing_key_wrong_shape_and_nan_are_named(tmp_path, sample):
 
     nan = sample.select(slice(None))
     nan.showers[0, 0, 0, 0] = np.nan
-    with pytest.raises(ShowerFileError, match="non-finite"):
+    with pytest.raises(ShowerSetError, match="non-finite"):
         ShowerSet(nan.showers, nan.energy_gev, nan.theta_rad)
 
     write_showers(tmp_path / "s.h5", sample)
