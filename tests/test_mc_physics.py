@@ -1,4 +1,7 @@
-"""Shower physics of the cascade Monte Carlo against the PDG / published references (PHYSICS.md).
+"""Shower physics of the cascade Monte Carlo against the PDG review (Workman et al., Prog. Theor. Exp. Phys.
+2022, 083C01, section 34 "Passage of particles through matter": shower maximum, Moliere-radius containment,
+critical energy, minimum ionisation) and the measured resolution of silicon-tungsten calorimeters (CALICE,
+Nucl. Instrum. Meth. A 608 (2009) 372).
 
 Small samples at low energies in homogeneous blocks keep this under a couple of minutes; tolerances are
 set from the statistical spread of these samples.

@@ -12,8 +12,12 @@ import torch
 
 from calogen.detector import get_material, homogeneous_block
 from calogen.simulation.mc import physics
+from calogen.simulation.mc.constants import ELECTRON_MASS_MEV
+from calogen.simulation.mc.cross_sections import brems_integrals, elastic_tables
+from calogen.simulation.mc.particles import rotate
 from calogen.simulation.mc.response import step_convergence
-from calogen.simulation.mc.transport import Cascade, Geometry, Particles, _rotate
+from calogen.simulation.mc.stopping import density_correction, density_effect_parameters
+from calogen.simulation.mc.transport import Cascade, Geometry, Particles
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,7 +32,7 @@ def w_cascade() -> Cascade:
 
 
 def _lambda1_mm(material_name: str, t_mev: float) -> float:
-    inv, _, _ = physics.elastic_tables(get_material(material_name), np.array([t_mev]))
+    inv, _, _ = elastic_tables(get_material(material_name), np.array([t_mev]))
     return float(1.0 / inv[0])
 
 
@@ -38,8 +42,8 @@ def test_deflection_has_lewis_mean_for_any_step(w_cascade: Cascade, t_mev: float
     # Lewis (1950): <cos theta> = exp(-s / lambda_1), whatever the step
     n = 200_000
     s = step_over_lambda1 * _lambda1_mm("W", t_mev)
-    cos_t = w_cascade._msc_cos_theta(torch.full((n,), s), torch.zeros(n, dtype=torch.long),
-                                     torch.full((n,), t_mev)).double()
+    cos_t = w_cascade.msc.cos_theta(torch.full((n,), s), torch.zeros(n, dtype=torch.long),
+                                    torch.full((n,), t_mev), w_cascade._u).double()
     mean = float((1.0 - cos_t).mean())
     expected = -math.expm1(-step_over_lambda1)
     error = float((1.0 - cos_t).std()) / math.sqrt(n)
@@ -50,9 +54,9 @@ def _deflect(cascade: Cascade, n: int, s: float, t_mev: float, n_steps: int) -> 
     u = torch.zeros(n, 3)
     u[:, 2] = 1.0
     for _ in range(n_steps):
-        cos_t = cascade._msc_cos_theta(torch.full((n,), s / n_steps), torch.zeros(n, dtype=torch.long),
-                                       torch.full((n,), t_mev))
-        u = _rotate(u, cos_t, 2.0 * math.pi * torch.rand(n))
+        cos_t = cascade.msc.cos_theta(torch.full((n,), s / n_steps), torch.zeros(n, dtype=torch.long),
+                                      torch.full((n,), t_mev), cascade._u)
+        u = rotate(u, cos_t, 2.0 * math.pi * torch.rand(n))
     return torch.acos(u[:, 2].clamp(-1.0, 1.0)).double()
 
 
@@ -84,11 +88,11 @@ def test_width_agrees_with_highland(w_cascade: Cascade) -> None:
 
 def test_density_effect_follows_sternheimer() -> None:
     # Sternheimer, Berger and Seltzer (1984): tungsten C_bar = 5.4059, silicon 4.4351
-    c_w = physics.density_effect_parameters(get_material("W"))[0]
-    c_si = physics.density_effect_parameters(get_material("Si"))[0]
+    c_w = density_effect_parameters(get_material("W"))[0]
+    c_si = density_effect_parameters(get_material("Si"))[0]
     assert c_w == pytest.approx(5.4059, rel=0.005) and c_si == pytest.approx(4.4351, rel=0.005)
     w = get_material("W")
-    delta = physics._density_correction(w, np.array([0.5, 1e4]))
+    delta = density_correction(w, np.array([0.5, 1e4]))
     assert delta[0] == 0.0  # below x0 = log10(beta gamma) no correction for an insulator-like medium
     assert delta[1] == pytest.approx(2.0 * math.log(1e4) - c_w, rel=1e-6)  # the asymptotic form above x1
 
@@ -96,14 +100,14 @@ def test_density_effect_follows_sternheimer() -> None:
 def test_screened_bremsstrahlung() -> None:
     w = get_material("W")
     e = np.array([10.0, 1000.0, 1e5])
-    _, soft = physics._brems_integrals(w, e, 1e9)  # no cut: the whole radiative loss
-    ratio = soft / ((e + physics.ELECTRON_MASS_MEV) / w.radiation_length_mm)
+    _, soft = brems_integrals(w, e, 1e9)  # no cut: the whole radiative loss
+    ratio = soft / ((e + ELECTRON_MASS_MEV) / w.radiation_length_mm)
     # complete screening reached at high energy: -dE/dx = E / X0 (PDG eq. 34.32) within the dropped terms
     assert ratio[2] == pytest.approx(1.0, abs=0.05)
     # screening is incomplete at 10 MeV: the loss falls well below E / X0
     assert ratio[0] < 0.8
     # a 1 GeV electron radiates about 11 photons above 100 keV per X0 (fewer with dielectric suppression)
-    photons, _ = physics._brems_integrals(w, np.array([1000.0]), 0.1)
+    photons, _ = brems_integrals(w, np.array([1000.0]), 0.1)
     assert 9.0 < photons[0] * w.radiation_length_mm < 12.0
 
 
@@ -111,7 +115,8 @@ def test_photoelectron_carries_the_photon_energy_less_the_binding(w_cascade: Cas
     n = 1000
     k = 0.3  # MeV, above the W K edge (69.5 keV)
     photons = Particles(pos=torch.zeros(n, 3) + torch.tensor([0.0, 0.0, 5.0]),
-                        dir=torch.tensor([[0.0, 0.0, 1.0]]).repeat(n, 1), energy=torch.full((n,), k), charge=torch.zeros(n), slab=torch.zeros(n, dtype=torch.long),
+                        dir=torch.tensor([[0.0, 0.0, 1.0]]).repeat(n, 1), energy=torch.full((n,), k),
+                        charge=torch.zeros(n), slab=torch.zeros(n, dtype=torch.long),
                         shower=torch.zeros(n, dtype=torch.long))
     w_cascade.pending_charged = []
     w_cascade._photo(photons)
@@ -125,7 +130,8 @@ def test_photoelectron_carries_the_photon_energy_less_the_binding(w_cascade: Cas
 
 
 def test_response_converges_when_every_step_limit_is_halved() -> None:
-    # The full study (10-100 GeV, thousands of showers) is in the project's notes; here a small seeded sample:
+    # The full study (python -m calogen.simulation.mc.response ... --step-scale 1 0.5, 10-400 GeV, 100 showers per
+    # point) is in the README; here a small seeded sample:
     # each figure moves by less than 0.5 % plus three standard errors of the difference.
     study = step_convergence("e-", 2.0, n=250, seed=3)
     for name, figure in study.items():

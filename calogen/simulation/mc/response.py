@@ -125,7 +125,8 @@ def step_convergence(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: measure the response at each (particle, energy, step scale); JSON lines on stdout."""
-    parser = argparse.ArgumentParser(prog="python -m calogen.simulation.mc.response", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m calogen.simulation.mc.response",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--particle", nargs="+", default=["e-"], choices=["e-", "e+", "gamma"])
     parser.add_argument("--energy", nargs="+", type=float, default=[10.0, 100.0], help="GeV")
     parser.add_argument("--theta", type=float, default=90.0, help="incidence angle, degrees (default 90)")
