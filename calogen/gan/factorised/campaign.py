@@ -1,0 +1,283 @@
+"""A resumable training campaign for a factorised generator, sized for a CPU and spread over sessions.
+
+Phases: (1) the energy flow is fitted by maximum likelihood on the layer energies (once; a few minutes);
+(2) the shape generator is trained against a critic with the hinge loss (Lim & Ye, arXiv:1705.02894; Miyato et
+al., arXiv:1802.05957), conditioned on the *real* shower's energy, angle and layer energies, plus the 3DGAN
+measured-angle constraint (Khattak et al., arXiv:2103.08497: the angle from layer barycentres of the generated
+shower matches that of the Monte Carlo shower). The run folder holds one checkpoint (both nets, both optimisers,
+the flow, step, showers seen, CPU time and sessions), ``progress.json`` and ``monitor.jsonl``; calling
+:func:`run_campaign` again resumes it. :func:`export_model` writes the model folder and its card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import calogen
+from calogen.gan.factorised.data import TrainingData, describe_data, load_training_data
+from calogen.gan.factorised.energy_flow import context_features, to_flow_space
+from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
+from calogen.gan.factorised.shape_nets import ShapeCritic, critic_input
+from calogen.gan.nets.layers import measured_angle
+from calogen.showers import TRAINING_RANGE
+from calogen.validation import features
+
+__all__ = ["CampaignConfig", "export_model", "monitor_figures", "run_campaign", "train_energy_flow"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """What a campaign trains, on what, and how (learning rates per optimiser step, batch sizes in showers)."""
+
+    arch: str  # "factorised-conv2d" or "factorised-conv3d"
+    data: str  # a `calogen produce` folder or a native shower file (never the held-out reference)
+    batch_size: int = 64
+    lr_generator: float = 1e-4
+    lr_critic: float = 2e-4
+    angle_weight: float = 1.0  # weight of the measured-angle constraint (radians of mean absolute error)
+    flow_epochs: int = 40
+    flow_batch: int = 256
+    flow_lr: float = 1e-3
+    holdout: int = 400  # the last showers of the data, kept out of training to monitor it
+    seed: int = 1
+    max_showers: int | None = None  # read at most this many showers (tests; None = all)
+    shape: dict[str, Any] = field(default_factory=dict)  # ShapeConfig overrides (channels, latent_dim)
+
+    def __post_init__(self) -> None:
+        if self.arch not in FACTORISED_ARCHITECTURES:
+            raise ValueError(f"arch={self.arch!r}: use one of {', '.join(FACTORISED_ARCHITECTURES)}")
+        if self.batch_size < 2 or self.flow_batch < 2:
+            raise ValueError("batch sizes must be at least 2 showers")
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def train_energy_flow(model: FactorisedGenerator, train: TrainingData, holdout: TrainingData,
+                      config: CampaignConfig, log: Callable[[str], None]) -> list[dict[str, float]]:
+    """Fit the flow by maximum likelihood; returns per-epoch mean negative log-likelihoods (train, held out)."""
+    rng = np.random.default_rng(config.seed)
+    flow = model.energy_flow
+    u_train = to_flow_space(train.layer_energy.numpy(), train.energy_gev.numpy(), rng)
+    flow.fit_standardisation(u_train)
+    u_hold = torch.from_numpy(to_flow_space(holdout.layer_energy.numpy(), holdout.energy_gev.numpy(), rng))
+    c_train = context_features(train.energy_gev, train.theta_rad)
+    c_hold = context_features(holdout.energy_gev, holdout.theta_rad)
+    optimiser = torch.optim.Adam(flow.parameters(), lr=config.flow_lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(config.flow_epochs, 1))
+    history = []
+    for epoch in range(config.flow_epochs):
+        u_epoch = torch.from_numpy(to_flow_space(train.layer_energy.numpy(), train.energy_gev.numpy(), rng))
+        order = torch.from_numpy(rng.permutation(len(train)))
+        losses = []
+        for start in range(0, len(train), config.flow_batch):
+            idx = order[start:start + config.flow_batch]
+            loss = -flow.log_prob(u_epoch[idx], c_train[idx]).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss))
+        scheduler.step()
+        with torch.no_grad():
+            held = float(-flow.log_prob(u_hold, c_hold).mean())
+        history.append({"epoch": epoch + 1, "nll_train": float(np.mean(losses)), "nll_holdout": held})
+        log(f"energy flow epoch {epoch + 1}/{config.flow_epochs}: NLL {np.mean(losses):.3f} (held out {held:.3f})")
+    return history
+
+
+def monitor_figures(model: FactorisedGenerator, holdout: TrainingData, cells_holdout: np.ndarray,
+                    seed: int) -> dict[str, float]:
+    """Figures of the current generator against the monitoring showers (never the reference).
+
+    ``cells_holdout``: float32 (N, X, Y, Z) GeV of the monitoring showers. Returns relative errors of the mean
+    sampling fraction, hit count (> 0.2 MeV) and core containment (5.1 mm), and the mean measured-angle
+    difference in degrees, generated minus Monte Carlo.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(len(holdout), model.latent_dim, generator=generator)
+    model.eval()
+    with torch.no_grad():
+        fake = model(holdout.energy_gev, holdout.theta_rad, noise).numpy()
+    model.train()
+    energy = holdout.energy_gev.numpy()
+    sf_fake, sf_real = features.sampling_fraction(fake, energy), features.sampling_fraction(cells_holdout, energy)
+    hits_fake, hits_real = features.n_hits(fake), features.n_hits(cells_holdout)
+    core_fake = features.core_containment(fake, 5.1)
+    core_real = features.core_containment(cells_holdout, 5.1)
+    angle_fake = measured_angle(torch.from_numpy(fake)).numpy()
+    return {
+        "sf_rel_error": float(sf_fake.mean() / sf_real.mean() - 1.0),
+        "hits_rel_error": float(hits_fake.mean() / hits_real.mean() - 1.0),
+        "core_5mm_difference": float(core_fake.mean() - core_real.mean()),
+        "angle_difference_deg": float(np.degrees(np.mean(angle_fake) - holdout.angle_rad.numpy().mean())),
+    }
+
+
+def _holdout_cells(holdout: TrainingData) -> np.ndarray:
+    """GeV cells of the monitoring showers, recovered from the critic view (float16 log1p, ~1e-3 relative)."""
+    view = holdout.critic_view.float()
+    return (torch.expm1(view) * 1e-4).permute(0, 2, 3, 1).numpy()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float, command: str = "",
+                 log: Callable[[str], None] = print, checkpoint_minutes: float = 5.0,
+                 monitor_every: int = 250) -> dict[str, Any]:
+    """Train for ``minutes`` of wall time (resuming ``run_dir/checkpoint.pt`` when present); returns the state.
+
+    The checkpoint is written every ``checkpoint_minutes`` and at the end; ``progress.json`` says where the
+    campaign stands (step, showers seen, CPU hours, sessions, the last monitoring figures).
+    """
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    started, cpu_start = time.monotonic(), _cpu_seconds()
+    torch.manual_seed(config.seed)
+    data = load_training_data(config.data, max_showers=config.max_showers)
+    train, holdout = data.split(min(config.holdout, len(data) // 5))
+    cells_holdout = _holdout_cells(holdout)
+    model = build_factorised(config.arch, {"shape": config.shape})
+    critic = ShapeCritic(model.shape_config)
+    opt_g = torch.optim.Adam(model.shape.parameters(), lr=config.lr_generator, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr_critic, betas=(0.0, 0.9))
+    state: dict[str, Any] = {"step": 0, "showers_seen": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0,
+                             "sessions": [], "flow_history": [], "config": asdict(config)}
+    checkpoint = run / CHECKPOINT
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if saved["state"]["config"]["arch"] != config.arch:
+            raise ValueError(f"{checkpoint} trains {saved['state']['config']['arch']}, not {config.arch}")
+        model.load_state_dict(saved["model"])
+        critic.load_state_dict(saved["critic"])
+        opt_g.load_state_dict(saved["opt_g"])
+        opt_d.load_state_dict(saved["opt_d"])
+        state = saved["state"]
+        log(f"resumed {checkpoint} at step {state['step']} ({state['showers_seen']} showers seen)")
+    session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "start_step": state["step"],
+               "host": platform.node(), "threads": torch.get_num_threads(), "data_showers": len(data)}
+    if not state["flow_history"]:
+        state["flow_history"] = train_energy_flow(model, train, holdout, config, log)
+
+    marks = {"cpu": cpu_start, "wall": started}
+
+    def save() -> None:
+        state["cpu_seconds"] += _cpu_seconds() - marks["cpu"]
+        state["wall_seconds"] += time.monotonic() - marks["wall"]
+        marks["cpu"], marks["wall"] = _cpu_seconds(), time.monotonic()
+        session["end_step"], session["ended"] = state["step"], time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        sessions = [s for s in state["sessions"] if s.get("started") != session["started"]] + [dict(session)]
+        state["sessions"] = sessions
+        tmp = checkpoint.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "critic": critic.state_dict(), "opt_g": opt_g.state_dict(),
+                    "opt_d": opt_d.state_dict(), "state": state, "calogen_version": calogen.__version__}, tmp)
+        os.replace(tmp, checkpoint)
+        _write_json(run / "progress.json", {k: v for k, v in state.items() if k != "flow_history"}
+                    | {"command": command, "cpu_hours": state["cpu_seconds"] / 3600.0})
+
+    rng = np.random.default_rng(config.seed + state["step"])
+    last_save = time.monotonic()
+    deadline = started + 60.0 * minutes
+    while time.monotonic() < deadline:
+        idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size))
+        real_view = train.critic_view[idx].float()
+        energy, theta, layers = train.energy_gev[idx], train.theta_rad[idx], train.layer_energy[idx]
+        conditions = torch.cat([context_features(energy, theta),
+                                model.energy_flow.standardised(layers, energy)], 1).detach()
+        latent = torch.randn(config.batch_size, model.shape_config.latent_dim)
+        fake = model.shape(latent, conditions) * layers[:, None, None, :]  # (B, X, Y, Z) GeV
+        # (1) critic step: hinge loss on real and generated showers at the same conditions
+        loss_d = (F.relu(1.0 - critic(real_view, conditions)).mean()
+                  + F.relu(1.0 + critic(critic_input(fake.detach()), conditions)).mean())
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        # (2) generator step: fool the critic, and keep the measured angle of the Monte Carlo shower
+        angle_loss = (measured_angle(fake) - train.angle_rad[idx]).abs().mean()
+        loss_g = -critic(critic_input(fake), conditions).mean() + config.angle_weight * angle_loss
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        state["step"] += 1
+        state["showers_seen"] += config.batch_size
+        if state["step"] % monitor_every == 0:
+            figures = monitor_figures(model, holdout, cells_holdout, config.seed)
+            record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": float(loss_d),
+                      "loss_generator": float(loss_g), "angle_loss_rad": float(angle_loss), **figures}
+            state["monitor"] = record
+            with open(run / "monitor.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        if time.monotonic() - last_save > 60.0 * checkpoint_minutes:
+            save()
+            last_save = time.monotonic()
+    save()
+    return state
+
+
+def export_model(run_dir: str | Path, model_dir: str | Path, *, command: str, status: str,
+                 name: str | None = None) -> Path:
+    """Write ``model_dir`` (generator.safetensors + card.json) from the campaign's checkpoint; returns the folder.
+
+    The card records the command, the data's provenance, the device, CPU hours, sessions, steps and showers seen;
+    ``status`` says how far the campaign got (e.g. "in progress: ..." or "stopped: ..."). The validation figures
+    are added by ``python -m calogen validate --model ... --update-card``.
+    """
+    from calogen.gan.generate import save_model
+
+    run = Path(run_dir)
+    saved = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
+    state = saved["state"]
+    config = CampaignConfig(**state["config"])
+    model = build_factorised(config.arch, {"shape": config.shape})
+    model.load_state_dict(saved["model"])
+    folder = Path(model_dir)
+    card = {
+        "name": name or folder.name,
+        "arch": config.arch,
+        "config": model.config_json(),
+        "condition_range": TRAINING_RANGE.to_json(),
+        "preprocessing": {"kind": "identity"},
+        "particle": "e-",
+        "detector": "clic_ecal",
+        "training": {
+            "command": command,
+            "data": describe_data(config.data),
+            "device": "cpu",
+            "steps": state["step"],
+            "showers_seen": state["showers_seen"],
+            "batch_size": config.batch_size,
+            "cpu_hours": round(state["cpu_seconds"] / 3600.0, 3),
+            "wall_hours": round(state["wall_seconds"] / 3600.0, 3),
+            "sessions": state["sessions"],
+            "energy_flow_nll_holdout": state["flow_history"][-1]["nll_holdout"] if state["flow_history"] else None,
+            "monitor": state.get("monitor"),
+            "config": state["config"],
+            "calogen_version": calogen.__version__,
+            "status": status,
+        },
+    }
+    if not math.isfinite(float(card["training"]["cpu_hours"])):
+        raise ValueError("the checkpoint's CPU time is not finite")
+    save_model(folder, model, card)
+    return folder

@@ -1,0 +1,150 @@
+"""Shape generators and their critic: per-layer normalised images given energy, angle and layer energies.
+
+Two generators with one interface, after the Conv2D-versus-Conv3D comparison of Rehm et al. (2021, "Reduced
+precision strategies for deep learning: a high energy physics generative adversarial network use case",
+arXiv:2103.10142, and the 3DGAN's 2D variant): :class:`ShapeGenerator3D` grows the shower as a 3D volume with 3D
+convolutions; :class:`ShapeGenerator2D` treats the 25 layers as the channels of 2D convolutions. Both end in a
+ReLU, so cells can be exactly empty (the 3DGAN's sparsity), and each layer is normalised to sum to one; the
+shower is the shape times the layer energies from the energy model.
+
+The critic (:class:`ShapeCritic`) sees ``log1p(cell / 0.1 MeV)`` with the layers as channels and the conditions
+through a projection term (Miyato & Koyama, arXiv:1802.05637), with spectral normalisation on every layer
+(Miyato et al., arXiv:1802.05957) for the hinge loss.
+
+Shapes: showers float32 (B, 51, 51, 25) GeV (x, y, layer); conditions float32 (B, 27) =
+``(log(E/100 GeV), (theta - pi/2)/0.5 rad, 25 standardised layer-energy variables)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+__all__ = [
+    "CELL_SCALE_GEV",
+    "ShapeConfig",
+    "ShapeCritic",
+    "ShapeGenerator2D",
+    "ShapeGenerator3D",
+    "build_shape_generator",
+    "critic_input",
+]
+
+CELL_SCALE_GEV = 1e-4  # the critic sees log1p(cell / 0.1 MeV): the 3DGAN hit threshold region is resolved
+_NORM_EPS = 1e-12  # a layer whose ReLU output is all zero stays empty instead of dividing by zero
+
+
+@dataclass(frozen=True)
+class ShapeConfig:
+    """Sizes of a shape generator (channels at the coarse, middle and full resolution) and its inputs."""
+
+    kind: Literal["conv2d", "conv3d"] = "conv2d"
+    latent_dim: int = 64
+    n_conditions: int = 27  # log energy, angle, 25 layer-energy variables
+    grid: tuple[int, int, int] = (51, 51, 25)  # cells x, y, layers
+    channels: tuple[int, int, int] = (64, 32, 8)  # conv3d uses all three, conv2d the first two
+
+
+def _normalise_layers(raw: torch.Tensor) -> torch.Tensor:
+    """(B, X, Y, Z) non-negative -> each layer sums to one (or stays zero)."""
+    total = raw.sum(dim=(1, 2), keepdim=True)
+    return raw / (total + _NORM_EPS)
+
+
+class ShapeGenerator2D(nn.Module):
+    """Layers as channels: dense -> (C0, 13, 13) -> conv at (26, 26) -> transposed conv to (51, 51) x 25 layers."""
+
+    def __init__(self, config: ShapeConfig) -> None:
+        super().__init__()
+        self.config = config
+        c0, c1, _ = config.channels
+        nx, ny, nz = config.grid
+        self._coarse = (c0, (nx + 3) // 4, (ny + 3) // 4)
+        self.dense = nn.Linear(config.latent_dim + config.n_conditions, c0 * self._coarse[1] * self._coarse[2])
+        self.conv = nn.Conv2d(c0 + 2, c1, 3, padding=1)
+        self.up = nn.ConvTranspose2d(c1, nz, 4, stride=2, padding=1)
+
+    def forward(self, latent: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """latent (B, latent_dim), conditions (B, 27) -> shapes (B, X, Y, Z), each layer summing to one."""
+        nx, ny, _ = self.config.grid
+        c0, cx, cy = self._coarse
+        h = F.leaky_relu(self.dense(torch.cat([latent, conditions], 1)), 0.2).view(-1, c0, cx, cy)  # (B, C, 13, 13)
+        h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, C, 26, 26)
+        h = torch.cat([h, conditions[:, :2, None, None].expand(-1, -1, 2 * cx, 2 * cy)], 1)
+        h = F.leaky_relu(self.conv(h), 0.2)
+        raw = F.relu(self.up(h))[:, :, :nx, :ny]  # (B, Z, 52, 52) -> (B, Z, X, Y)
+        return _normalise_layers(raw.permute(0, 2, 3, 1))  # (B, X, Y, Z)
+
+
+class ShapeGenerator3D(nn.Module):
+    """A 3D volume: dense -> (C0, 13, 13, 7) -> 3D conv -> transposed 3D convs to (26, 26, 14), (51, 51, 25)."""
+
+    def __init__(self, config: ShapeConfig) -> None:
+        super().__init__()
+        self.config = config
+        c0, c1, c2 = config.channels
+        nx, ny, nz = config.grid
+        self._coarse = (c0, (nx + 3) // 4, (ny + 3) // 4, (nz + 3) // 4)
+        self.dense = nn.Linear(config.latent_dim + config.n_conditions,
+                               c0 * self._coarse[1] * self._coarse[2] * self._coarse[3])
+        self.conv = nn.Conv3d(c0 + 2, c1, 3, padding=1)
+        self.up1 = nn.ConvTranspose3d(c1, c2, 4, stride=2, padding=1)
+        self.up2 = nn.ConvTranspose3d(c2, 1, 4, stride=2, padding=1)
+
+    def forward(self, latent: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """latent (B, latent_dim), conditions (B, 27) -> shapes (B, X, Y, Z), each layer summing to one."""
+        nx, ny, nz = self.config.grid
+        c0, cx, cy, cz = self._coarse
+        h = F.leaky_relu(self.dense(torch.cat([latent, conditions], 1)), 0.2).view(-1, c0, cx, cy, cz)
+        h = torch.cat([h, conditions[:, :2, None, None, None].expand(-1, -1, cx, cy, cz)], 1)  # (B, C0+2, 13, 13, 7)
+        h = F.leaky_relu(self.conv(h), 0.2)
+        h = F.leaky_relu(self.up1(h), 0.2)  # (B, C2, 26, 26, 14)
+        raw = F.relu(self.up2(h))[:, 0, :nx, :ny, :nz]  # (B, 52, 52, 28) -> (B, X, Y, Z)
+        return _normalise_layers(raw)
+
+
+def build_shape_generator(config: ShapeConfig) -> nn.Module:
+    """The generator of ``config.kind``."""
+    if config.kind == "conv2d":
+        return ShapeGenerator2D(config)
+    if config.kind == "conv3d":
+        return ShapeGenerator3D(config)
+    raise ValueError(f"shape generator kind {config.kind!r} is not one of 'conv2d', 'conv3d'")
+
+
+def critic_input(showers_gev: torch.Tensor) -> torch.Tensor:
+    """(B, X, Y, Z) GeV -> (B, Z, X, Y) ``log1p(cell / CELL_SCALE_GEV)``, the critic's view of a shower."""
+    return torch.log1p(showers_gev.clamp(min=0.0) / CELL_SCALE_GEV).permute(0, 3, 1, 2)
+
+
+class ShapeCritic(nn.Module):
+    """Hinge-loss critic with a projection of the conditions; input (B, Z, X, Y) from :func:`critic_input`."""
+
+    def __init__(self, config: ShapeConfig, width: int = 24) -> None:
+        super().__init__()
+        nz = config.grid[2]
+        self.features = nn.Sequential(
+            spectral_norm(nn.Conv2d(nz, width, 3, stride=2, padding=1)), nn.LeakyReLU(0.2),  # (B, w, 26, 26)
+            spectral_norm(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)), nn.LeakyReLU(0.2),  # 13 x 13
+            spectral_norm(nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1)), nn.LeakyReLU(0.2),  # 7 x 7
+            nn.AdaptiveAvgPool2d(3),
+            nn.Flatten(),
+            spectral_norm(nn.Linear(4 * width * 9, 256)), nn.LeakyReLU(0.2),
+        )
+        self.out = spectral_norm(nn.Linear(256, 1))
+        self.embed = spectral_norm(nn.Linear(config.n_conditions, 256))
+
+    def forward(self, image: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """(B,) critic scores: higher means more like the Monte Carlo."""
+        h = self.features(image)  # (B, 256)
+        return self.out(h)[:, 0] + (self.embed(conditions) * h).sum(1)
+
+
+def config_json(config: ShapeConfig) -> dict[str, object]:
+    """The generator's architecture as written into a model card."""
+    return asdict(config)
