@@ -3,14 +3,16 @@
 The names most users need are available here (the heavier ones are imported on first use):
 
     >>> import calogen
-    >>> mc = calogen.simulate(100.0, 1.5708, n=10, seed=1)          # Monte Carlo, ShowerSet in GeV
-    >>> gen = calogen.load_generator("conv2d")                       # a model folder under models/
-    >>> fake = gen.generate(100.0, 1.5708, n=10, seed=1)
-    >>> report = calogen.compare(mc, fake)                           # metrics as a JSON-able dict
+    >>> conditions = calogen.Conditions.broadcast(100.0, 1.5708, n=10)   # GeV, radians
+    >>> mc = calogen.sample("mc", conditions, seed=1)                    # Monte Carlo, ShowerSet in GeV
+    >>> fake = calogen.sample("conv2d", conditions, seed=1)              # a model folder under models/
+    >>> result = calogen.compare_samples(mc, fake)                       # a typed Comparison
 
-Everything else lives in the topic modules (``calogen.detector``, ``calogen.simulation.mc``, ``calogen.simulation.gflash``,
-``calogen.io``, ``calogen.validation.features``, ``calogen.validation.metrics``, ``calogen.plots.figures``, ``calogen.gan.nets``,
-``calogen.gan.train``, ``calogen.gan.generate``, ``calogen.gan.jobs``, ``calogen.bench``).
+Every source (the Monte Carlo, GFlash, a trained model) is a :class:`Source` with its own
+:class:`ConditionRange`; :mod:`calogen.sources` lists them and :func:`sample` is the one way to get showers.
+Everything else lives in the topic modules (``calogen.detector``, ``calogen.simulation.mc``,
+``calogen.simulation.gflash``, ``calogen.io``, ``calogen.validation``, ``calogen.compare``, ``calogen.plots``,
+``calogen.gan``, ``calogen.produce``, ``calogen.bench``).
 """
 
 from __future__ import annotations
@@ -20,28 +22,52 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from calogen.io import ShowerFileError, ShowerSet, iter_showers, read_showers, write_showers
+from calogen.io import ShowerFileError, iter_showers, read_showers, write_showers
+from calogen.showers import TRAINING_RANGE, ConditionRange, Conditions, OutOfRangeError, ShowerSet, Source
 
 _LAZY = {
+    "sample": "calogen.sources",
+    "find_source": "calogen.sources",
+    "list_sources": "calogen.sources",
+    "MonteCarlo": "calogen.simulation.mc",
     "simulate": "calogen.simulation.mc",
+    "GFlash": "calogen.simulation.gflash",
     "simulate_gflash": "calogen.simulation.gflash",
     "clic_ecal": "calogen.detector",
     "get_detector": "calogen.detector",
     "load_generator": "calogen.gan.generate",
     "list_models": "calogen.gan.generate",
-    "compare": "calogen.validation.metrics",
-    "validate_files": "calogen.validation.metrics",
+    "compare_samples": "calogen.compare",
+    "compare_files": "calogen.compare",
     "run_benchmark": "calogen.bench",
 }
 
-__all__ = [
-    "__version__",
+__all__ = [  # the lazy names of _LAZY included
+    "TRAINING_RANGE",
+    "ConditionRange",
+    "Conditions",
+    "GFlash",
+    "MonteCarlo",
+    "OutOfRangeError",
     "ShowerFileError",
     "ShowerSet",
+    "Source",
+    "__version__",
+    "clic_ecal",
+    "compare_files",
+    "compare_samples",
+    "find_source",
+    "get_detector",
     "iter_showers",
+    "list_models",
+    "list_sources",
+    "load_generator",
     "read_showers",
+    "run_benchmark",
+    "sample",
+    "simulate",
+    "simulate_gflash",
     "write_showers",
-    *_LAZY,
 ]
 
 

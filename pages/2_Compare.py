@@ -7,24 +7,24 @@ import math
 import streamlit as st
 
 from calogen import sources
-
 from calogen.plots import views
 from pages import cached_model, chart, device, figures_table, page_setup, show_error
 
 page_setup("Compare", "⚖️")
 st.title("Compare with the Monte Carlo")
 st.markdown("Reference showers are drawn from a Monte Carlo file in the data folder; each chosen source then "
-            "generates showers at exactly the same energies and angles, and calogen.validation.metrics compares the two "
-            "samples: sampling fraction, shower shapes, cell spectra, correlations and distances.")
+            "generates showers at exactly the same energies and angles, and calogen.compare measures one sample "
+            "against the other: sampling fraction, shower shapes, cell spectra, correlations and distances.")
 
 files = sources.reference_files()
 if not files:
     st.info(f"No reference shower file in `{sources.data_dir()}/`: put a Monte Carlo sample there "
                        "(python -m calogen simulate ... -o data/reference.h5) to compare against.")
     st.stop()
-from calogen.validation import metrics  # noqa: E402
+from calogen.compare import compare_samples  # noqa: E402
 from calogen.plots.figures import figures_from_results  # noqa: E402
-from calogen.plots.report import render_html_report, scoreboard_rows  # noqa: E402
+from calogen.plots.report import bin_table, render_html_report, scoreboard_rows  # noqa: E402
+from calogen.validation.binning import ConditionBins, default_energy_bins, default_theta_bins  # noqa: E402
 
 available = {s.name: s for s in sources.rank_sources(sources.list_sources())}
 reference_file = st.selectbox("Reference file", files, format_func=lambda p: p.name)
@@ -33,8 +33,8 @@ try:
 except (OSError, ValueError) as exc:
     show_error(f"Reading {reference_file.name}", exc)
     st.stop()
-energy_bins = metrics.default_energy_bins(energy)
-theta_bins = metrics.default_theta_bins(theta)
+energy_bins = default_energy_bins(energy)
+theta_bins = default_theta_bins(theta)
 st.caption(f"{energy.size} showers, {energy.min():.3g}-{energy.max():.3g} GeV, "
            f"{math.degrees(theta.min()):.0f}-{math.degrees(theta.max()):.0f} deg.")
 
@@ -63,9 +63,9 @@ if submitted:
             candidate = sources.sample(available[name], reference.energy_gev, reference.theta_rad,
                                        len(reference), seed=1, device=device(),
                                        model=cached_model(available[name], device()), allow_extrapolation=True)
-            results[name] = metrics.compare(reference, candidate, energy_bins=e_bins, theta_bins_rad=t_bins)
+            results[name] = compare_samples(reference, candidate, bins=ConditionBins(tuple(e_bins), tuple(t_bins)))
         st.session_state["_compare"] = (reference_file.name, results)
-    except Exception as exc:  # one readable message
+    except (OSError, RuntimeError, ValueError) as exc:  # one readable message (bins, ranges, files, torch)
         show_error("The comparison", exc)
     bar.empty()
 
@@ -76,8 +76,7 @@ st.subheader("Scoreboard")
 st.caption(f"Each source against the Monte Carlo showers of {ref_name}, at the same energies and angles. "
            "Every figure has its ideal value and the target a generator must meet to count as usable for physics "
            "checks; values that miss their target are red.")
-figures_table(scoreboard_rows({name: r["metrics"] for name, r in results.items()}), columns=list(results),
-              width="stretch")
+figures_table(scoreboard_rows(results), columns=list(results), width="stretch")
 
 figures = figures_from_results(results)
 picked = st.multiselect("Figures (every source against the Monte Carlo)", list(figures),
@@ -89,7 +88,7 @@ for i, name in enumerate(picked):
     chart(figures[name], key=f"fig_{name}", where=columns[i % 2])
 
 shown = st.selectbox("Per-bin table and HTML report for", list(results))
-st.dataframe(views.bin_rows(results[shown]["bins"], name=shown), hide_index=True)
+st.dataframe(bin_table(results[shown].bins, name=shown), hide_index=True)
 st.download_button("Download the HTML report", render_html_report(results[shown], title=f"{shown} vs {ref_name}",
                                                                   name=shown),
                    file_name=f"compare_{shown.replace('/', '_')}.html", mime="text/html")

@@ -6,10 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from calogen import sources
-
-from calogen.plots import report
-
-from calogen.plots import views
+from calogen.plots import report, views
+from calogen.validation.comparison import Comparison
 from pages import figures_table, page_setup, source_verdict
 
 page_setup("Models", "🗂️")
@@ -37,15 +35,18 @@ for source in models:
             continue
         st.markdown(views.format_card(card))
         source_verdict(source)
-        validation = card.get("validation") or {}
-        rows = report.judged_rows(validation)
+        try:
+            comparison = Comparison.from_json(card.get("validation") or {})
+        except ValueError as exc:
+            st.error(f"{source.name}: the card's validation does not read ({exc})")
+            continue
+        rows = report.judged_rows(comparison.metrics)
         if rows:
             st.markdown("**Every figure of the card**")
             figures_table(rows, key=f"figures_{source.name}")
-        bins = validation.get("bins") or []
-        if bins:
+        if comparison.bins:
             with st.expander("Sampling fraction per energy and angle bin"):
-                st.dataframe(pd.DataFrame(views.bin_rows(bins, name=source.name)), hide_index=True)
+                st.dataframe(pd.DataFrame(report.bin_table(comparison.bins, name=source.name)), hide_index=True)
         st.caption(f"{source.origin} · folder `{source.path}`")
         with st.expander("card.json"):
             st.json(card, expanded=False)

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from calogen.__main__ import main
-from calogen.gan.cards import CARD_METRICS, validate_model, write_validation
+from calogen.compare import validate_model
+from calogen.gan.cards import write_validation
 from calogen.gan.generate import save_model
-from calogen.io import ShowerSet, write_showers
 from calogen.gan.nets import build_generator
+from calogen.io import ShowerSet, write_showers
+from calogen.validation.comparison import CARD_FIGURES, Comparison
 
 RANGES = {"energy_gev": [2.0, 500.0], "theta_deg": [60.0, 120.0]}
 
@@ -40,12 +42,27 @@ def test_validate_model_measures_in_range_bins(model_dir, reference_file):
     validation = validate_model(model_dir, reference_file, classifier=False)
     assert validation["reference"] == {"file": "heldout.h5", "seed": 11, "source": "mc", "held_out": True,
                                        "showers": 24}
-    assert {b["energy_bin_gev"][0] for b in validation["bins"]} == {45.0, 95.0}
+    assert {b["energy_bin_gev"][0] for b in validation["bins"]} == {45.0, 95.0}  # 900 GeV lies outside
     assert all(b["theta_bin_deg"][0] <= 90.0 <= b["theta_bin_deg"][1] for b in validation["bins"])
-    sf_errors = [b["sf_relative_error"] for b in validation["bins"]]
-    assert validation["sf_mre"] == pytest.approx(np.mean(sf_errors), rel=1e-6)
-    assert validation["sf_relative_error_max_bin"] == pytest.approx(max(sf_errors))
-    assert set(CARD_METRICS) - {"classifier_auc_low", "classifier_auc_high"} <= set(validation)
+    assert set(CARD_FIGURES) - {"classifier_auc_low", "classifier_auc_high"} <= set(validation)
+    comparison = Comparison.from_json(validation)
+    sf_errors = [row.sf_relative_error for row in comparison.bins]
+    assert comparison.sf_mre == pytest.approx(np.mean(sf_errors), rel=1e-6)
+    assert comparison.metrics["sf_relative_error_max_bin"] == pytest.approx(max(sf_errors))
+    # an untrained generator is far off the Monte Carlo: its card says so
+    assert comparison.sf_mre > 0.05 and "SF error" in comparison.failed
+    rows = comparison.bins
+    assert all(row.n_reference == row.n_candidate == 12 for row in rows)
+    assert all(row.sf_relative_error == pytest.approx(abs(row.sf_candidate - row.sf_reference) / row.sf_reference)
+               for row in rows)
+
+
+def test_validate_model_refuses_a_reference_outside_its_range(model_dir, tmp_path):
+    outside = ShowerSet(np.zeros((3, 51, 51, 25), np.float32), np.full(3, 900.0, np.float32),
+                        np.full(3, np.pi / 2, np.float32))
+    path = write_showers(tmp_path / "far.h5", outside)
+    with pytest.raises(ValueError, match="no reference shower lies inside the model's range 2-500 GeV"):
+        validate_model(model_dir, path, classifier=False)
 
 
 def test_command_writes_the_card(model_dir, reference_file, tmp_path):

@@ -56,19 +56,19 @@ def format_table(models: list[dict[str, Any]]) -> str:
 def format_figures(model: dict[str, Any]) -> list[str]:
     """The headline validation figures of a model's card, one line each, with name, unit, pass line and
     meaning (see :func:`calogen.cli._common.describe_figure`); a line saying how to measure them if absent."""
-    from calogen.plots.report import HEADLINE_METRICS
+    from calogen.validation.comparison import Comparison
 
     if "error" in model:
         return [f"unreadable card: {model['error']}"]
-    validation = model.get("validation") or {}
-    shown = [key for key in HEADLINE_METRICS if key in validation]
+    comparison = Comparison.from_json(model.get("validation") or {})
+    shown = [(figure.key, figure.value) for figure in comparison.headline]
     if not shown:  # a card from elsewhere: its own figures, as named there
-        shown = [key for key, value in validation.items() if isinstance(value, (int, float))][:_OTHER_FIGURES]
+        shown = list(comparison.metrics.items())[:_OTHER_FIGURES]
     if not shown:
-        return [f"not validated yet: python -m calogen validate --model {model['name']} --reference "
-                "data/reference.h5 --update-card"]
+        return [(f"not validated yet: python -m calogen validate --model {model['name']} --reference "
+                 "data/reference.h5 --update-card")]
     return ["validation figures from card.json (JSON name=value: figure, value, target: verdict (meaning)):",
-            *("  " + describe_figure(key, validation[key]) for key in shown)]
+            *("  " + describe_figure(key, value) for key, value in shown)]
 
 
 def run(args: argparse.Namespace) -> int:

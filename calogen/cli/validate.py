@@ -5,28 +5,35 @@
         --energy-points 50 100 200 --theta-bins 60 80 100 120
 
 Compares only the (energy, angle) bins of the reference that the candidate covers (``--all-reference`` for
-the whole files), writes every metric of :func:`calogen.validation.metrics.compare` as JSON (and optionally a
-self-contained HTML report) and prints what was compared and the key figures with their meaning.
+the whole files) with :func:`calogen.compare.compare_files`, writes the comparison as JSON
+(:meth:`calogen.validation.comparison.Comparison.to_json`; optionally a self-contained HTML report) and prints
+what was compared and the key figures with their meaning. ``--model`` measures an installed generator
+(:func:`calogen.compare.validate_model`) and writes the card's validation entry.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import shlex
 import sys
 import time
 from pathlib import Path
-
-from typing import Any
+from typing import TYPE_CHECKING
 
 from calogen.cli._common import CliError, describe_figure
+
+if TYPE_CHECKING:
+    from calogen.validation.comparison import ComparisonInfo
 
 __all__ = ["coverage_lines", "register", "run"]
 
 _SHOWN_BINS = 12  # covered bins listed one per line; the rest are counted
 _SHOWERS_PER_FEATURE = 10  # below this many showers per high-level feature FPD and KPD mostly measure noise
+_MODEL_SUMMARY = ("sf_mre", "sf_relative_error_max_bin", "bmre_profile_z", "classifier_auc_low",
+                  "classifier_auc_high", "fpd_x1e3", "kpd_x1e3")
 _SUMMARY = ("sf_mre", "separation_mean", "shape_mse", "ssim_L0.0001", "mscn_jsd", "fpd_x1e3", "kpd_x1e3",
             "classifier_auc_low", "classifier_auc_high", "cell_variance_ratio", "nn_ratio")
 
@@ -68,15 +75,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _edges_to_bins(values: list[float], name: str, unit: str) -> list[tuple[float, float]]:
     if len(values) < 2:
         raise CliError(f"--{name} needs at least two edges ({unit}); got {values}")
-    if any(not math.isfinite(v) for v in values) or any(b <= a for a, b in zip(values, values[1:])):
+    if any(not math.isfinite(v) for v in values) or any(b <= a for a, b in itertools.pairwise(values)):
         raise CliError(f"--{name} edges must be finite and strictly increasing; got {values}")
-    return list(zip(values[:-1], values[1:]))
+    return list(itertools.pairwise(values))
 
 
 def _run_model(args: argparse.Namespace) -> int:
     """Validate an installed generator against the held-out reference; optionally update its card."""
-    from calogen.gan.cards import validate_model, write_validation
+    from calogen.compare import validate_model
+    from calogen.gan.cards import write_validation
     from calogen.gan.generate import resolve_model_dir
+    from calogen.validation.comparison import Comparison
 
     command = "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     validation = validate_model(
@@ -88,44 +97,44 @@ def _run_model(args: argparse.Namespace) -> int:
     if args.update_card:
         print(f"updated {write_validation(resolve_model_dir(args.model), validation)}", file=sys.stderr)
     if not args.quiet:
-        print(f"compared {args.model} with {validation['reference']['showers']} reference showers of "
+        comparison = Comparison.from_json(validation)
+        print(f"compared {args.model} with {comparison.info.n_reference} reference showers of "
               f"{args.reference} inside the model's trained range, one generated shower per reference shower")
-        for key in ("sf_mre", "sf_relative_error_max_bin", "bmre_profile_z", "classifier_auc_low",
-                    "classifier_auc_high", "fpd_x1e3", "kpd_x1e3"):
-            print("  " + describe_figure(key, validation.get(key)))
+        for key in _MODEL_SUMMARY:
+            print("  " + describe_figure(key, comparison.metrics.get(key)))
     return 0
 
 
-def _statistics_notes(info: dict[str, Any]) -> list[str]:
+def _statistics_notes(info: ComparisonInfo) -> list[str]:
     """Warnings about figures that the sample sizes cannot support."""
-    n = min(int(info["n_reference"]), int(info["n_candidate"]))
-    dim = int(info.get("n_high_level_features") or 0)
-    notes = [f"note: every figure carries sampling noise from {n} showers per sample; to see its floor, validate a "
-             "second Monte Carlo sample of the same size and conditions against the reference"]
+    n = min(info.n_reference, info.n_candidate)
+    dim = info.n_high_level_features or 0
+    notes = [(f"note: every figure carries sampling noise from {n} showers per sample; to see its floor, validate a "
+             "second Monte Carlo sample of the same size and conditions against the reference")]
     if dim and n < _SHOWERS_PER_FEATURE * dim:
         notes.append(f"note: FPD and KPD compare {dim} shower features; with {n} showers (fewer than "
                      f"{_SHOWERS_PER_FEATURE} per feature) their values are dominated by that noise")
     return notes
 
 
-def coverage_lines(info: dict[str, Any]) -> list[str]:
-    """What was compared, in words, from the ``info`` of a :func:`calogen.validation.metrics.validate_files` result."""
-    ref, cand = info["reference_path"], info["candidate_path"]
-    coverage = info.get("coverage")
+def coverage_lines(info: ComparisonInfo) -> list[str]:
+    """What was compared, in words, from the ``info`` of a :func:`calogen.compare.compare_files` comparison."""
+    ref, cand = info.reference_path, info.candidate_path
+    coverage = info.coverage
     if coverage is None:
-        return [f"compared all {info['n_reference']} reference showers ({ref}) with all {info['n_candidate']} "
-                f"candidate showers ({cand}), whatever their energies and angles (--all-reference)"]
-    lines = [f"compared {coverage['n_reference']} of {coverage['n_reference_given']} reference showers ({ref}) "
-             f"with {coverage['n_candidate']} of {coverage['n_candidate_given']} candidate showers ({cand}), in "
-             f"the {len(coverage['bins'])} energy and angle bin(s) that both files fill:"]
-    for row in coverage["bins"][:_SHOWN_BINS]:
-        (e_lo, e_hi), (t_lo, t_hi) = row["energy_gev"], row["theta_rad"]
+        return [(f"compared all {info.n_reference} reference showers ({ref}) with all {info.n_candidate} "
+                f"candidate showers ({cand}), whatever their energies and angles (--all-reference)")]
+    lines = [(f"compared {coverage.n_reference} of {coverage.n_reference_given} reference showers ({ref}) "
+             f"with {coverage.n_candidate} of {coverage.n_candidate_given} candidate showers ({cand}), in "
+             f"the {len(coverage.bins)} energy and angle bin(s) that both files fill:")]
+    for covered in coverage.bins[:_SHOWN_BINS]:
+        (e_lo, e_hi), (t_lo, t_hi) = covered.energy_gev, covered.theta_rad
         lines.append(f"  {e_lo:g}-{e_hi:g} GeV, {math.degrees(t_lo):.1f}-{math.degrees(t_hi):.1f} deg: "
-                     f"{row['n_reference']} reference, {row['n_candidate']} candidate showers")
-    if len(coverage["bins"]) > _SHOWN_BINS:
-        lines.append(f"  ... and {len(coverage['bins']) - _SHOWN_BINS} more bins (all in the JSON, info.coverage)")
-    left_ref = coverage["n_reference_given"] - coverage["n_reference"]
-    left_cand = coverage["n_candidate_given"] - coverage["n_candidate"]
+                     f"{covered.n_reference} reference, {covered.n_candidate} candidate showers")
+    if len(coverage.bins) > _SHOWN_BINS:
+        lines.append(f"  ... and {len(coverage.bins) - _SHOWN_BINS} more bins (all in the JSON, info.coverage)")
+    left_ref = coverage.n_reference_given - coverage.n_reference
+    left_cand = coverage.n_candidate_given - coverage.n_candidate
     if left_ref or left_cand:
         lines.append(f"left out: {left_ref} reference and {left_cand} candidate showers outside those bins "
                      "(--all-reference compares the whole files)")
@@ -134,7 +143,9 @@ def coverage_lines(info: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Validate and write the outputs; returns the exit code."""
-    from calogen.validation.metrics import ENERGY_BIN_HALF_WIDTH_GEV, validate_files
+    from calogen.compare import compare_files
+    from calogen.plots.report import write_html_report
+    from calogen.validation.binning import ENERGY_BIN_HALF_WIDTH_GEV
 
     if args.model:
         return _run_model(args)
@@ -162,21 +173,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"[validate] {stage}", file=sys.stderr, flush=True)
 
     start = time.perf_counter()
-    result = validate_files(
-        args.reference, args.candidate, out_json=args.out, out_html=args.html, classifier=not args.no_classifier,
-        energy_bins=energy_bins, theta_bins_rad=theta_bins, max_showers=args.max_showers, seed=args.seed,
+    comparison = compare_files(
+        args.reference, args.candidate, energy_bins_gev=energy_bins, theta_bins_rad=theta_bins,
+        classifier=not args.no_classifier, max_showers=args.max_showers, seed=args.seed,
         match_conditions=not args.all_reference, progress=say,
     )
-    if not result["bins"]:
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(comparison.to_json(), indent=1))
+    if args.html:
+        write_html_report(comparison, args.html)
+    if not comparison.bins:
         say("warning: no condition bin holds enough showers of both samples; per-bin metrics are empty")
     if not args.quiet:
-        print("\n".join(coverage_lines(result["info"])))
+        print("\n".join(coverage_lines(comparison.info)))
         print("figures (JSON name=value: figure, value, target: verdict (meaning)):")
-        metrics = result["metrics"]
         for key in _SUMMARY:
-            if key in metrics:
-                print("  " + describe_figure(key, metrics[key]))
-        print("\n".join(_statistics_notes(result["info"])))
+            if key in comparison.metrics:
+                print("  " + describe_figure(key, comparison.metrics[key]))
+        print("\n".join(_statistics_notes(comparison.info)))
         print(f"wrote {args.out}" + (f" and {args.html}" if args.html else "")
               + f" in {time.perf_counter() - start:.1f} s")
     return 0

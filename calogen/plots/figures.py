@@ -1,13 +1,14 @@
 """Figures for validation: pure functions returning ``plotly.graph_objects.Figure`` (never shown or saved).
 
 Distributions are drawn as reference-versus-candidate overlays with a candidate / reference ratio panel below
-(the layout of the 3DGAN and CaloChallenge validation plots). Most builders take the ``"histograms"`` part of
-:func:`calogen.validation.metrics.compare`'s result; :func:`overlay_values` bins raw arrays itself.
+(the layout of the 3DGAN and CaloChallenge validation plots). The builders take the parts of a
+:class:`calogen.validation.comparison.Comparison` (its profiles, histograms, ...); :func:`figures_from_results`
+draws every figure of several comparisons at once, and :func:`overlay_values` bins raw arrays itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,13 +17,15 @@ import numpy.typing as npt
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from calogen.validation.features import EPSILON
+from calogen.validation.comparison import Comparison, Correlations, Occupancy, Profile, SfPoint
+from calogen.validation.distances import HistogramPair, histogram_pair
+from calogen.validation.features import CELL_SIZE_MM, EPSILON, HIT_THRESHOLD_GEV
 
 __all__ = [
     "CANDIDATE_COLOUR",
     "CANDIDATE_COLOURS",
-    "Curve",
     "REFERENCE_COLOUR",
+    "Curve",
     "cell_spectrum_figure",
     "classifier_figure",
     "correlation_difference_figure",
@@ -62,7 +65,7 @@ FEATURE_LABELS = {
     "measured_angle_rad": "measured angle [deg]",
 }
 FEATURE_SCALES = {"measured_angle_rad": 180.0 / np.pi}  # features drawn in other units than computed: rad -> deg
-CELL_MM = 5.1  # transverse cell size of the CLIC ECAL readout, mm
+CELL_MM = CELL_SIZE_MM  # transverse cell size of the CLIC ECAL readout, mm
 
 
 FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 14, "color": "#1a1a1a"}
@@ -219,9 +222,6 @@ def overlay_figure(
                           y_title=y_title, log_x=log_x, log_y=log_y)
 
 
-Results = Mapping[str, Mapping[str, Any]]  # source name -> the "histograms" part of a compare() result
-
-
 def _normalised(counts: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Counts -> (fractions, Poisson errors of the fractions)."""
     c = np.asarray(counts, dtype=np.float64)
@@ -229,15 +229,15 @@ def _normalised(counts: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.fl
     return c / total, np.sqrt(c) / total
 
 
-def _histogram_curves(hists: Mapping[str, Mapping[str, Any]], scale: float) -> tuple[list[Curve], bool]:
+def _histogram_curves(hists: Mapping[str, HistogramPair], scale: float) -> tuple[list[Curve], bool]:
     """Curves of unit-normalised histograms; as densities (fraction per unit x) when binnings differ."""
-    edges = {name: _array(h["edges"]) * scale for name, h in hists.items()}
+    edges = {name: h.edges * scale for name, h in hists.items()}
     first = next(iter(edges.values()))
     same = all(e.shape == first.shape and np.allclose(e, first) for e in edges.values())
     curves = []
     for name, h in hists.items():
-        ref, ref_err = _normalised(h["reference"])
-        cand, cand_err = _normalised(h["candidate"])
+        ref, ref_err = _normalised(h.reference)
+        cand, cand_err = _normalised(h.candidate)
         if not same:
             width = np.diff(edges[name])
             ref, ref_err, cand, cand_err = ref / width, ref_err / width, cand / width, cand_err / width
@@ -246,11 +246,11 @@ def _histogram_curves(hists: Mapping[str, Mapping[str, Any]], scale: float) -> t
 
 
 def histograms_figure(
-    hists: Mapping[str, Mapping[str, Any]], *, title: str = "", x_title: str = "", log_x: bool = False,
+    hists: Mapping[str, HistogramPair], *, title: str = "", x_title: str = "", log_x: bool = False,
     log_y: bool = False, scale: float = 1.0,
 ) -> go.Figure:
-    """Overlay of {source name: {"edges", "reference", "candidate"} counts}, each normalised to unit sum
-    (to unit area when the sources' binnings differ). scale multiplies the edges (e.g. rad -> deg)."""
+    """Overlay of {source name: reference and candidate counts}, each normalised to unit sum (to unit area when
+    the sources' binnings differ). scale multiplies the edges (e.g. rad -> deg)."""
     curves, same = _histogram_curves(hists, scale)
     return overlay_curves(curves, edges=True, title=title, x_title=x_title,
                           y_title="fraction of showers" if same else "fraction of showers per unit",
@@ -258,10 +258,10 @@ def histograms_figure(
 
 
 def histogram_figure(
-    hist: dict[str, Any], *, title: str = "", x_title: str = "", log_x: bool = False, log_y: bool = False,
+    hist: HistogramPair, *, title: str = "", x_title: str = "", log_x: bool = False, log_y: bool = False,
     name: str = "candidate",
 ) -> go.Figure:
-    """Overlay of one {"edges", "reference", "candidate"} histogram (counts), each normalised to unit sum."""
+    """Overlay of one pair of histograms (counts), each normalised to unit sum; the candidate named ``name``."""
     return histograms_figure({name: hist}, title=title, x_title=x_title, log_x=log_x, log_y=log_y)
 
 
@@ -276,84 +276,79 @@ def overlay_values(
     log_y: bool = False,
     name: str = "candidate",
 ) -> go.Figure:
-    """Histogram two raw samples with common bins (see :func:`calogen.validation.metrics.histogram_pair`) and overlay."""
-    from calogen.validation.metrics import histogram_pair
-
-    edges, h, g = histogram_pair(reference_values, candidate_values, bins=bins, log=log_x)
-    return histogram_figure({"edges": edges, "reference": h, "candidate": g}, title=title, x_title=x_title,
-                            log_x=log_x, log_y=log_y, name=name)
+    """Histogram two raw samples with common bins (:func:`calogen.validation.distances.histogram_pair`) and
+    overlay them."""
+    hist = histogram_pair(reference_values, candidate_values, bins=bins, log=log_x)
+    return histogram_figure(hist, title=title, x_title=x_title, log_x=log_x, log_y=log_y, name=name)
 
 
 _AXIS_TITLES = {"x": f"x [cell, {CELL_MM:g} mm]", "y": f"y [cell, {CELL_MM:g} mm]", "z": "layer"}
 
 
-def profiles_figure(profiles: Mapping[str, Mapping[str, Any]], axis: str, *, log_y: bool = False) -> go.Figure:
-    """Mean energy profile along ``axis`` ('x', 'y', 'z') with standard errors, one curve per source, from
-    compare's histograms["profile_<axis>"] of each."""
-    curves = [Curve(name, np.arange(len(p["reference"]), dtype=np.float64), _array(p["candidate"]),
-                    _optional(p.get("candidate_err")), _array(p["reference"]), _optional(p.get("reference_err")))
-              for name, p in profiles.items()]
+def profiles_figure(profiles: Mapping[str, Profile], axis: str, *, log_y: bool = False) -> go.Figure:
+    """Mean energy profile (GeV per slice) along ``axis`` ('x', 'y', 'z') with standard errors, one curve per
+    source against the reference."""
+    curves = [Curve(name, np.arange(p.reference.size, dtype=np.float64), p.candidate, p.candidate_err,
+                    p.reference, p.reference_err) for name, p in profiles.items()]
     return overlay_curves(curves, title=f"Mean energy profile along {'the layers' if axis == 'z' else axis}",
                           x_title=_AXIS_TITLES.get(axis, axis), y_title="mean energy [GeV]", log_y=log_y)
 
 
-def profile_figure(profile: dict[str, Any], axis: str, *, log_y: bool = False, name: str = "candidate") -> go.Figure:
+def profile_figure(profile: Profile, axis: str, *, log_y: bool = False, name: str = "candidate") -> go.Figure:
     """One source's mean energy profile along ``axis``; see :func:`profiles_figure`."""
     return profiles_figure({name: profile}, axis, log_y=log_y)
 
 
-def sf_vs_energy_figure(rows: Sequence[dict[str, Any]] | Mapping[str, Sequence[dict[str, Any]]]) -> go.Figure:
-    """Mean sampling fraction per energy bin with standard errors (compare's histograms["sf_vs_energy"]), of
-    one source or of {source name: rows}."""
-    by_name = rows if isinstance(rows, Mapping) else {"candidate": rows}
+def _by_name(part: Any, kind: type) -> Mapping[str, Any]:
+    return {"candidate": part} if isinstance(part, kind) else part
+
+
+def sf_vs_energy_figure(points: Sequence[SfPoint] | Mapping[str, Sequence[SfPoint]]) -> go.Figure:
+    """Mean sampling fraction per energy bin with standard errors, of one source or of {source name: points}."""
+    by_name = points if isinstance(points, Mapping) else {"candidate": points}
     curves = []
     for name, table in by_name.items():
-        get = lambda key, t=table: _array([r[key] for r in t])  # noqa: E731
-        curves.append(Curve(name, get("energy_gev"), get("candidate"), get("candidate_err"), get("reference"),
-                            get("reference_err")))
+        column = lambda key, t=table: _array([getattr(p, key) for p in t])  # noqa: E731
+        curves.append(Curve(name, column("energy_gev"), column("candidate"), column("candidate_err"),
+                            column("reference"), column("reference_err")))
     return overlay_curves(curves, title="Sampling fraction vs primary energy", x_title="primary energy [GeV]",
                           y_title="<E_dep / E_primary>")
 
 
-def cell_spectrum_figure(hist: dict[str, Any] | Mapping[str, dict[str, Any]]) -> go.Figure:
-    """Cell-energy spectrum (all non-zero cells), log-log, of one source or of {source name: histogram}."""
-    by_name = {"candidate": hist} if "edges" in hist else hist
-    curves = []
-    for name, h in by_name.items():
-        ref, cand = _array(h["reference"]), _array(h["candidate"])
-        curves.append(Curve(name, _array(h["edges"]), cand, np.sqrt(cand), ref, np.sqrt(ref)))
+def cell_spectrum_figure(hist: HistogramPair | Mapping[str, HistogramPair]) -> go.Figure:
+    """Cell-energy spectrum (all non-zero cells, GeV), log-log, of one source or of {source name: histograms}."""
+    curves = [Curve(name, h.edges, h.candidate, np.sqrt(h.candidate), h.reference, np.sqrt(h.reference))
+              for name, h in _by_name(hist, HistogramPair).items()]
     fig = overlay_curves(curves, edges=True, title="Cell-energy spectrum", x_title="cell energy [GeV]",
                          y_title="cells", log_x=True, log_y=True)
-    fig.add_vline(x=2e-4, line={"color": "grey", "dash": "dot", "width": 1})
+    fig.add_vline(x=HIT_THRESHOLD_GEV, line={"color": "grey", "dash": "dot", "width": 1})
     return fig
 
 
-def sparsity_figure(hist: dict[str, Any] | Mapping[str, dict[str, Any]]) -> go.Figure:
+def sparsity_figure(occupancy: Occupancy | Mapping[str, Occupancy]) -> go.Figure:
     """Fraction of cells above threshold vs threshold (occupancy; 1 - sparsity), of one or several sources."""
-    by_name = {"candidate": hist} if "thresholds_gev" in hist else hist
-    curves = [Curve(name, _array(h["thresholds_gev"]), _array(h["candidate"]), None, _array(h["reference"]), None)
-              for name, h in by_name.items()]
+    curves = [Curve(name, o.thresholds_gev, o.candidate, None, o.reference, None)
+              for name, o in _by_name(occupancy, Occupancy).items()]
     return overlay_curves(curves, title="Occupancy vs threshold", x_title="threshold [GeV]",
                           y_title="fraction of cells above", log_x=True, log_y=True)
 
 
-def mscn_figure(hist: dict[str, Any] | Mapping[str, dict[str, Any]]) -> go.Figure:
+def mscn_figure(hist: HistogramPair | Mapping[str, HistogramPair]) -> go.Figure:
     """MSCN-coefficient distributions of the non-zero cells, of one or several sources."""
-    by_name = {"candidate": hist} if "edges" in hist else hist
-    return histograms_figure(by_name, title="MSCN coefficients (non-zero cells)", x_title="MSCN coefficient",
-                             log_y=True)
+    return histograms_figure(_by_name(hist, HistogramPair), title="MSCN coefficients (non-zero cells)",
+                             x_title="MSCN coefficient", log_y=True)
 
 
-def classifier_figure(hist: dict[str, Any], level: str, *, name: str = "candidate") -> go.Figure:
+def classifier_figure(output: HistogramPair, level: str, *, name: str = "candidate") -> go.Figure:
     """Calibrated classifier output on the test split for each class (Monte Carlo, and the source ``name``)."""
-    return histograms_figure({name: hist}, title=f"Classifier output ({level}-level features), {name}",
+    return histograms_figure({name: output}, title=f"Classifier output ({level}-level features), {name}",
                              x_title=f"calibrated P({name})")
 
 
-def correlation_difference_figure(corr: dict[str, Any], *, title: str = "") -> go.Figure:
-    """Heatmap of candidate - reference feature correlations (compare's histograms["correlation"])."""
-    diff = np.asarray(corr["difference"], dtype=np.float64)
-    names = [FEATURE_LABELS.get(n, n) for n in corr["names"]]
+def correlation_difference_figure(corr: Correlations, *, title: str = "") -> go.Figure:
+    """Heatmap of candidate - reference correlations between the shower observables."""
+    diff = corr.difference
+    names = [FEATURE_LABELS.get(n, n) for n in corr.names]
     limit = max(float(np.nanmax(np.abs(diff))) if diff.size else 0.0, 0.05)
     fig = go.Figure(go.Heatmap(z=diff, x=names, y=names, zmin=-limit, zmax=limit, zmid=0.0, colorscale="RdBu_r",
                                colorbar={"title": "Δ corr"}))
@@ -362,9 +357,9 @@ def correlation_difference_figure(corr: dict[str, Any], *, title: str = "") -> g
     return style_figure(fig)
 
 
-def variance_ratio_figure(per_layer: Sequence[float | None] | Mapping[str, Sequence[float | None]]) -> go.Figure:
-    """Median per-cell variance ratio (candidate / reference) in each layer, of one or several sources;
-    ~1 expected, << 1 = mode collapse."""
+def variance_ratio_figure(per_layer: Any) -> go.Figure:
+    """Median per-cell variance ratio (candidate / reference) in each layer, (nz,), of one source or of
+    {source name: (nz,)}; ~1 expected, << 1 = mode collapse."""
     by_name = per_layer if isinstance(per_layer, Mapping) else {"candidate": per_layer}
     fig = go.Figure()
     for k, (name, values) in enumerate(by_name.items()):
@@ -377,45 +372,45 @@ def variance_ratio_figure(per_layer: Sequence[float | None] | Mapping[str, Seque
     return style_figure(fig)
 
 
-def figures_from_results(results: Mapping[str, Mapping[str, Any]]) -> dict[str, go.Figure]:
-    """Every figure the ``"histograms"`` of :func:`calogen.validation.metrics.compare` results support, the sources
-    overlaid on the same reference and named in the legends; {source name: result} -> {figure name: Figure}.
-    The classifier and correlation figures are one per source (each has its own classifier)."""
-    hists = {name: r["histograms"] for name, r in results.items()}
-
-    def having(key: str) -> dict[str, Any]:
-        return {name: h[key] for name, h in hists.items() if h.get(key)}
+def figures_from_results(results: Mapping[str, Comparison]) -> dict[str, go.Figure]:
+    """Every figure the comparisons have data for, the sources overlaid on the same reference and named in the
+    legends; {source name: Comparison} -> {figure name: Figure}. The classifier and correlation figures are one
+    per source (each has its own classifier)."""
+    def having(part: Callable[[Comparison], Any]) -> dict[str, Any]:
+        found = {name: part(c) for name, c in results.items()}
+        return {name: value for name, value in found.items() if value is not None and len(value)}
 
     figures: dict[str, go.Figure] = {}
-    if having("sf_vs_energy"):
-        figures["sf_vs_energy"] = sf_vs_energy_figure(having("sf_vs_energy"))
+    if sf := having(lambda c: c.sf_vs_energy):
+        figures["sf_vs_energy"] = sf_vs_energy_figure(sf)
     for axis in ("z", "x", "y"):
-        if having(f"profile_{axis}"):
-            figures[f"profile_{axis}"] = profiles_figure(having(f"profile_{axis}"), axis, log_y=axis != "z")
-    feature_names = dict.fromkeys(f for h in hists.values() for f in h.get("features", {}))
-    for feature in feature_names:
-        per_source = {name: h["features"][feature] for name, h in hists.items() if feature in h.get("features", {})}
+        if profiles := {name: c.profiles[axis] for name, c in results.items() if axis in c.profiles}:
+            figures[f"profile_{axis}"] = profiles_figure(profiles, axis, log_y=axis != "z")
+    for feature in dict.fromkeys(f for c in results.values() for f in c.features):
+        per_source = {name: c.features[feature] for name, c in results.items() if feature in c.features}
         label = FEATURE_LABELS.get(feature, feature)
-        figures[f"feature_{feature}"] = histograms_figure(
-            per_source, title=label, x_title=label, scale=FEATURE_SCALES.get(feature, 1.0))
-    for key, builder, name in (("cell_spectrum", cell_spectrum_figure, "cell_spectrum"),
-                               ("sparsity", sparsity_figure, "sparsity"), ("mscn", mscn_figure, "mscn"),
-                               ("cell_variance_ratio_per_layer", variance_ratio_figure, "variance_ratio")):
-        if having(key):
-            figures[name] = builder(having(key))
-    several = len(hists) > 1
-    for source, h in hists.items():
+        figures[f"feature_{feature}"] = histograms_figure(per_source, title=label, x_title=label,
+                                                          scale=FEATURE_SCALES.get(feature, 1.0))
+    for name, part, builder in (("cell_spectrum", lambda c: c.cell_spectrum, cell_spectrum_figure),
+                                ("sparsity", lambda c: c.occupancy, sparsity_figure),
+                                ("mscn", lambda c: c.mscn, mscn_figure)):
+        if found := {source: part(c) for source, c in results.items() if part(c) is not None}:
+            figures[name] = builder(found)
+    if ratios := having(lambda c: c.variance_ratio_per_layer):
+        figures["variance_ratio"] = variance_ratio_figure(ratios)
+    several = len(results) > 1
+    for source, c in results.items():
         suffix = f" · {source}" if several else ""
-        if h.get("correlation"):
+        if c.correlation is not None:
             figures[f"correlation{suffix}"] = correlation_difference_figure(
-                h["correlation"], title=f"Correlation difference ({source} - Monte Carlo)")
+                c.correlation, title=f"Correlation difference ({source} - Monte Carlo)")
         for level in ("low", "high"):
-            if h.get(f"classifier_{level}"):
-                figures[f"classifier_{level}{suffix}"] = classifier_figure(h[f"classifier_{level}"], level,
+            if level in c.classifier:
+                figures[f"classifier_{level}{suffix}"] = classifier_figure(c.classifier[level].output, level,
                                                                            name=source)
     return figures
 
 
-def figures_from_result(result: Mapping[str, Any], *, name: str = "candidate") -> dict[str, go.Figure]:
-    """The figures of one compare() result, the candidate named ``name``; see :func:`figures_from_results`."""
+def figures_from_result(result: Comparison, *, name: str = "candidate") -> dict[str, go.Figure]:
+    """The figures of one comparison, the candidate named ``name``; see :func:`figures_from_results`."""
     return figures_from_results({name: result})

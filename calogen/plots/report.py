@@ -1,7 +1,9 @@
-"""One self-contained HTML page for a validation result: metrics table, per-bin table and every figure.
+"""One self-contained HTML page for a comparison: headline figures judged against their targets, the per-bin
+table, every figure and every number.
 
-plotly.js is inlined once at the top, so the page opens offline; each figure is a ``<div>`` with its own
-small script. Built from the JSON-able dict of :func:`calogen.validation.metrics.compare`.
+plotly.js is inlined once at the top, so the page opens offline; each figure is a ``<div>`` with its own small
+script. Built from a :class:`calogen.validation.comparison.Comparison`. The tables of judged figures shown by
+the app come from here too (:func:`judged_rows`, :func:`scoreboard_rows`, :func:`bin_table`).
 """
 
 from __future__ import annotations
@@ -9,21 +11,29 @@ from __future__ import annotations
 import html
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from plotly.offline import get_plotlyjs
 
 from calogen.io import atomic_write
 from calogen.plots.figures import figures_from_result
+from calogen.validation.comparison import BinRow, Comparison
+from calogen.validation.targets import (
+    HEADLINE_METRICS,
+    METRIC_SPECS,
+    SPECS_BY_KEY,
+    MetricSpec,
+    failed_headlines,
+    judge,
+)
 
 __all__ = [
     "HEADLINE_METRICS",
-    "KEY_METRICS",
     "METRIC_SPECS",
     "SPECS_BY_KEY",
     "MetricSpec",
+    "bin_table",
     "failed_headlines",
     "judged_rows",
     "render_html_report",
@@ -31,124 +41,57 @@ __all__ = [
     "write_html_report",
 ]
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """How to read one figure of merit: what it measures, its ideal value and the pass range.
 
-    The pass ranges are this project's acceptance lines for a generator meant for physics checks, not
-    published numbers: about 5 % on the sampling fraction (the level the 3DGAN papers show), classifier AUC
-    at most 0.7 (the CaloChallenge reads 0.5 as indistinguishable, 1 as trivially separable), per-cell
-    variance and nearest-neighbour ratios within a factor two of 1.
-    """
-
-    key: str  # name in calogen.validation.metrics.compare's "metrics" and in card.json's "validation"
-    label: str  # short readable name for tables
-    meaning: str  # one sentence
-    ideal: float  # value of a perfect generator
-    low: float  # pass range, inclusive: low <= value <= high
-    high: float
-    fmt: str = ".3g"  # format of the value
-
-    def passes(self, value: float | None) -> bool | None:
-        """True inside the pass range, False outside, None when there is no finite value."""
-        if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return None
-        return self.low <= float(value) <= self.high
-
-    @property
-    def target(self) -> str:
-        """The pass range in words, e.g. "<= 0.05" or "0.5-2"."""
-        if self.low == -math.inf:
-            return f"<= {self.high:g}"
-        if self.high == math.inf:
-            return f">= {self.low:g}"
-        return f"{self.low:g}-{self.high:g}"
-
-    def format(self, value: float | None) -> str:
-        """The value with a sensible number of digits (scientific notation for large ones), "n/a" when absent."""
-        if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return "n/a"
-        return f"{value:.3g}" if abs(value) >= 1e4 else format(value, self.fmt)
+def judged_rows(figures: Mapping[str, object], keys: tuple[str, ...] | None = None) -> list[dict[str, str]]:
+    """One readable row per known figure present in ``figures`` (JSON name -> value, e.g. a comparison's
+    ``metrics`` or a card's ``validation``): figure, value (formatted), target, ideal, verdict ("pass", "FAIL" or
+    "n/a") and meaning. keys: which figures and their order (default: all known)."""
+    return [{"figure": f.label, "value": f.formatted, "target": f.spec.target, "ideal": f"{f.spec.ideal:g}",
+             "verdict": f.verdict, "meaning": f.meaning} for f in judge(figures, keys)]
 
 
-_INF = math.inf
-METRIC_SPECS: tuple[MetricSpec, ...] = (
-    MetricSpec("sf_mre", "SF error", "mean relative error of the mean sampling fraction over the energy and "
-               "angle bins (3DGAN)", 0.0, -_INF, 0.05),
-    MetricSpec("sf_relative_error_max_bin", "SF error, worst bin", "relative error of the mean sampling "
-               "fraction in the worst energy and angle bin", 0.0, -_INF, 0.1),
-    MetricSpec("separation_mean", "separation power", "mean separation power of the shower observables' "
-               "histograms, 0 = identical (CaloChallenge)", 0.0, -_INF, 0.05),
-    MetricSpec("classifier_auc_high", "classifier AUC (features)", "AUC of a classifier telling generated "
-               "from Monte Carlo showers by their observables; 0.5 = cannot tell", 0.5, -_INF, 0.7, ".2f"),
-    MetricSpec("classifier_auc_low", "classifier AUC (cells)", "AUC of a classifier telling generated from "
-               "Monte Carlo showers by their cells; 0.5 = cannot tell", 0.5, -_INF, 0.7, ".2f"),
-    MetricSpec("bmre_profile_z", "longitudinal profile error", "binned mean relative error of the mean "
-               "energy per layer", 0.0, -_INF, 0.1),
-    MetricSpec("shape_mse", "profile shape MSE", "mean squared error of the normalised mean x, y and layer "
-               "profiles", 0.0, -_INF, 0.001),
-    MetricSpec("ssim_L1", "SSIM of mean showers (L=1)", "structural similarity of the mean shower images, "
-               "1 = identical", 1.0, 0.99, 1.0, ".4f"),
-    MetricSpec("ssim_L0.0001", "SSIM of mean showers (L=1e-4)", "structural similarity with the dynamic range "
-               "of the faint cells, 1 = identical", 1.0, 0.9, 1.0, ".3f"),
-    MetricSpec("mscn_jsd", "texture distance (MSCN)", "Jensen-Shannon distance of the local-contrast (MSCN) "
-               "coefficients of the cells, 0 = identical", 0.0, -_INF, 0.1),
-    MetricSpec("correlation_mse", "correlation error", "mean squared difference of the correlations between "
-               "shower observables", 0.0, -_INF, 0.01),
-    MetricSpec("fpd_x1e3", "FPD x 1e3", "Frechet distance of the shower-observable distributions, x 1000",
-               0.0, -_INF, 100.0),
-    MetricSpec("kpd_x1e3", "KPD x 1e3", "kernel distance of the shower-observable distributions, x 1000",
-               0.0, -_INF, 10.0),
-    MetricSpec("cell_variance_ratio", "cell variance ratio", "median ratio of per-cell variances, generated / "
-               "Monte Carlo; << 1 means every shower looks alike (mode collapse)", 1.0, 0.5, 2.0),
-    MetricSpec("nn_ratio", "nearest-neighbour ratio", "distance to the nearest Monte Carlo shower over the "
-               "Monte Carlo's own; << 1 means copies of training showers, >> 1 showers unlike any", 1.0, 0.5, 2.0),
-)
-SPECS_BY_KEY = {spec.key: spec for spec in METRIC_SPECS}
-HEADLINE_METRICS = ("sf_mre", "sf_relative_error_max_bin", "separation_mean", "classifier_auc_high",
-                    "bmre_profile_z", "cell_variance_ratio")
-# (metric, what it measures, what a perfect candidate gives), the form the HTML report and older callers read
-KEY_METRICS: tuple[tuple[str, str, str], ...] = tuple(
-    (spec.key, spec.meaning, f"{spec.ideal:g}") for spec in METRIC_SPECS if spec.key != "sf_relative_error_max_bin"
-)
-
-
-def judged_rows(figures: dict[str, Any], keys: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """One readable row per known metric present in ``figures``: figure, meaning, value (formatted), ideal,
-    target and verdict ("pass", "FAIL" or "n/a"). keys: which metrics and their order (default: all known)."""
-    rows = []
-    for key in keys or tuple(SPECS_BY_KEY):
-        spec = SPECS_BY_KEY[key]
-        if key not in figures:
-            continue
-        value = figures[key]
-        verdict = spec.passes(value)
-        rows.append({"figure": spec.label, "value": spec.format(value), "target": spec.target,
-                     "ideal": f"{spec.ideal:g}", "verdict": {True: "pass", False: "FAIL", None: "n/a"}[verdict],
-                     "meaning": spec.meaning})
-    return rows
-
-
-def scoreboard_rows(metrics_by_source: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
-    """One row per known metric that any source has: figure, target, ideal, then one column per source with
+def scoreboard_rows(results: Mapping[str, Comparison]) -> list[dict[str, str]]:
+    """One row per known figure that any comparison has: figure, target, ideal, then one column per source with
     the value and its verdict ("0.0312 pass", "2.13 FAIL", "n/a"), and the meaning last."""
     rows = []
     for spec in METRIC_SPECS:
-        if not any(spec.key in m for m in metrics_by_source.values()):
+        if not any(spec.key in c.metrics for c in results.values()):
             continue
         row = {"figure": spec.label, "target": spec.target, "ideal": f"{spec.ideal:g}"}
-        for name, metrics in metrics_by_source.items():
-            value = metrics.get(spec.key)
-            verdict = spec.passes(value)
-            row[name] = spec.format(value) + {True: " pass", False: " FAIL", None: ""}[verdict]
+        for name, comparison in results.items():
+            judged = judge(comparison.metrics, (spec.key,))
+            row[name] = "n/a" if not judged else (judged[0].formatted + {"pass": " pass", "FAIL": " FAIL",
+                                                                        "n/a": ""}[judged[0].verdict])
         row["meaning"] = spec.meaning
         rows.append(row)
     return rows
 
 
-def failed_headlines(figures: dict[str, Any]) -> list[str]:
-    """Labels of the headline metrics that fail their targets (absent or non-finite ones are not counted)."""
-    return [SPECS_BY_KEY[k].label for k in HEADLINE_METRICS if SPECS_BY_KEY[k].passes(figures.get(k)) is False]
+def _fmt(value: float | None, fmt: str) -> str:
+    return format(value, fmt) if value is not None and math.isfinite(value) else "n/a"
+
+
+def bin_table(bins: tuple[BinRow, ...], *, name: str = "candidate") -> list[dict[str, str]]:
+    """The per-bin rows as readable strings: energy and angle bins (GeV, whole degrees), showers of each sample,
+    mean sampling fractions and their relative error, and the mean measured angle (degrees) where measured.
+    name: the candidate's column title."""
+    rows = []
+    for b in bins:
+        (e_lo, e_hi), (t_lo, t_hi) = b.energy_gev, b.theta_rad
+        row = {
+            "energy": f"{max(e_lo, 0.0):.3g}-{e_hi:.3g} GeV",  # the +-5 GeV bin around 2 GeV starts at 0
+            "angle": f"{math.degrees(t_lo):.0f}-{math.degrees(t_hi):.0f} deg",
+            f"showers (MC / {name})": f"{b.n_reference} / {b.n_candidate}",
+            "SF Monte Carlo": _fmt(b.sf_reference, ".4f"),
+            f"SF {name}": _fmt(b.sf_candidate, ".4f"),
+            "SF error": _fmt(b.sf_relative_error, ".0%"),
+        }
+        if b.measured_angle_rad_reference is not None:
+            for value, label in ((b.measured_angle_rad_reference, "Monte Carlo"),
+                                 (b.measured_angle_rad_candidate, name)):
+                row[f"angle {label} (deg)"] = _fmt(None if value is None else math.degrees(value), ".1f")
+        rows.append(row)
+    return rows
 
 
 _STYLE = """
@@ -159,69 +102,77 @@ th { background: #f0f0f0; } td.name { text-align: left; }
 .figs { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
 .wide { grid-column: 1 / span 2; }
 """
+_VERDICT_COLOURS = {"FAIL": "#c0392b", "pass": "#1e8449"}
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    return html.escape(str(value))
+def _table(rows: list[dict[str, str]], *, name_columns: tuple[str, ...] = ()) -> list[str]:
+    parts = ["<table><tr>", *(f"<th>{html.escape(c)}</th>" for c in rows[0]), "</tr>"]
+    for row in rows:
+        cells = []
+        for column, value in row.items():
+            css = " class='name'" if column in name_columns else ""
+            colour = _VERDICT_COLOURS.get(value) if column == "verdict" else None
+            css += f" style='color:{colour}'" if colour else ""
+            cells.append(f"<td{css}>{html.escape(value)}</td>")
+        parts.append("<tr>" + "".join(cells) + "</tr>")
+    parts.append("</table>")
+    return parts
 
 
-def render_html_report(result: dict[str, Any], *, title: str = "calogen validation report",
+def _summary(comparison: Comparison, name: str) -> str:
+    info = comparison.info
+    words = [f"{info.n_reference} reference showers ({info.reference_source})",
+             f"{info.n_candidate} {name} showers ({info.candidate_source})"]
+    if info.geometry:
+        words.append("cells " + " x ".join(map(str, info.geometry)))
+    if info.coverage is not None:
+        words.append(f"{len(info.coverage.bins)} energy and angle bins that both samples fill")
+    for label, path in (("reference file", info.reference_path), ("candidate file", info.candidate_path)):
+        if path:
+            words.append(f"{label} {path}")
+    return "; ".join(html.escape(w) for w in words)
+
+
+def render_html_report(comparison: Comparison, *, title: str = "calogen validation report",
                        name: str = "candidate") -> str:
-    """The report page as a string (see :func:`write_html_report`); ``name``: the source in legends and
-    column titles."""
-    from calogen.plots.views import bin_rows
-
-    metrics = result.get("metrics", {})
-    info = result.get("info", {})
+    """The report page as a string (see :func:`write_html_report`); ``name``: the candidate in legends and
+    column titles. A headline figure that misses its target is marked FAIL in red."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
-    parts.append("<p>" + "; ".join(f"{html.escape(k)}: {_fmt(v)}" for k, v in info.items() if k != "ssim") + "</p>")
-
-    judged = judged_rows(metrics)
-    if judged:
-        parts.append("<h2>Key metrics</h2><table><tr><th>figure</th><th>value</th><th>target</th><th>ideal</th>"
-                     "<th>verdict</th><th>meaning</th></tr>")
-        for row in judged:
-            colour = {"FAIL": "#c0392b", "pass": "#1e8449"}.get(row["verdict"], "#666")
-            parts.append(f"<tr><td class='name'>{html.escape(row['figure'])}</td><td>{row['value']}</td>"
-                         f"<td>{html.escape(row['target'])}</td><td>{row['ideal']}</td>"
-                         f"<td style='color:{colour}'>{row['verdict']}</td>"
-                         f"<td class='name'>{html.escape(row['meaning'])}</td></tr>")
-        parts.append("</table>")
-
-    rows = bin_rows(result.get("bins", []), name=name)
-    if rows:
-        parts.append("<h2>Per condition bin</h2><table><tr>")
-        parts.extend(f"<th>{html.escape(c)}</th>" for c in rows[0])
-        parts.append("</tr>")
-        for row in rows:
-            parts.append("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row.values()) + "</tr>")
-        parts.append("</table>")
-
+             f"<h1>{html.escape(title)}</h1>", f"<p>{_summary(comparison, name)}</p>"]
+    failed = comparison.failed
+    if failed:
+        parts.append(f"<p style='color:{_VERDICT_COLOURS['FAIL']}'><b>{len(failed)} headline figure(s) miss their "
+                     f"target: {html.escape('; '.join(failed))}.</b></p>")
+    for heading, keys in (("Headline figures", HEADLINE_METRICS), ("Other judged figures", None)):
+        rows = judged_rows(comparison.metrics, keys)
+        if heading != "Headline figures":
+            rows = [r for r in rows if r["figure"] not in {SPECS_BY_KEY[k].label for k in HEADLINE_METRICS}]
+        if rows:
+            parts.append(f"<h2>{heading}</h2>")
+            parts.extend(_table(rows, name_columns=("figure", "meaning")))
+    if comparison.bins:
+        parts.append("<h2>Per condition bin</h2>")
+        parts.extend(_table(bin_table(comparison.bins, name=name)))
     parts.append("<h2>Figures</h2><div class='figs'>")
-    for fig_name, fig in figures_from_result(result, name=name).items():
+    for fig_name, fig in figures_from_result(comparison, name=name).items():
         css = "wide" if fig_name.startswith("correlation") else ""
         parts.append(f"<div class='{css}'>{fig.to_html(full_html=False, include_plotlyjs=False)}</div>")
-    parts.append("</div>")
-
-    parts.append("<h2>All metrics</h2><table><tr><th>metric</th><th>value</th></tr>")
-    parts.extend(f"<tr><td class='name'>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
-                 for k, v in sorted(metrics.items()))
-    parts.append("</table></body></html>")
+    parts.append("</div><h2>All numbers</h2>")
+    parts.extend(_table([{"metric": k, "value": _fmt(v, ".4g")} for k, v in sorted(comparison.metrics.items())],
+                        name_columns=("metric",)))
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 
 def write_html_report(
-    result: dict[str, Any], path: str | os.PathLike[str], *, title: str = "calogen validation report",
+    comparison: Comparison, path: str | os.PathLike[str], *, title: str = "calogen validation report",
     name: str = "candidate",
 ) -> Path:
     """Write the self-contained report page to ``path`` (atomically) and return the path."""
-    page = render_html_report(result, title=title, name=name)
-    return atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    page = render_html_report(comparison, title=title, name=name)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(page, encoding="utf-8")
+
+    return atomic_write(path, write)

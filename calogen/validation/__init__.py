@@ -1,2 +1,3 @@
-"""Physics validation: per-shower observables (``features``), sample-versus-sample distances (``metrics``) and
-the classifier test (``classifier``)."""
+"""Physics validation: per-shower observables (``features``), condition bins and the sampling-fraction error
+(``binning``), sample-versus-sample distances (``distances``, ``images``), the classifier test (``classifier``),
+the figures' meanings and targets (``targets``) and the typed result of a comparison (``comparison``)."""

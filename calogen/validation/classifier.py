@@ -5,28 +5,53 @@ calibrated on a validation split (Platt scaling) and evaluated on a held-out tes
 (0.5 = indistinguishable, 1 = perfectly separable) and the Jensen-Shannon divergence estimated from the
 calibrated binary cross-entropy, JSD = 1 - BCE / ln 2 (in [0, 1]). Two inputs, as in the CaloChallenge:
 'low' = every cell divided by the primary energy, 'high' = the high-level features of
-:func:`calogen.validation.features.high_level_features`; both get log10(E / GeV) and theta as extra columns, so the test is
-conditional. The CaloChallenge network is 2 x 2048; a smaller one (2 x 256, 2 x 128 on cells) trains on two CPU
-cores in about a minute and is enough to detect the differences that matter at these sample sizes.
+:func:`calogen.validation.features.high_level_features`; both get log10(E / GeV) and theta as extra columns,
+so the test is conditional. The CaloChallenge network is 2 x 2048; a smaller one (2 x 256, 2 x 128 on cells)
+trains on two CPU cores in about a minute and is enough to detect the differences that matter at these sample
+sizes.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy import optimize, stats
 
+from calogen.showers import ShowerSet
 from calogen.validation import features as F
+from calogen.validation.distances import HistogramPair
 
-__all__ = ["classifier_test", "roc_auc"]
+__all__ = ["ClassifierResult", "Level", "classifier_test", "roc_auc"]
 
 Array = npt.NDArray[np.float64]
+Level = Literal["low", "high"]
 
 
-def roc_auc(labels: Any, scores: Any) -> float:
+@dataclass(frozen=True)
+class ClassifierResult:
+    """Outcome of one classifier test.
+
+    auc: ROC AUC on the held-out test split (0.5 = cannot tell the samples apart, 1 = separates them fully);
+    auc_train: the same on the training split (far above ``auc`` means over-fitting); jsd: Jensen-Shannon
+    divergence from the calibrated cross-entropy, in [0, 1]; output: calibrated P(candidate) on the test split
+    per class, 40 bins on [0, 1]; n_train, n_test: showers of both samples together; epochs: the epoch kept.
+    """
+
+    level: Level
+    auc: float
+    jsd: float
+    output: HistogramPair
+    auc_train: float | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    epochs: int | None = None
+
+
+def roc_auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
     """Area under the ROC curve from the Mann-Whitney U statistic (ties count one half)."""
     y = np.asarray(labels).astype(bool).reshape(-1)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -37,12 +62,13 @@ def roc_auc(labels: Any, scores: Any) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _inputs(shower_set: Any, level: str, index: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+def _inputs(shower_set: ShowerSet, level: str, index: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
     showers = shower_set.showers[index]
     energy = shower_set.energy_gev[index].astype(np.float64)
     theta = shower_set.theta_rad[index].astype(np.float64)
+    x: npt.NDArray[np.floating[Any]]
     if level == "low":
-        x = showers.reshape(len(index), -1) / np.maximum(energy, F.EPSILON)[:, None].astype(np.float32)
+        x = (showers.reshape(len(index), -1) / np.maximum(energy, F.EPSILON)[:, None]).astype(np.float32)
     else:
         x, _ = F.high_level_features(showers, energy)
     cond = np.stack([np.log10(energy), theta], axis=1)
@@ -61,23 +87,22 @@ def _platt(logits: Array, labels: Array) -> tuple[float, float]:
 
 
 def classifier_test(
-    reference: Any,
-    candidate: Any,
+    reference: ShowerSet,
+    candidate: ShowerSet,
     *,
-    level: Literal["low", "high"] = "high",
+    level: Level = "high",
     seed: int = 0,
     max_showers: int = 4000,
     epochs: int | None = None,
     hidden: int | None = None,
     batch_size: int = 256,
     num_threads: int | None = None,
-) -> dict[str, Any]:
-    """Train and evaluate the classifier test on two :class:`calogen.io.ShowerSet` samples.
+) -> ClassifierResult:
+    """Train and evaluate the classifier test on two samples of the same geometry.
 
-    Uses up to ``max_showers`` showers of each sample (equal numbers of both), split 60 / 20 / 20 into train,
-    calibration/validation and test; early stopping keeps the epoch with the lowest validation loss.
-    Returns {"auc", "auc_train", "jsd", "n_train", "n_test", "epochs", "histogram": calibrated test
-    probabilities binned for each class}.
+    Uses up to ``max_showers`` showers of each sample (equal numbers of both, at least 20), split 60 / 20 / 20
+    into train, calibration/validation and test; early stopping keeps the epoch with the lowest validation
+    loss. Seeded: the same inputs and ``seed`` give the same result.
     """
     import torch
 
@@ -94,16 +119,16 @@ def classifier_test(
 
 
 def _train_and_test(
-    reference: Any,
-    candidate: Any,
+    reference: ShowerSet,
+    candidate: ShowerSet,
     *,
-    level: str,
+    level: Level,
     seed: int,
     max_showers: int,
     epochs: int | None,
     hidden: int | None,
     batch_size: int,
-) -> dict[str, Any]:
+) -> ClassifierResult:
     import torch
     from torch import nn
 
@@ -167,17 +192,15 @@ def _train_and_test(
     y_test = y[test].astype(np.float64)
     bce = float(np.mean(np.logaddexp(0.0, z_test) - y_test * z_test))  # nats
     edges = np.linspace(0.0, 1.0, 41)
-    return {
-        "auc": roc_auc(y_test, z_test),  # of the calibrated output (monotone in p_test)
-        "auc_train": roc_auc(y[train], logits(train).numpy()),
-        "jsd": max(0.0, 1.0 - bce / math.log(2.0)),
-        "n_train": int(len(train)),
-        "n_test": int(len(test)),
-        "epochs": int(best_epoch),
-        "level": level,
-        "histogram": {
-            "edges": edges,
-            "reference": np.histogram(p_test[y_test == 0], bins=edges)[0].astype(float),
-            "candidate": np.histogram(p_test[y_test == 1], bins=edges)[0].astype(float),
-        },
-    }
+    output = HistogramPair(edges, np.histogram(p_test[y_test == 0], bins=edges)[0].astype(np.float64),
+                           np.histogram(p_test[y_test == 1], bins=edges)[0].astype(np.float64))
+    return ClassifierResult(
+        level=level,
+        auc=roc_auc(y_test, z_test),  # of the calibrated output (monotone in p_test)
+        jsd=max(0.0, 1.0 - bce / math.log(2.0)),
+        output=output,
+        auc_train=roc_auc(y[train], logits(train).numpy()),
+        n_train=len(train),
+        n_test=len(test),
+        epochs=int(best_epoch),
+    )

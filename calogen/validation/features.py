@@ -87,7 +87,7 @@ def clic_layer_depth_mm(n_layers: int = 25) -> Array:
     """
     detector = clic_ecal()
     if n_layers != detector.n_layers:
-        return (np.arange(n_layers) + 0.5) * CELL_SIZE_MM
+        return (np.arange(n_layers, dtype=np.float64) + 0.5) * CELL_SIZE_MM
     bounds = detector.boundaries_mm
     depth = [0.5 * (bounds[k] + bounds[k + 1]) for k, slab in enumerate(detector.slabs) if slab.sensitive]
     return np.asarray(depth, dtype=np.float64)
