@@ -93,7 +93,7 @@ def train_energy_flow(model: FactorisedGenerator, train: TrainingData, holdout: 
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         scheduler.step()
         with torch.no_grad():
             held = float(-flow.log_prob(u_hold, c_hold).mean())
@@ -142,10 +142,11 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float, command: str = "",
-                 log: Callable[[str], None] = print, checkpoint_minutes: float = 5.0,
+def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float, steps: int | None = None,
+                 command: str = "", log: Callable[[str], None] = print, checkpoint_minutes: float = 5.0,
                  monitor_every: int = 250) -> dict[str, Any]:
-    """Train for ``minutes`` of wall time (resuming ``run_dir/checkpoint.pt`` when present); returns the state.
+    """Train for ``minutes`` of wall time or until the campaign reaches ``steps`` generator steps, whichever comes
+    first (resuming ``run_dir/checkpoint.pt`` when present); returns the state.
 
     The checkpoint is written every ``checkpoint_minutes`` and at the end; ``progress.json`` says where the
     campaign stands (step, showers seen, CPU hours, sessions, the last monitoring figures).
@@ -198,7 +199,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     rng = np.random.default_rng(config.seed + state["step"])
     last_save = time.monotonic()
     deadline = started + 60.0 * minutes
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (steps is None or state["step"] < steps):
         idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size))
         real_view = train.critic_view[idx].float()
         energy, theta, layers = train.energy_gev[idx], train.theta_rad[idx], train.layer_energy[idx]
@@ -222,8 +223,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         state["showers_seen"] += config.batch_size
         if state["step"] % monitor_every == 0:
             figures = monitor_figures(model, holdout, cells_holdout, config.seed)
-            record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": float(loss_d),
-                      "loss_generator": float(loss_g), "angle_loss_rad": float(angle_loss), **figures}
+            record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": loss_d.item(),
+                      "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(), **figures}
             state["monitor"] = record
             with open(run / "monitor.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")

@@ -1,0 +1,74 @@
+"""``python -m calogen campaign``: train a factorised generator for a while, resumably, and export it.
+
+    python -m calogen produce --source mc --particle e- --energy-range 2 500 --theta-range 60 120 -n 20000 \\
+        --shard-size 100 --seed 20261202 --out runs/train-mc --workers 2
+    python -m calogen campaign --arch factorised-conv2d --data runs/train-mc --run campaign-conv2d --minutes 60 \\
+        --export models/conv2d
+    python -m calogen validate --model models/conv2d --reference data/reference.h5 --update-card
+
+Running the same ``campaign`` command again resumes from ``runs/<run>/checkpoint.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+import torch
+
+from calogen.cli._common import CliError
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``campaign`` sub-command."""
+    parser = subparsers.add_parser(
+        "campaign",
+        help="train a factorised generator (energy flow x shape GAN) for a time budget, resumably",
+        description="Train a factorised generator: a normalising flow for the 25 layer energies and a 3D-conv or "
+        "Conv2D GAN for the per-layer shapes, for MINUTES of wall time; the run folder keeps one checkpoint, "
+        "progress.json and monitor.jsonl, and the same command resumes it. --export writes a model folder.",
+    )
+    parser.add_argument("--arch", choices=("factorised-conv2d", "factorised-conv3d"), required=True)
+    parser.add_argument("--data", required=True,
+                        help="a `calogen produce` folder or a native shower file (never the held-out reference)")
+    parser.add_argument("--run", required=True, help="run name: the checkpoint lives in runs/<run>/")
+    parser.add_argument("--minutes", type=float, required=True, help="wall-time budget of this session, minutes")
+    parser.add_argument("--export", metavar="MODEL_DIR", default=None,
+                        help="write the model folder (weights + card) at the end")
+    parser.add_argument("--status", default=None,
+                        help="the card's one-line account of how far the campaign got (default: in progress)")
+    parser.add_argument("--batch-size", type=int, default=64, help="showers per step (default 64)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the campaign session, then export when asked."""
+    from calogen.gan.factorised.campaign import CampaignConfig, export_model, run_campaign
+    from calogen.gan.jobs import RunError, run_path
+
+    if args.minutes <= 0:
+        raise CliError(f"--minutes {args.minutes:g} must be positive")
+    if args.threads < 1:
+        raise CliError(f"--threads {args.threads} must be at least 1")
+    try:
+        run_dir = run_path(args.run)
+    except RunError as exc:
+        raise CliError(str(exc)) from None
+    torch.set_num_threads(args.threads)
+    command = "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    config = CampaignConfig(arch=args.arch, data=args.data, batch_size=args.batch_size, seed=args.seed)
+    state = run_campaign(config, run_dir, minutes=args.minutes, command=command,
+                         log=lambda line: print(line, flush=True))
+    print(f"{run_dir}: step {state['step']}, {state['showers_seen']} showers seen, "
+          f"{state['cpu_seconds'] / 3600:.2f} CPU hours over {len(state['sessions'])} session(s)")
+    if args.export:
+        status = args.status or (f"in progress: {state['step']} steps, {state['showers_seen']} showers seen, "
+                                 f"{state['cpu_seconds'] / 3600:.2f} CPU hours")
+        folder = export_model(run_dir, args.export, command=command, status=status)
+        print(f"wrote {folder}; add the validation figures with: python -m calogen validate --model {folder} "
+              "--reference data/reference.h5 --update-card")
+    return 0

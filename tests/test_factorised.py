@@ -1,0 +1,142 @@
+"""Factorised generators: the layer-energy flow learns, shapes are normalised, a campaign resumes, improves a
+figure and exports a model folder that loads like any other."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from calogen.gan.factorised.campaign import CampaignConfig, export_model, run_campaign, train_energy_flow
+from calogen.gan.factorised.data import load_training_data
+from calogen.gan.factorised.energy_flow import EnergyFlowConfig, from_flow_space, to_flow_space
+from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
+from calogen.gan.factorised.shape_nets import ShapeConfig, build_shape_generator
+from calogen.gan.generate import ModelLoadError, load_generator
+from calogen.io import write_showers
+from calogen.showers import ShowerSet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMALL_SHAPE = {"channels": [8, 8, 4], "latent_dim": 8}
+
+
+def _toy_showers(n: int, seed: int) -> ShowerSet:
+    """Showers with a known law: SF 2 %, a gamma-like longitudinal profile peaking later at higher energy, a
+    Gaussian core of 1 cell whose centre moves in y with depth by tan(pi/2 - theta) cells per layer."""
+    rng = np.random.default_rng(seed)
+    energy = np.exp(rng.uniform(math.log(2.0), math.log(500.0), n))
+    theta = rng.uniform(math.radians(60.0), math.radians(120.0), n)
+    layers = np.arange(25) + 0.5
+    x = np.arange(51) + 0.5
+    cells = np.zeros((n, 51, 51, 25), np.float32)
+    for i in range(n):
+        t_max = 2.0 + 1.5 * math.log(energy[i])
+        profile = layers ** 3 * np.exp(-3.0 * layers / t_max)
+        profile = profile / profile.sum() * rng.lognormal(0.0, 0.05, 25)
+        layer_energy = 0.02 * energy[i] * profile
+        shift = math.tan(math.pi / 2 - theta[i]) * (layers - 12.5)
+        gx = np.exp(-0.5 * (x - 25.5) ** 2)
+        for k in range(25):
+            gy = np.exp(-0.5 * (x - 25.5 - shift[k]) ** 2)
+            image = np.outer(gx, gy)
+            cells[i, :, :, k] = layer_energy[k] * image / image.sum()
+    return ShowerSet(cells, energy, theta, {"particle": "e-", "source": "toy"})
+
+
+@pytest.fixture(scope="module")
+def toy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("toy") / "toy.h5"
+    write_showers(path, _toy_showers(160, seed=5))
+    return path
+
+
+def test_flow_space_round_trip_keeps_empty_layers() -> None:
+    energy = np.array([2.0, 100.0])
+    layers = np.array([[0.0, 1e-5, 0.01] + [0.0] * 22, [0.5, 0.2, 0.0] + [0.01] * 22])
+    back = from_flow_space(to_flow_space(layers, energy, rng=None), energy)
+    np.testing.assert_allclose(back, layers, rtol=1e-4, atol=1e-9)
+    dequantised = to_flow_space(layers, energy, rng=np.random.default_rng(0))
+    assert np.all(from_flow_space(dequantised, energy)[layers == 0.0] == 0.0)  # empty layers come back empty
+
+
+@pytest.mark.parametrize("kind", ["conv2d", "conv3d"])
+def test_shape_generators_give_normalised_non_negative_layers(kind: str) -> None:
+    torch.manual_seed(0)
+    net = build_shape_generator(ShapeConfig(kind=kind, channels=(8, 8, 4), latent_dim=8))  # type: ignore[arg-type]
+    with torch.no_grad():
+        shapes = net(torch.randn(3, 8), torch.randn(3, 27))
+    assert shapes.shape == (3, 51, 51, 25)
+    assert float(shapes.min()) >= 0.0
+    sums = shapes.sum(dim=(1, 2))
+    assert torch.all((torch.abs(sums - 1.0) < 1e-4) | (sums == 0.0))
+
+
+def test_generator_layers_carry_the_flow_energies() -> None:
+    torch.manual_seed(1)
+    model = build_factorised("factorised-conv2d", {"shape": SMALL_SHAPE})
+    energy, theta = torch.tensor([10.0, 300.0]), torch.tensor([1.2, 1.9])
+    noise = torch.randn(2, model.latent_dim)
+    with torch.no_grad():
+        showers = model(energy, theta, noise)
+        layers = model.energy_flow.from_base(energy, theta, noise[:, :25])
+        torch.testing.assert_close(showers.sum(dim=(1, 2)), layers, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(model(energy, theta, noise), showers)  # the noise fixes the showers
+
+
+def test_energy_flow_learns_the_sampling_fraction(toy_file: Path) -> None:
+    torch.manual_seed(2)
+    data = load_training_data(toy_file)
+    train, holdout = data.split(40)
+    config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), flow_epochs=40, flow_batch=32,
+                            flow_lr=3e-3, seed=2)
+    model = FactorisedGenerator(EnergyFlowConfig(transforms=3, hidden=32), ShapeConfig(**{
+        "channels": (8, 8, 4), "latent_dim": 8}))
+    history = train_energy_flow(model, train, holdout, config, log=lambda _: None)
+    assert history[-1]["nll_holdout"] < history[0]["nll_holdout"] - 10.0
+    energy = torch.full((400,), 50.0)
+    layers = model.energy_flow.sample_layer_energies(energy, torch.full((400,), math.pi / 2),
+                                                     generator=torch.Generator().manual_seed(3))
+    sf = float(layers.sum(1).mean() / 50.0)
+    assert sf == pytest.approx(0.02, rel=0.10)  # the toy law: 2 %
+
+
+def test_campaign_improves_the_hit_count_resumes_and_exports(toy_file: Path, tmp_path: Path) -> None:
+    torch.manual_seed(4)
+    config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), batch_size=16, flow_epochs=2,
+                            holdout=32, seed=4, shape=SMALL_SHAPE, lr_generator=1e-3, lr_critic=1e-3)
+    run = tmp_path / "run"
+    first = run_campaign(config, run, minutes=30.0, steps=15, monitor_every=15, log=lambda _: None)
+    assert first["step"] == 15 and first["showers_seen"] == 15 * 16
+    before = abs(first["monitor"]["hits_rel_error"])  # the untrained shapes spread energy over far too many cells
+    state = run_campaign(config, run, minutes=30.0, steps=120, monitor_every=40, log=lambda _: None)
+    assert state["step"] == 120 and len(state["sessions"]) == 2
+    after = abs(state["monitor"]["hits_rel_error"])
+    assert before > 1.0 and after < 0.5 * before, (before, after)
+    progress = json.loads((run / "progress.json").read_text())
+    assert progress["step"] == 120 and progress["cpu_hours"] > 0.0
+
+    folder = export_model(run, tmp_path / "models" / "toy2d", command="test", status="in progress: a test")
+    card = json.loads((folder / "card.json").read_text())
+    assert card["arch"] == "factorised-conv2d" and card["training"]["steps"] == 120
+    assert card["training"]["showers_seen"] == 120 * 16 and card["training"]["data"]["files"] == 1
+    generator = load_generator(folder)
+    sample = generator.generate(100.0, math.pi / 2, n=3, seed=7)
+    assert sample.showers.shape == (3, 51, 51, 25) and float(sample.showers.min()) >= 0.0
+    np.testing.assert_array_equal(generator.generate(100.0, math.pi / 2, n=3, seed=7).showers, sample.showers)
+
+    card["config"]["shape"]["channels"] = [16, 8, 4]  # a card that no longer matches its weights
+    (folder / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError, match="shape"):
+        load_generator(folder)
+
+
+def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
+    path = tmp_path / "reference.h5"
+    write_showers(path, _toy_showers(4, seed=1))
+    with pytest.raises(ValueError, match="never trained on"):
+        load_training_data(path)
