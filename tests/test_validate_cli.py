@@ -11,6 +11,7 @@ import pytest
 
 from calogen.__main__ import main
 from calogen.io import ShowerSet, write_showers
+from calogen.validation.comparison import Comparison
 
 
 def toy_set(n: int, seed: int, *, shape=(9, 9, 25), scale: float = 1.0) -> ShowerSet:
@@ -50,15 +51,20 @@ def test_validate_writes_json_and_html(files: dict, capsys) -> None:
     result = json.loads(out.read_text())
     assert result["metrics"]["sf_mre"] == pytest.approx(0.10, abs=0.01)
     assert [r["energy_gev"] for r in result["bins"]] == [[20.0, 50.0], [50.0, 80.0]]
-    assert "sf_mre" in capsys.readouterr().out
-    assert html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    comparison = Comparison.from_json(result)  # the file reads back as the typed result it was written from
+    assert all(row.sf_candidate / row.sf_reference == pytest.approx(1.1, abs=0.02) for row in comparison.bins)
+    assert comparison.info.candidate_path == str(files["cand"]) and comparison.profiles["z"].reference.size == 25
+    printed = capsys.readouterr().out
+    assert f"SF error {100 * comparison.sf_mre:.1f} %, target <= 5 %: FAIL" in printed
+    page = html.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "miss their target: SF error" in page
 
 
 def test_geometry_mismatch_is_one_line_exit_2(files: dict) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "calogen", "validate", "--reference", str(files["ref"]), "--candidate",
          str(files["wide"]), "--out", str(files["root"] / "x.json"), "--no-classifier"],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -37,7 +37,6 @@ __all__ = [
     "overlay_curves",
     "overlay_figure",
     "overlay_values",
-    "profile_figure",
     "profiles_figure",
     "sf_vs_energy_figure",
     "sparsity_figure",
@@ -292,11 +291,6 @@ def profiles_figure(profiles: Mapping[str, Profile], axis: str, *, log_y: bool =
                     p.reference, p.reference_err) for name, p in profiles.items()]
     return overlay_curves(curves, title=f"Mean energy profile along {'the layers' if axis == 'z' else axis}",
                           x_title=_AXIS_TITLES.get(axis, axis), y_title="mean energy [GeV]", log_y=log_y)
-
-
-def profile_figure(profile: Profile, axis: str, *, log_y: bool = False, name: str = "candidate") -> go.Figure:
-    """One source's mean energy profile along ``axis``; see :func:`profiles_figure`."""
-    return profiles_figure({name: profile}, axis, log_y=log_y)
 
 
 def _by_name(part: Any, kind: type) -> Mapping[str, Any]:

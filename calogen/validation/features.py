@@ -37,7 +37,6 @@ __all__ = [
     "high_level_features",
     "layer_energies",
     "layer_fractions",
-    "layer_moments",
     "layer_of_maximum",
     "measured_angle",
     "n_hits",
@@ -228,15 +227,10 @@ def layer_of_maximum(showers: Any) -> Array:
     return layer_energies(showers).argmax(axis=1).astype(np.float64)
 
 
-def layer_moments(showers: Any) -> dict[str, Array]:
-    """Per-layer transverse moments in cell units: 'x_barycentre', 'y_barycentre' (measured from the centre of
-    the window), 'x_width', 'y_width', each (N, nz); empty layers give 0, i.e. the window centre, as the
-    CaloChallenge high-level features (whose coordinates are centred on the shower axis)."""
-    s = as_numpy(showers)
-    return _layer_moments_from_projections(s.sum(axis=2, dtype=np.float64), s.sum(axis=1, dtype=np.float64))
-
-
 def _layer_moments_from_projections(x_by_layer: Array, y_by_layer: Array) -> dict[str, Array]:
+    """Per-layer transverse moments in cell units from the (N, nx, nz) and (N, ny, nz) projections:
+    'x_barycentre', 'y_barycentre' (from the window centre), 'x_width', 'y_width', each (N, nz); empty layers
+    give 0, i.e. the window centre, as the CaloChallenge high-level features (centred on the shower axis)."""
     out: dict[str, Array] = {}
     for name, prof in (("x", x_by_layer), ("y", y_by_layer)):
         pos = (np.arange(prof.shape[1], dtype=np.float64) - 0.5 * (prof.shape[1] - 1))[None, :, None]
