@@ -94,8 +94,8 @@ def test_energy_flow_learns_the_sampling_fraction(toy_file: Path) -> None:
     train, holdout = data.split(40)
     config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), flow_epochs=40, flow_batch=32,
                             flow_lr=3e-3, seed=2)
-    model = FactorisedGenerator(EnergyFlowConfig(transforms=3, hidden=32), ShapeConfig(**{
-        "channels": (8, 8, 4), "latent_dim": 8}))
+    model = FactorisedGenerator(EnergyFlowConfig(transforms=3, hidden=32), ShapeConfig(channels=(8, 8, 4),
+                                                                                        latent_dim=8))
     history = train_energy_flow(model, train, holdout, config, log=lambda _: None)
     assert history[-1]["nll_holdout"] < history[0]["nll_holdout"] - 10.0
     energy = torch.full((400,), 50.0)
