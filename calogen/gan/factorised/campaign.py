@@ -253,7 +253,7 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, command: str, st
     model = build_factorised(config.arch, {"shape": config.shape})
     model.load_state_dict(saved["model"])
     folder = Path(model_dir)
-    card = {
+    card: dict[str, Any] = {
         "name": name or folder.name,
         "arch": config.arch,
         "config": model.config_json(),

@@ -72,6 +72,9 @@ class LayerEnergyFlow(nn.Module):
     saved state holds everything needed to sample.
     """
 
+    shift: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, config: EnergyFlowConfig | None = None) -> None:
         super().__init__()
         self.config = config or EnergyFlowConfig()
