@@ -47,7 +47,7 @@ def test_conv3d_discriminator_shapes_and_heads() -> None:
     # 51x51x25 'same' -> 47x46x20 -> 43x41x15 -> 39x36x10 -> pool 19x18x5 x 8 channels
     assert disc.features.n_features == 19 * 18 * 5 * 8 == 13_680
     showers_gev = torch.rand(3, 51, 51, 25) * 0.01
-    out = disc(to_network(showers_gev))
+    out = disc(to_network(showers_gev), *_conditions(3))
     assert isinstance(out, DiscriminatorOutput)
     for value in out:
         assert value.shape == (3,)
@@ -85,7 +85,7 @@ def test_conv2d_generator_and_discriminator() -> None:
     out = gen(e, t, torch.randn(2, gen.latent_dim))
     assert out.shape == (2, 51, 51, 25) and (out >= 0).all()
     disc = build_discriminator("conv2d").eval()
-    d = disc(out)
+    d = disc(out, e, t)
     assert isinstance(d, DiscriminatorOutput) and d.logit.shape == (2,)
 
 
@@ -137,7 +137,7 @@ def test_angle_head_is_differentiable() -> None:
     gen = build_generator("conv3d")
     disc = build_discriminator("conv3d")
     e, t = _conditions(2)
-    out = disc(gen(e, t, torch.randn(2, 254)))
+    out = disc(gen(e, t, torch.randn(2, 254)), e, t)
     (out.angle_rad.sum() + out.ecal_sum_gev.sum()).backward()
     assert gen.dense.weight.grad is not None and torch.isfinite(gen.dense.weight.grad).all()
 
@@ -147,5 +147,21 @@ def test_unknown_architecture_and_bad_config() -> None:
         build_generator("conv4d")
     with pytest.raises(ValueError, match="cannot build the generator of 'conv3d'"):
         build_generator("conv3d", width=3)
-    with pytest.raises(ValueError, match="no condition regressor"):
-        build_regressor("conv3d")
+    with pytest.raises(ValueError, match="cannot build the regressor of 'conv3d'"):
+        build_regressor("conv3d", shape=(8, 8, 6))  # too small for the 3DGAN kernels: one clear message
+
+
+def test_every_architecture_has_a_condition_regressor() -> None:
+    torch.manual_seed(0)
+    showers = torch.rand(3, 51, 51, 25)
+    energy, theta = build_regressor("conv3d")(showers)  # the 3DGAN body, for the 51 x 51 x 25 architectures
+    assert energy.shape == theta.shape == (3,)
+    small = build_regressor("conv3d", shape=(8, 8, 6), kernel=(3, 3, 3), filters=(4, 4))  # smaller kernels fit
+    assert small(torch.rand(2, 8, 8, 6))[0].shape == (2,)
+    # the dense regressor of wgan-gp-atlas: energy proportional to the deposited sum from the start
+    dense = build_regressor("wgan-gp-atlas", shape=(1, 1, 247))
+    cells = torch.rand(2, 1, 1, 247)
+    e1, _ = dense(cells)
+    e2, _ = dense(3.0 * cells)  # same shape, three times the deposit
+    assert (e1 > 0).all()
+    torch.testing.assert_close(e2 / e1, torch.full((2,), 3.0), rtol=0.2, atol=0.0)

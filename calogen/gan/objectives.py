@@ -8,20 +8,23 @@ Two recipes are provided:
   the image itself, the measured angle (MAE against the true theta) and the deposited-energy sum (MAPE against
   the sum of the real shower), weighted [3, 0.1, 25, 0.1]; 5 % of the discriminator labels are flipped; the
   generator is updated twice per discriminator update.
-* :class:`WGANGPObjective` — Wasserstein loss with gradient penalty (Gulrajani et al., arXiv:1704.00028,
-  lambda = 10, five critic updates per generator update), with the same energy/angle/sum auxiliary terms so
-  that the generator stays conditioned.
+* :class:`WGANGPObjective` — the LHCb WGAN-GP recipe (Chekalina et al., "Generative Models for Fast
+  Calorimeter Simulation: the LHCb case", arXiv:1812.01319): Wasserstein loss with gradient penalty (Gulrajani et
+  al., arXiv:1704.00028, lambda = 10, five critic updates per generator update), conditioned through a separately
+  pre-trained, frozen regressor of the conditions whose error on the generated showers (against the conditions
+  asked for) is added to the generator loss with weight ``regressor_weight``.
 
-The networks only map tensors; this module turns their outputs into losses. Images arrive in *network units*
-with shape (B, X, Y, Z), described by the run's ``preprocessing`` card entry (see :mod:`calogen.gan.preprocess`;
-3DGAN: cell energy in GeV x 50 raised to the power 0.85).
+The networks only map tensors; this module turns their outputs into losses. Every discriminator is called one
+way, ``discriminator(images, energy_gev, theta_rad)``, and returns either a
+:class:`calogen.gan.nets.layers.DiscriminatorOutput` (the 3DGAN heads) or a (B,) score. Images arrive in *network
+units* with shape (B, X, Y, Z), described by the run's ``preprocessing`` card entry (see
+:mod:`calogen.gan.preprocess`; 3DGAN: cell energy in GeV x 50 raised to the power 0.85).
 """
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,15 +36,23 @@ from calogen.gan.preprocess import from_network_card
 
 __all__ = [
     "EPSILON",
+    "RECIPES",
+    "REGRESSOR_WEIGHT",
     "DiscriminatorOutputs",
     "GANObjective",
     "ThreeDGANObjective",
     "WGANGPObjective",
     "build_objective",
     "call_discriminator",
+    "condition_error",
 ]
 
 EPSILON = 1e-7  # Keras K.epsilon(): guards the MAPE against a zero target
+RECIPES = ("3dgan", "wgan-gp")
+# Weight of the regressor's condition error in the WGAN-GP generator loss. The error is a fraction (relative
+# energy error plus angle error in rad), so 10 makes a 1 % energy error weigh 0.1, as the 3DGAN energy head's
+# 0.1 x MAPE (in per cent) does.
+REGRESSOR_WEIGHT = 10.0
 
 
 @dataclass
@@ -60,29 +71,13 @@ class DiscriminatorOutputs:
     angle_rad: torch.Tensor | None = None
 
 
-def _accepts_conditions(discriminator: torch.nn.Module) -> bool:
-    module = getattr(discriminator, "module", discriminator)  # unwrap DistributedDataParallel
-    try:
-        params = [p for p in inspect.signature(module.forward).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
-    except (TypeError, ValueError):
-        return False
-    return len(params) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params)
-
-
 def call_discriminator(
     discriminator: torch.nn.Module, images: torch.Tensor, energy_gev: torch.Tensor, theta_rad: torch.Tensor
 ) -> DiscriminatorOutputs:
-    """Run ``discriminator`` on images (B, X, Y, Z) in network units and normalise what it returns.
-
-    Networks that take conditions (``forward(x, energy_gev, theta_rad)``) get them; image-only networks
-    (``forward(x)``, as in 3DGAN) do not. Accepted outputs: :class:`calogen.gan.nets.layers.DiscriminatorOutput`
-    (logit, energy_gev, ecal_sum_gev, angle_rad); a plain tensor (the score); a tuple (score, energy / 100).
-    """
-    if _accepts_conditions(discriminator):
-        out: Any = discriminator(images, energy_gev, theta_rad)
-    else:
-        out = discriminator(images)
+    """Run ``discriminator(images, energy_gev, theta_rad)`` on images (B, X, Y, Z) in network units and normalise
+    what it returns: a :class:`calogen.gan.nets.layers.DiscriminatorOutput` (logit, energy_gev, ecal_sum_gev,
+    angle_rad) or a (B,) score tensor. Anything else is a TypeError naming the network."""
+    out: Any = discriminator(images, energy_gev, theta_rad)
     if isinstance(out, DiscriminatorOutput):
         return DiscriminatorOutputs(
             score=out.logit.float().reshape(-1),
@@ -90,10 +85,24 @@ def call_discriminator(
             ecal_sum_gev=out.ecal_sum_gev.float().reshape(-1),
             angle_rad=out.angle_rad.float().reshape(-1),
         )
-    if isinstance(out, (tuple, list)):
-        energy = out[1].float().reshape(-1) if len(out) > 1 else None
-        return DiscriminatorOutputs(score=out[0].float().reshape(-1), energy=energy)
-    return DiscriminatorOutputs(score=out.float().reshape(-1), energy=None)
+    if isinstance(out, torch.Tensor):
+        return DiscriminatorOutputs(score=out.float().reshape(-1), energy=None)
+    raise TypeError(f"{type(discriminator).__name__} returned {type(out).__name__}; a discriminator returns a "
+                    "DiscriminatorOutput or a (B,) score tensor")
+
+
+def condition_error(
+    energy_pred_gev: torch.Tensor, theta_pred_rad: torch.Tensor, energy_gev: torch.Tensor, theta_rad: torch.Tensor
+) -> torch.Tensor:
+    """How far regressed conditions lie from the true ones: mean |E' - E| / E + mean |theta' - theta| / (1 rad).
+
+    All inputs (B,); energies GeV, angles radians. A dimensionless scalar: the relative energy error (a
+    calorimeter's resolution is relative) plus the angle error in radians. It is both the regressor's
+    pre-training loss and the term it adds to the WGAN-GP generator loss.
+    """
+    energy = energy_gev.float()
+    energy_term = ((energy_pred_gev.float() - energy).abs() / energy.abs().clamp_min(EPSILON)).mean()
+    return energy_term + (theta_pred_rad.float() - theta_rad.float()).abs().mean()
 
 
 def _mape(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -145,29 +154,6 @@ class GANObjective(ABC):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss for one generator update; ``real_sum`` (B,) is the deposited sum of the real batch, GeV."""
 
-    def _aux_terms(
-        self, outputs: DiscriminatorOutputs, images: torch.Tensor, real_sum: torch.Tensor,
-        energy_gev: torch.Tensor, theta_rad: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Energy-regression MAPE (vs E/100), measured-angle MAE (rad), deposited-sum MAPE (vs real sum, GeV).
-
-        The angle and sum come from the discriminator's non-trainable heads when it has them, otherwise they
-        are computed here from the images with the same functions.
-        """
-        target_energy = energy_gev.float() / ENERGY_SCALE_GEV
-        if outputs.energy is None:
-            energy_term = torch.zeros((), device=images.device)
-        else:
-            energy_term = _mape(outputs.energy, target_energy)
-        angle, total = outputs.angle_rad, outputs.ecal_sum_gev
-        if angle is None or total is None:
-            showers_gev = self.to_gev(images)
-            angle = measured_angle(showers_gev) if angle is None else angle
-            total = showers_gev.sum(dim=(1, 2, 3)) if total is None else total
-        angle_term = (angle - theta_rad.float()).abs().mean()
-        sum_term = _mape(total, real_sum.float())
-        return energy_term, angle_term, sum_term
-
 
 class ThreeDGANObjective(GANObjective):
     """The 3DGAN angle-version losses (Khattak et al. 2021): weights [3, 0.1, 25, 0.1], 5 % label flips.
@@ -193,6 +179,29 @@ class ThreeDGANObjective(GANObjective):
             raise ValueError(f"label_flip={label_flip} must be in [0, 0.5); the 3DGAN recipe uses 0.05")
         self.weights = tuple(float(w) for w in weights)
         self.label_flip = label_flip
+
+    def _aux_terms(
+        self, outputs: DiscriminatorOutputs, images: torch.Tensor, real_sum: torch.Tensor,
+        energy_gev: torch.Tensor, theta_rad: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Energy-regression MAPE (vs E/100), measured-angle MAE (rad), deposited-sum MAPE (vs real sum, GeV).
+
+        The angle and sum come from the discriminator's non-trainable heads when it has them, otherwise they
+        are computed here from the images with the same functions.
+        """
+        target_energy = energy_gev.float() / ENERGY_SCALE_GEV
+        if outputs.energy is None:
+            energy_term = torch.zeros((), device=images.device)
+        else:
+            energy_term = _mape(outputs.energy, target_energy)
+        angle, total = outputs.angle_rad, outputs.ecal_sum_gev
+        if angle is None or total is None:
+            showers_gev = self.to_gev(images)
+            angle = measured_angle(showers_gev) if angle is None else angle
+            total = showers_gev.sum(dim=(1, 2, 3)) if total is None else total
+        angle_term = (angle - theta_rad.float()).abs().mean()
+        sum_term = _mape(total, real_sum.float())
+        return energy_term, angle_term, sum_term
 
     def _weighted(
         self, outputs: DiscriminatorOutputs, images: torch.Tensor, labels: torch.Tensor, real_sum: torch.Tensor,
@@ -256,18 +265,20 @@ class ThreeDGANObjective(GANObjective):
 
 
 class WGANGPObjective(GANObjective):
-    """Wasserstein loss with gradient penalty (Gulrajani et al. 2017): lambda 10, five critic updates.
+    """The LHCb WGAN-GP recipe (Chekalina et al. 2019): Wasserstein loss with gradient penalty (Gulrajani et al.
+    2017: lambda 10, five critic updates per generator update) and a frozen condition regressor.
 
-    Conditioning: the critic gets the conditions when its network accepts them; in addition the energy head
-    (if any) is trained on real showers and, with the measured-angle and deposited-sum terms, steers the
-    generator (as the LHCb WGAN-GP does with a regressor, Chekalina et al.). ``aux_weights`` are
-    (energy MAPE, angle MAE, sum MAPE).
+    The critic gets the conditions; the generator loss is -D(fake) plus ``regressor_weight`` x
+    :func:`condition_error` of ``regressor(fake)`` against the conditions the showers were generated at.
+    ``regressor``: showers (B, X, Y, Z) network units -> (energy_gev (B,), theta_rad (B,)), pre-trained on the
+    training showers and frozen (its parameters get no gradient; the generator's do, through it). Without a
+    regressor (``None``) the generator loss is the Wasserstein term alone.
     """
 
     name = "wgan-gp"
     critic_steps = 5
     generator_steps = 1
-    head_names = ("wasserstein", "gradient_penalty", "energy_mape", "angle_mae", "sum_mape")
+    head_names = ("wasserstein", "gradient_penalty", "regressor_error")
 
     def __init__(
         self,
@@ -275,12 +286,18 @@ class WGANGPObjective(GANObjective):
         preprocessing: dict[str, Any] | None = None,
         gp_weight: float = 10.0,
         critic_steps: int = 5,
-        aux_weights: tuple[float, float, float] = (0.1, 25.0, 0.1),
+        regressor: torch.nn.Module | None = None,
+        regressor_weight: float = REGRESSOR_WEIGHT,
     ) -> None:
         super().__init__(preprocessing=preprocessing)
+        if regressor_weight < 0:
+            raise ValueError(f"regressor_weight={regressor_weight} must be >= 0 (0 switches the regressor term off)")
         self.gp_weight = float(gp_weight)
         self.critic_steps = int(critic_steps)
-        self.aux_weights = tuple(float(w) for w in aux_weights)
+        self.regressor = regressor
+        self.regressor_weight = float(regressor_weight)
+        if regressor is not None:
+            regressor.eval().requires_grad_(False)
 
     def gradient_penalty(
         self, discriminator: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor,
@@ -314,19 +331,13 @@ class WGANGPObjective(GANObjective):
         theta_rad: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Critic loss D(fake) - D(real) + lambda GP + w_E MAPE(energy head on real showers)."""
+        """Critic loss D(fake) - D(real) + lambda GP."""
         out_real = call_discriminator(discriminator, real, energy_gev, theta_rad)
         out_fake = call_discriminator(discriminator, fake.detach(), energy_gev, theta_rad)
         wasserstein = out_fake.score.mean() - out_real.score.mean()
         penalty = self.gradient_penalty(discriminator, real, fake, energy_gev, theta_rad, generator)
         loss = wasserstein + self.gp_weight * penalty
-        energy_term = torch.zeros((), device=real.device)
-        if out_real.energy is not None:
-            energy_term = _mape(out_real.energy, energy_gev.float() / ENERGY_SCALE_GEV)
-            loss = loss + self.aux_weights[0] * energy_term
-        parts = {"wasserstein": wasserstein.item(), "gradient_penalty": penalty.item(),
-                 "energy_mape": energy_term.item(), "angle_mae": 0.0, "sum_mape": 0.0}
-        return loss, parts
+        return loss, {"wasserstein": wasserstein.item(), "gradient_penalty": penalty.item()}
 
     def generator_loss(
         self,
@@ -336,28 +347,34 @@ class WGANGPObjective(GANObjective):
         energy_gev: torch.Tensor,
         theta_rad: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """-D(fake) plus the weighted energy, angle and deposited-sum terms."""
-        outputs = call_discriminator(discriminator, fake, energy_gev, theta_rad)
-        energy_term, angle_term, sum_term = self._aux_terms(outputs, fake, real_sum, energy_gev, theta_rad)
-        w_energy, w_angle, w_sum = self.aux_weights
-        adversarial = -outputs.score.mean()
-        loss = adversarial + w_energy * energy_term + w_angle * angle_term + w_sum * sum_term
-        parts = {"wasserstein": adversarial.item(), "gradient_penalty": 0.0, "energy_mape": energy_term.item(),
-                 "angle_mae": angle_term.item(), "sum_mape": sum_term.item()}
-        return loss, parts
+        """-D(fake) + regressor_weight x condition error of the frozen regressor on ``fake``; ``real_sum`` is
+        part of the common signature and not used by this recipe."""
+        loss = -call_discriminator(discriminator, fake, energy_gev, theta_rad).score.mean()
+        if self.regressor is None:
+            return loss, {}
+        energy_pred, theta_pred = self.regressor(fake.float())
+        error = condition_error(energy_pred, theta_pred, energy_gev, theta_rad)
+        return loss + self.regressor_weight * error, {"regressor_error": error.item()}
 
 
-_OBJECTIVES: dict[str, Callable[..., GANObjective]] = {
-    "3dgan": ThreeDGANObjective,
-    "wgan-gp": WGANGPObjective,
-}
+def build_objective(
+    recipe: str,
+    *,
+    preprocessing: dict[str, Any] | None = None,
+    regressor: torch.nn.Module | None = None,
+    regressor_weight: float = REGRESSOR_WEIGHT,
+) -> GANObjective:
+    """The objective of a recipe, ``"3dgan"`` or ``"wgan-gp"``.
 
-
-def build_objective(recipe: str, *, preprocessing: dict[str, Any] | None = None) -> GANObjective:
-    """The objective for a recipe name, ``"3dgan"`` or ``"wgan-gp"``; ``preprocessing`` is the run's card entry
-    (default: the 3DGAN power transform)."""
-    try:
-        factory = _OBJECTIVES[recipe]
-    except KeyError:
-        raise ValueError(f"recipe={recipe!r} is unknown; choose one of {sorted(_OBJECTIVES)}") from None
-    return factory(preprocessing=preprocessing)
+    preprocessing: the run's card entry (default: the 3DGAN power transform). regressor, regressor_weight: the
+    frozen condition regressor of the ``wgan-gp`` recipe and the weight of its error (the 3DGAN recipe takes
+    none: its discriminator's heads condition the generator).
+    """
+    if recipe == "3dgan":
+        if regressor is not None:
+            raise ValueError("recipe='3dgan' conditions through its discriminator heads and takes no regressor; "
+                             "use recipe='wgan-gp' for the regressor recipe")
+        return ThreeDGANObjective(preprocessing=preprocessing)
+    if recipe == "wgan-gp":
+        return WGANGPObjective(preprocessing=preprocessing, regressor=regressor, regressor_weight=regressor_weight)
+    raise ValueError(f"recipe={recipe!r} is unknown; choose one of {sorted(RECIPES)}")

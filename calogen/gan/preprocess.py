@@ -26,12 +26,12 @@ __all__ = [
     "DEFAULT_POWER",
     "DEFAULT_SCALE",
     "BoxCox",
-    "to_network",
-    "from_network",
     "boxcox_forward",
     "boxcox_inverse",
     "fit_boxcox",
+    "from_network",
     "from_network_card",
+    "to_network",
     "to_network_card",
 ]
 

@@ -9,11 +9,19 @@ name                      what
 ========================  ===========================================================================
 ``conv3d``                3DGAN angle generator/discriminator (Khattak et al., IEEE Access 2021)
 ``conv2d``                three permuted 2D-convolution paths (after Rehm et al. 2021)
-``wgan-gp-lhcb``          conv3d body without batch norm in the critic; Box-Cox units; separate
-                          pre-trained condition regressor (after Chekalina et al. 2019)
+``wgan-gp-lhcb``          conv3d body without batch norm in the critic; Box-Cox units (after Chekalina
+                          et al. 2019)
 ``wgan-gp-atlas``         dense 3x128 generator ending in softmax x energy, linear critic (after ATLAS
                           FastCaloGAN); for small flat geometries
 ========================  ===========================================================================
+
+Every architecture also names a condition regressor (showers -> energy, angle), which the ``wgan-gp`` recipe
+pre-trains on the training showers and then uses, frozen, in the generator loss (Chekalina et al. 2019):
+:class:`~calogen.gan.nets.wgan_gp.ConditionRegressor` (the 3DGAN convolution body) for the 51 x 51 x 25
+architectures, :class:`~calogen.gan.nets.wgan_gp.DenseConditionRegressor` for ``wgan-gp-atlas``.
+
+Every discriminator is called as ``discriminator(showers_net (B, X, Y, Z), energy_gev (B,), theta_rad (B,))`` and
+returns a :class:`DiscriminatorOutput` (3DGAN heads) or a (B,) critic score.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from calogen.gan.nets.wgan_gp import (
     AtlasCritic,
     AtlasGenerator,
     ConditionRegressor,
+    DenseConditionRegressor,
     LhcbCritic,
     LhcbGenerator,
 )
@@ -39,8 +48,8 @@ __all__ = [
     "ARCHITECTURES",
     "Architecture",
     "DiscriminatorOutput",
-    "build_generator",
     "build_discriminator",
+    "build_generator",
     "build_regressor",
     "count_parameters",
     "measured_angle",
@@ -58,7 +67,8 @@ class Architecture:
     # "heads": the discriminator returns DiscriminatorOutput (3DGAN objective);
     # "critic": it returns a (B,) Wasserstein score and takes the conditions (WGAN-GP objective)
     discriminator_kind: str = "heads"
-    regressor: Callable[..., nn.Module] | None = None
+    # the condition regressor of the wgan-gp recipe: showers (B, X, Y, Z) -> (energy_gev (B,), theta_rad (B,))
+    regressor: Callable[..., nn.Module] = ConditionRegressor
     # units of the generator output, see calogen.gan.preprocess.from_network_card: "power" (3DGAN x**0.85),
     # "boxcox" (lambda fitted on the training data) or "identity" (GeV)
     preprocessing_kind: str = "power"
@@ -83,7 +93,6 @@ ARCHITECTURES: dict[str, Architecture] = {
         LhcbCritic,
         "WGAN-GP, conv3d body, Box-Cox cells, pre-trained condition regressor (after Chekalina et al. 2019)",
         discriminator_kind="critic",
-        regressor=ConditionRegressor,
         preprocessing_kind="boxcox",
     ),
     "wgan-gp-atlas": Architecture(
@@ -92,6 +101,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         AtlasCritic,
         "WGAN-GP, dense 3x128, softmax x energy, for small flat geometries (after ATLAS FastCaloGAN)",
         discriminator_kind="critic",
+        regressor=DenseConditionRegressor,
         preprocessing_kind="identity",
     ),
 }
@@ -108,7 +118,7 @@ def _lookup(arch: str) -> Architecture:
 def _build(factory: Callable[..., nn.Module], arch: str, role: str, config: dict[str, Any]) -> nn.Module:
     try:
         return factory(**config)
-    except TypeError as exc:
+    except (TypeError, RuntimeError) as exc:  # unknown option; a geometry too small for the convolutions
         raise ValueError(f"cannot build the {role} of {arch!r} with config {config}: {exc}") from None
 
 
@@ -123,11 +133,9 @@ def build_discriminator(arch: str, **config: Any) -> nn.Module:
 
 
 def build_regressor(arch: str, **config: Any) -> nn.Module:
-    """Condition regressor of an architecture that trains with one (``wgan-gp-lhcb``)."""
-    spec = _lookup(arch)
-    if spec.regressor is None:
-        raise ValueError(f"architecture {arch!r} has no condition regressor; only 'wgan-gp-lhcb' uses one")
-    return _build(spec.regressor, arch, "regressor", config)
+    """Condition regressor of architecture ``arch``: showers (B, X, Y, Z) network units -> (energy_gev (B,),
+    theta_rad (B,)); the ``wgan-gp`` recipe pre-trains it and keeps it frozen."""
+    return _build(_lookup(arch).regressor, arch, "regressor", config)
 
 
 def count_parameters(module: nn.Module, *, trainable_only: bool = False, include_buffers: bool = False) -> int:

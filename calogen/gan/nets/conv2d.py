@@ -27,7 +27,7 @@ from torch import nn
 from calogen.gan.nets.layers import DiscriminatorOutput, ShowerHeads, conditioning_input
 from calogen.gan.preprocess import DEFAULT_POWER, DEFAULT_SCALE
 
-__all__ = ["Conv2dGenerator", "Conv2dDiscriminator"]
+__all__ = ["Conv2dDiscriminator", "Conv2dGenerator"]
 
 _SLOPE = 0.2  # LeakyReLU slope
 _NX, _NY, _NZ = 51, 51, 25
@@ -129,5 +129,8 @@ class Conv2dDiscriminator(nn.Module):
         xz = self.path_xz(showers_net.permute(0, 2, 1, 3))  # (B, Y, X, Z) -> (B, F3)
         return torch.cat([xy, yz, xz], dim=1)  # (B, F)
 
-    def forward(self, showers_net: torch.Tensor) -> DiscriminatorOutput:
+    def forward(self, showers_net: torch.Tensor, energy_gev: torch.Tensor, theta_rad: torch.Tensor,
+                ) -> DiscriminatorOutput:
+        """showers_net (B, 51, 51, 25) network units; the conditions (B,) are part of the one discriminator
+        signature and not used: as in 3DGAN, they enter through the losses of the energy and angle heads."""
         return self.heads(self._features(showers_net), showers_net)

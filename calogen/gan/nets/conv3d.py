@@ -29,7 +29,7 @@ from torch import nn
 from calogen.gan.nets.layers import DiscriminatorOutput, ShowerHeads, conditioning_input, same_padding_3d
 from calogen.gan.preprocess import DEFAULT_POWER, DEFAULT_SCALE
 
-__all__ = ["Conv3dGenerator", "Conv3dDiscriminator", "Conv3dFeatures", "upsample_conv_as_pixel_shuffle"]
+__all__ = ["Conv3dDiscriminator", "Conv3dFeatures", "Conv3dGenerator", "upsample_conv_as_pixel_shuffle"]
 
 _BN_EPS = 1e-6  # Keras BatchNormalization(epsilon=1e-6) in the 3DGAN code
 _UP = 6  # nearest-neighbour upsampling factor
@@ -131,7 +131,11 @@ class Conv3dGenerator(nn.Module):
         state-dict keys are unchanged; outputs agree to ~1e-5. Returns self."""
         self.fast_upsample = enabled
         self._channels_last = enabled
-        return self.to(memory_format=torch.channels_last_3d if enabled else torch.contiguous_format)
+        layout = torch.channels_last_3d if enabled else torch.contiguous_format
+        for param in self.parameters():  # what Module.to(memory_format=...) does: 5-d weights change layout
+            if param.dim() == 5:
+                param.data = param.data.contiguous(memory_format=layout)
+        return self
 
     def _keras_init(self) -> None:
         """Initialise as the Keras code does: Dense glorot_uniform, Conv3D he_uniform, last Conv3D glorot_normal,
@@ -141,8 +145,10 @@ class Conv3dGenerator(nn.Module):
         for conv in [self.conv_up, *self.convs[:-1]]:
             nn.init.kaiming_uniform_(conv.weight, nonlinearity="relu")
             nn.init.zeros_(conv.bias)
-        nn.init.xavier_normal_(self.convs[-1].weight)
-        nn.init.zeros_(self.convs[-1].bias)
+        last = self.convs[-1]
+        assert isinstance(last, nn.Conv3d) and last.bias is not None
+        nn.init.xavier_normal_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, energy_gev: torch.Tensor, theta_rad: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         h = self.dense(conditioning_input(energy_gev, theta_rad, noise))
@@ -229,5 +235,9 @@ class Conv3dDiscriminator(nn.Module):
         self.features = Conv3dFeatures(shape, filters=filters, kernel=kernel, dropout=dropout, batch_norm=True)
         self.heads = ShowerHeads(self.features.n_features, power=power, scale=scale)
 
-    def forward(self, showers_net: torch.Tensor) -> DiscriminatorOutput:
+    def forward(self, showers_net: torch.Tensor, energy_gev: torch.Tensor, theta_rad: torch.Tensor,
+                ) -> DiscriminatorOutput:
+        """showers_net (B, 51, 51, 25) network units; the conditions (B,) are part of the one discriminator
+        signature and not used: the 3DGAN discriminator sees only the image, the conditions enter through the
+        losses of its energy and angle heads (Khattak et al. 2021)."""
         return self.heads(self.features(showers_net), showers_net)

@@ -20,8 +20,8 @@ __all__ = [
     "DiscriminatorOutput",
     "ShowerHeads",
     "conditioning_input",
-    "measured_angle",
     "ecal_sum_gev",
+    "measured_angle",
     "same_padding_3d",
 ]
 

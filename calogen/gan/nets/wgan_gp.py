@@ -24,9 +24,17 @@ from torch import nn
 from calogen.gan.nets.conv3d import Conv3dFeatures, Conv3dGenerator
 from calogen.gan.nets.layers import ENERGY_SCALE_GEV
 
-__all__ = ["LhcbGenerator", "LhcbCritic", "ConditionRegressor", "AtlasGenerator", "AtlasCritic"]
+__all__ = [
+    "AtlasCritic",
+    "AtlasGenerator",
+    "ConditionRegressor",
+    "DenseConditionRegressor",
+    "LhcbCritic",
+    "LhcbGenerator",
+]
 
 _SLOPE = 0.2
+_MIN_SUM = 1e-6  # floor of a shower's cell sum in the dense regressor (network units), keeps the log finite
 
 
 def _conditions(energy_gev: torch.Tensor, theta_rad: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -66,17 +74,24 @@ class LhcbCritic(nn.Module):
 
 
 class ConditionRegressor(nn.Module):
-    """Regressor of the conditions from a shower, trained on MC before the GAN and then frozen.
+    """Regressor of the conditions from a shower, pre-trained on the training showers before the GAN stage and
+    then frozen (the LHCb WGAN-GP recipe, Chekalina et al. 2019).
 
-    showers (B, X, Y, Z) network units -> (energy_gev (B,), theta_rad (B,)). Energy is predicted as E/100 and
-    scaled back; the angle as an offset from pi/2 (normal incidence).
+    showers (B, X, Y, Z) network units -> (energy_gev (B,), theta_rad (B,)). The 3DGAN discriminator body without
+    batch norm or dropout; energy is predicted as E/100 and scaled back, the angle as an offset from pi/2 (normal
+    incidence). ``kernel`` is the convolution kernel on (x, y, layer); small test geometries need a smaller one.
     """
 
     def __init__(
-        self, shape: tuple[int, int, int] = (51, 51, 25), *, filters: tuple[int, ...] = (16, 8, 8, 8), hidden: int = 64
+        self,
+        shape: tuple[int, int, int] = (51, 51, 25),
+        *,
+        filters: tuple[int, ...] = (16, 8, 8, 8),
+        kernel: tuple[int, int, int] = (5, 6, 6),
+        hidden: int = 64,
     ) -> None:
         super().__init__()
-        self.features = Conv3dFeatures(shape, filters=filters, dropout=0.0, batch_norm=False)
+        self.features = Conv3dFeatures(shape, filters=filters, kernel=kernel, dropout=0.0, batch_norm=False)
         self.head = nn.Sequential(
             nn.Linear(self.features.n_features, hidden), nn.LeakyReLU(_SLOPE), nn.Linear(hidden, 2)
         )
@@ -84,6 +99,32 @@ class ConditionRegressor(nn.Module):
     def forward(self, showers_net: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.head(self.features(showers_net))  # (B, 2)
         return out[:, 0] * ENERGY_SCALE_GEV, out[:, 1] + math.pi / 2.0
+
+
+class DenseConditionRegressor(nn.Module):
+    """Condition regressor for small flat geometries (the ``wgan-gp-atlas`` networks), pre-trained and frozen as
+    :class:`ConditionRegressor`.
+
+    showers (B, *shape) network units -> (energy_gev (B,), theta_rad (B,)). A dense LeakyReLU network on the cell
+    fractions (cells / their sum, times the number of cells so that they are of order 1) and the log of the sum:
+    the sum carries the energy (sampling calorimeter: deposit proportional to E), the fractions the shape and so
+    the angle. Energy is predicted as log(E/100 GeV) = log(sum) + a learned correction, hence positive and
+    proportional to the deposit from the start; the angle as an offset from pi/2.
+    """
+
+    def __init__(self, shape: tuple[int, int, int] = (51, 51, 25), hidden: int = 128, n_hidden: int = 2) -> None:
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+        self.n_cells = math.prod(self.shape)
+        self.net = _mlp(self.n_cells + 1, hidden, n_hidden, 2)
+
+    def forward(self, showers_net: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = showers_net.flatten(1)  # (B, n_cells)
+        total = flat.sum(dim=1, keepdim=True).clamp_min(_MIN_SUM)  # (B, 1)
+        log_total = torch.log(total)
+        out = self.net(torch.cat([flat / total * self.n_cells, log_total], dim=1))  # (B, 2)
+        # log(E / 100 GeV) = log(sum) + a learned correction: the inverse sampling fraction and shape effects
+        return torch.exp(log_total[:, 0] + out[:, 0]) * ENERGY_SCALE_GEV, out[:, 1] + math.pi / 2.0
 
 
 def _mlp(n_in: int, hidden: int, n_hidden: int, n_out: int) -> nn.Sequential:
