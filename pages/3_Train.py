@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import streamlit as st
 
 from calogen import sources
+from calogen.paths import runs_dir
 from pages import device, page_setup, show_error
 
 page_setup("Train", ":material/model_training:")
 st.title("Train a generator")
 st.markdown("A run trains in its own background process and writes everything to its folder under "
-            f"`{sources.runs_dir()}/` (config, metrics, log, checkpoints), so it keeps going when this tab is "
+            f"`{runs_dir()}/` (config, metrics, log, checkpoints), so it keeps going when this tab is "
             "closed. A finished run's selected generator appears as a source on the Generate page.")
 
 from calogen.gan import jobs  # noqa: E402
 from calogen.gan.nets import ARCHITECTURES  # noqa: E402
 
-root = sources.runs_dir()
+root = runs_dir()
 files = [str(p) for p in sources.reference_files()]
 with st.form("train"):
     col1, col2, col3 = st.columns(3)
@@ -45,15 +47,16 @@ with st.form("train"):
 
 if started:
     config = {"arch": arch, "recipe": recipe, "data": data, "energy_range_gev": list(energy),
-              "theta_range_deg": list(theta), "epochs": int(epochs), "steps_per_epoch": int(steps),
-              "batch": int(batch), "device": run_device, "heldout_mc": int(heldout), "seed": int(seed),
+              "theta_range_rad": [math.radians(t) for t in theta],  # the one degrees -> radians conversion
+              "epochs": int(epochs), "steps_per_epoch": int(steps), "batch": int(batch), "device": run_device,
+              "heldout_mc": int(heldout), "seed": int(seed),
               "command": "calogen app, Train page"}
     if name.strip():
         config["run_dir"] = name.strip()
     try:
         st.session_state["_run"] = str(jobs.start_run(config, root=root))
         st.success(f"Started {Path(st.session_state['_run']).name}.")
-    except Exception as exc:  # bad options or an existing run: one readable message
+    except (ValueError, OSError) as exc:  # bad options (jobs.RunError is a ValueError), an existing run
         show_error("Starting the run", exc)
 
 REFRESH_S = 2.0  # seconds between refreshes of the table and the chosen run while a run is going
@@ -97,6 +100,10 @@ def _live(run_dir: Path) -> None:
     if status.get("exit_reason"):
         st.caption(f"Exit reason: {status['exit_reason']}")
     metrics = jobs.read_metrics(run_dir, root=root)
+    regressor = metrics["regressor_heldout_error"].dropna() if "regressor_heldout_error" in metrics else []
+    if len(regressor):
+        st.caption(f"Condition regressor (wgan-gp): held-out error {float(regressor.iloc[-1]):.4f} "
+                   "(relative energy error + angle error in rad)")
     if len(metrics):
         left, right = st.columns(2)
         losses = [c for c in ("loss_d", "loss_g") if c in metrics and metrics[c].notna().any()]
@@ -117,14 +124,14 @@ if col_cancel.button("Cancel run", disabled=not active):
     with st.spinner("Stopping (the run saves a checkpoint first) ..."):
         try:
             jobs.cancel_run(run_dir, root=root)
-        except Exception as exc:  # shown, not raised
+        except (ValueError, OSError) as exc:  # shown, not raised
             show_error("Cancelling", exc)
     st.rerun()
 if col_resume.button("Resume run", disabled=active):
     try:
         st.session_state["_run"] = str(jobs.resume_run(run_dir, root=root))
         st.rerun()
-    except Exception as exc:  # e.g. no checkpoint yet
+    except (ValueError, OSError) as exc:  # e.g. no checkpoint yet
         show_error("Resuming", exc)
 model_dir = run_dir / "model"
 if (model_dir / "card.json").exists():

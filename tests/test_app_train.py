@@ -8,11 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from calogen import sources
-
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240
-
 
 
 @pytest.fixture()

@@ -14,7 +14,6 @@ import pytest
 
 from calogen.gan import jobs
 from calogen.gan.train import load_checkpoint
-from test_train import SMALL_NETS, shower_file, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -24,19 +23,23 @@ def _runs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "runs"
 
 
-def _config(tmp_path: Path, name: str) -> dict:
-    data = shower_file(tmp_path / "small.h5", 48)
-    return dict(arch="wgan-gp-atlas", data=str(data), epochs=100000, steps_per_epoch=3, batch=4, heldout_mc=8,
-                device="cpu", threads=1, run_dir=name, **SMALL_NETS)
+@pytest.fixture
+def run_config(tmp_path: Path, shower_file, small_nets):
+    """``run_config(name)``: settings of a long background run of the small networks on 48 synthetic showers."""
+    def make(name: str) -> dict:
+        data = shower_file(tmp_path / "small.h5", 48)
+        return dict(arch="wgan-gp-atlas", data=str(data), epochs=100000, steps_per_epoch=3, batch=4, heldout_mc=8,
+                    device="cpu", threads=1, run_dir=name, **small_nets)
+    return make
 
 
-def test_background_run_lifecycle(tmp_path: Path) -> None:
+def test_background_run_lifecycle(tmp_path: Path, run_config, wait_for) -> None:
     root = tmp_path / "runs"
-    run_dir = jobs.start_run(_config(tmp_path, "bg"), root=root)
+    run_dir = jobs.start_run(run_config("bg"), root=root)
     assert run_dir == root / "bg"
     assert jobs.read_status(run_dir)["state"] in ("queued", "running")  # queued is written before launch
     with pytest.raises(jobs.RunError, match="already exists"):
-        jobs.start_run(_config(tmp_path, "bg"), root=root)  # a second tab cannot start the same run
+        jobs.start_run(run_config("bg"), root=root)  # a second tab cannot start the same run
     with pytest.raises(jobs.RunError, match="cancel it before resuming"):
         jobs.resume_run(run_dir)
 
@@ -117,8 +120,8 @@ def test_symbolic_link_out_of_the_runs_folder_is_refused(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "/tmp/calogen-escape-test", "sub/../../x", ".x"])
-def test_start_run_with_a_bad_name_creates_nothing(tmp_path: Path, name: str) -> None:
-    config = _config(tmp_path, name)
+def test_start_run_with_a_bad_name_creates_nothing(tmp_path: Path, run_config, name: str) -> None:
+    config = run_config(name)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     with pytest.raises(jobs.RunError, match="not allowed"):
         jobs.start_run(config)
@@ -139,10 +142,10 @@ def test_every_run_function_refuses_a_path_outside_the_runs_folder(tmp_path: Pat
     assert sorted(p.name for p in outside.iterdir()) == ["status.json"]
 
 
-def test_cancel_does_not_wait_for_a_slow_step(tmp_path: Path) -> None:
+def test_cancel_does_not_wait_for_a_slow_step(wait_for) -> None:
     # each step simulates 2 showers at 400-500 GeV (about 7 s on one CPU thread); cancel arrives inside step 1
-    config = dict(arch="wgan-gp-atlas", data="mc", energy_range_gev=[400.0, 500.0], epochs=10, steps_per_epoch=100,
-                  batch=2, heldout_mc=2, device="cpu", threads=1, run_dir="slow")
+    config = {"arch": "wgan-gp-atlas", "data": "mc", "energy_range_gev": [400.0, 500.0], "epochs": 10,
+              "steps_per_epoch": 100, "batch": 2, "heldout_mc": 2, "device": "cpu", "threads": 1, "run_dir": "slow"}
     run_dir = jobs.start_run(config)
     try:
         wait_for(lambda: jobs.read_status(run_dir)["state"] == "running", timeout_s=300,
@@ -158,10 +161,11 @@ def test_cancel_does_not_wait_for_a_slow_step(tmp_path: Path) -> None:
     assert (run_dir / "checkpoints" / "last.pt").exists() and not (run_dir / "lock").exists()
 
 
-def test_start_run_with_settings_that_cannot_train_creates_nothing(tmp_path: Path) -> None:
-    for bad in ({"batch": 1}, {"data": "mc", "energy_range_gev": [2.0, 2.0]}, {"device": "gpu"}):
-        with pytest.raises(ValueError, match="batch=1|raise the upper energy|not a training device"):
-            jobs.start_run({**_config(tmp_path, "never"), **bad})
+def test_start_run_with_settings_that_cannot_train_creates_nothing(tmp_path: Path, run_config) -> None:
+    for bad in ({"batch": 1}, {"data": "mc", "energy_range_gev": [2.0, 2.0]}, {"device": "gpu"},
+                {"theta_range_rad": [60.0, 120.0]}):  # degrees where radians belong
+        with pytest.raises(ValueError, match="batch=1|raise the upper energy|not a training device|< pi radians"):
+            jobs.start_run({**run_config("never"), **bad})
     assert not (tmp_path / "runs").exists()
 
 

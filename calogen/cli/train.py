@@ -1,9 +1,14 @@
-"""``python -m calogen train``: train a shower GAN into a run directory (also ``torchrun -m calogen.gan.train``)."""
+"""``python -m calogen train``: train a shower GAN into a run directory.
+
+Several processes (data parallel): ``torchrun --nproc_per_node=K -m calogen train ...``. Angles are typed in
+degrees here and converted to radians once, in :func:`config_from_args`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -14,13 +19,13 @@ from calogen.cli._common import CliError
 if TYPE_CHECKING:
     from calogen.gan.train import TrainConfig
 
-__all__ = ["add_arguments", "config_from_args", "register", "run"]
+__all__ = ["add_arguments", "config_from_args", "main", "register", "run"]
 
 _MC_STEPS_PER_EPOCH = 100  # default epoch length when showers are simulated on the fly
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training options (shared by ``python -m calogen train`` and ``python -m calogen.gan.train``)."""
+    """The training options of ``python -m calogen train`` (and of :func:`main`)."""
     parser.add_argument("--arch", default="conv3d", help="network architecture (calogen.gan.nets), e.g. conv3d, conv2d")
     parser.add_argument("--recipe", choices=("3dgan", "wgan-gp"), default="3dgan",
                         help="GAN objective and optimisers: 3dgan (RMSprop, 4 heads) or wgan-gp (Adam, GP 10)")
@@ -51,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keyword arguments of the generator as JSON, e.g. '{\"latent_dim\": 254}'")
     parser.add_argument("--discriminator-config", type=json.loads, default={}, metavar="JSON",
                         help="keyword arguments of the discriminator as JSON")
+    parser.add_argument("--regressor-weight", type=float, default=None,
+                        help="wgan-gp: weight of the pre-trained condition regressor's error in the generator loss "
+                             "(default 10; 0 switches it off)")
+    parser.add_argument("--regressor-steps", type=int, default=300,
+                        help="wgan-gp: pre-training steps of the condition regressor")
+    parser.add_argument("--regressor-showers", type=int, default=1024,
+                        help="wgan-gp: training showers the condition regressor is pre-trained on")
     parser.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--run-dir", default=None, help="run directory (default runs/<arch>-<recipe>)")
@@ -72,7 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """A :class:`calogen.gan.train.TrainConfig` from parsed options (or from ``--config`` / ``--resume``)."""
+    """A :class:`calogen.gan.train.TrainConfig` from parsed options (or from ``--config`` / ``--resume``, whose
+    config.json may still hold degrees: :meth:`TrainConfig.from_dict` converts them); ``--theta-range`` is
+    converted from degrees to radians here."""
     from calogen.gan.train import TrainConfig
 
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "calogen", *sys.argv[1:]])
@@ -94,14 +108,20 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         steps = args.steps_per_epoch
         if steps is None and args.data == "mc":
             steps = _MC_STEPS_PER_EPOCH
+        theta_lo, theta_hi = args.theta_range
+        if not 0.0 < theta_lo <= theta_hi < 180.0:
+            raise CliError(f"--theta-range {theta_lo:g} {theta_hi:g}: give LO HI in degrees with 0 < LO <= HI < 180")
         return TrainConfig(
             arch=args.arch, recipe=args.recipe, data=args.data, energy_range_gev=tuple(args.energy_range),
-            theta_range_deg=tuple(args.theta_range), epochs=args.epochs, steps_per_epoch=steps, batch=args.batch,
+            theta_range_rad=(math.radians(theta_lo), math.radians(theta_hi)),
+            epochs=args.epochs, steps_per_epoch=steps, batch=args.batch,
             lr=args.lr, seed=args.seed, device=args.device or "auto", bf16=args.bf16,
             select_last_k=args.select_last_k, heldout=args.heldout, heldout_mc=args.heldout_size,
             two_step=args.two_step, stage1_epochs=args.stage1_epochs, checkpoint_every=args.checkpoint_every,
             threads=args.threads, generator_config=args.generator_config,
-            discriminator_config=args.discriminator_config,
+            discriminator_config=args.discriminator_config, regressor_steps=args.regressor_steps,
+            regressor_showers=args.regressor_showers,
+            regressor_weight=TrainConfig.regressor_weight if args.regressor_weight is None else args.regressor_weight,
             run_dir=args.run_dir or f"runs/{args.arch}-{args.recipe}", command=command,
         )
     except (OSError, json.JSONDecodeError) as exc:
@@ -127,3 +147,20 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         raise CliError(str(exc)) from exc
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry for ``python -m calogen.cli.train``: the ``train`` command alone (``python -m calogen train`` is the
+    same through the top-level parser)."""
+    parser = argparse.ArgumentParser(prog="python -m calogen.cli.train", description="Train a shower GAN.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (CliError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,9 +1,9 @@
 """Background training runs on disk: start, list, inspect, cancel and resume them.
 
-A run is a directory (see :mod:`calogen.gan.train`); the training process writes its own status.json, so a run
-survives the process (or browser tab) that started it. :func:`start_run` launches
-``python -m calogen train --config RUN/config.json`` in a new session (its own process group, so cancelling
-reaches every child, e.g. torchrun workers) with stdout/stderr in ``RUN/output.txt``.
+A run is a directory following the protocol of :mod:`calogen.gan.runs` (status, lock, metrics); the training
+process writes its own status.json, so a run survives the process (or browser tab) that started it.
+:func:`start_run` launches ``python -m calogen train --config RUN/config.json`` in a new session (its own process
+group, so cancelling reaches every child, e.g. torchrun workers) with stdout/stderr in ``RUN/output.txt``.
 
 A run name is one folder name directly inside the runs folder (:func:`run_path` checks it for every function
 here), so no name typed into the app can write, read or signal anything outside that folder.
@@ -14,11 +14,8 @@ Two callers cannot start the same run: the run directory is created with ``mkdir
 
 from __future__ import annotations
 
-import calendar
-import json
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -29,16 +26,10 @@ from typing import Any
 
 import pandas as pd
 
-from calogen.sources import runs_dir
-from calogen.gan.train import (
-    LOCK_ENV,
-    METRIC_COLUMNS,
-    TrainConfig,
-    check_config,
-    format_duration,
-    process_alive,
-    write_json_atomic,
-)
+from calogen.gan import runs
+from calogen.gan.runs import ACTIVE_STATES, RunDirectory, RunLockedError, read_json, utc_now, write_json_atomic
+from calogen.gan.train import TrainConfig, check_config
+from calogen.paths import repo_root, runs_dir
 
 __all__ = [
     "CANCEL_GRACE_S",
@@ -60,8 +51,7 @@ RUN_NAME_MAX_CHARS = 64
 _RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _NAME_RULE = (f"a run name is one folder name of letters, digits, '-', '_' and '.', not starting with '.', at most "
               f"{RUN_NAME_MAX_CHARS} characters (e.g. conv3d-test-1)")
-_ACTIVE = ("queued", "running")
-CANCEL_GRACE_S = 10.0  # a run stops within about a second of SIGTERM (calogen.gan.train._Stop); then SIGKILL
+CANCEL_GRACE_S = 10.0  # a run stops within about a second of SIGTERM (calogen.gan.train.stopping); then SIGKILL
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # processes started here, reaped by _reap
 
 
@@ -107,10 +97,6 @@ def run_path(run: str | os.PathLike[str], root: str | os.PathLike[str] | None = 
     return path
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def _reap() -> None:
     """Collect exit statuses of finished children so they do not linger as zombies."""
     for pid, proc in list(_CHILDREN.items()):
@@ -120,23 +106,18 @@ def _reap() -> None:
 
 def _alive(pid: int | None) -> bool:
     _reap()
-    return pid is not None and process_alive(int(pid))
+    return pid is not None and runs.process_alive(int(pid))
 
 
 def _launch(run_dir: Path, args: list[str]) -> int:
     """Create the lock (O_EXCL), start ``python -m calogen train ARGS`` in its own session; returns its pid."""
-    lock = run_dir / "lock"
-    token = secrets.token_hex(8)
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        raise RunError(f"run {run_dir} is locked (already starting or running); cancel it first or wait") from None
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"launching {token}")
-    env = dict(os.environ, **{LOCK_ENV: token})
+        token = runs.create_launch_lock(run_dir)
+    except RunLockedError as exc:
+        raise RunError(str(exc)) from None
+    env = dict(os.environ, **{runs.LOCK_ENV: token})
     env.setdefault("PYTHONUNBUFFERED", "1")
-    repo_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo_root()), env.get("PYTHONPATH", "")) if p)
     try:
         with open(run_dir / "output.txt", "ab") as out:
             proc = subprocess.Popen(
@@ -145,7 +126,7 @@ def _launch(run_dir: Path, args: list[str]) -> int:
                 start_new_session=True,  # own process group: cancel_run signals the whole group
             )
     except OSError:
-        lock.unlink(missing_ok=True)
+        RunDirectory(run_dir).release_lock()
         raise
     _CHILDREN[proc.pid] = proc
     return proc.pid
@@ -156,7 +137,7 @@ def start_run(config: TrainConfig | Mapping[str, Any], root: str | os.PathLike[s
 
     config: a :class:`calogen.gan.train.TrainConfig` or a dict of its fields. ``config.run_dir`` is the run name
     (or ``root/NAME``), checked by :func:`run_path`; left empty, the name is ``<arch>-<recipe>-<UTC time>``.
-    root: the runs folder (default :func:`calogen.sources.runs_dir`).
+    root: the runs folder (default :func:`calogen.paths.runs_dir`).
     Raises :class:`RunError` for a name outside the runs folder or a directory that already exists (two tabs
     cannot start the same run), and ValueError for bad settings; in both cases nothing is created.
     status.json says ``queued`` before the process starts; the process then writes ``running``.
@@ -180,18 +161,10 @@ def start_run(config: TrainConfig | Mapping[str, Any], root: str | os.PathLike[s
         raise RunError(f"run directory {run_dir} already exists; choose another name, or resume it with "
                        "calogen.gan.jobs.resume_run") from None
     write_json_atomic(run_dir / "config.json", resolved.to_dict())
-    write_json_atomic(run_dir / "status.json", {"state": "queued", "queued": _now(), "updated": _now(),
-                                                "run_dir": str(run_dir)})
+    RunDirectory(run_dir).status("queued", queued=utc_now(), run_dir=str(run_dir))
     pid = _launch(run_dir, ["--config", str(run_dir / "config.json"), "--run-dir", str(run_dir)])
-    write_json_atomic(run_dir / "launch.json", {"pid": pid, "pgid": pid, "launched": _now()})
+    write_json_atomic(run_dir / "launch.json", {"pid": pid, "pgid": pid, "launched": utc_now()})
     return run_dir
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def read_status(run_dir: str | os.PathLike[str], *,
@@ -199,29 +172,15 @@ def read_status(run_dir: str | os.PathLike[str], *,
     """status.json of a run, with ``run_dir`` added; a queued/running run whose process is gone reads as failed.
 
     run_dir: a run name or ``root/NAME`` (see :func:`run_path`). The check uses the pid written by the process
-    itself, or the launcher's pid for a queued run.
+    itself, or the launcher's pid for a queued run (:func:`calogen.gan.runs.checked_status`).
     """
     path = run_path(run_dir, root)
-    status = _read_json(path / "status.json")
-    if not status:
-        return {"state": "unknown", "run_dir": str(path), "exit_reason": "no status.json in this directory"}
-    status["run_dir"] = str(path)
-    if status.get("state") in _ACTIVE:
-        pid = status.get("pid") if status.get("state") == "running" else _read_json(path / "launch.json").get("pid")
-        if pid is not None and not _alive(pid):
-            _reap()
-            fresh = _read_json(path / "status.json")  # the process may have finished between the two reads
-            if fresh.get("state") in _ACTIVE:
-                fresh.update(state="failed", exit_reason="process disappeared (see output.txt and log.txt)",
-                             ended=_now(), updated=_now())
-                write_json_atomic(path / "status.json", fresh)
-            fresh["run_dir"] = str(path)
-            return fresh
-    return status
+    _reap()
+    return runs.checked_status(path)
 
 
 def list_runs(root: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """Status of every run directory under ``root`` (default :func:`calogen.sources.runs_dir`), newest first
+    """Status of every run directory under ``root`` (default :func:`calogen.paths.runs_dir`), newest first
     (by start/queue time, then name). Folders whose name is not a valid run name are left out."""
     root_path = Path(root) if root is not None else runs_dir()
     if not root_path.is_dir():
@@ -234,7 +193,7 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[dict[str, Any]
             status = read_status(child, root=root_path)
             status.setdefault("name", child.name)
             status["name"] = child.name
-            config = _read_json(child / "config.json")
+            config = read_json(child / "config.json")
             status["arch"] = config.get("arch")
             status["recipe"] = config.get("recipe")
             runs.append(status)
@@ -247,19 +206,11 @@ def progress(status: dict[str, Any]) -> dict[str, Any]:
     """Step, planned steps, percentage and ETA of a run from its status (as :func:`read_status` returns it).
 
     Returns ``step``, ``total_steps`` (None before the process has planned them), ``percent`` and ``eta``
-    (text such as '12 min'; '-' when unknown or the run is not running). The ETA written with the last step
-    is counted down by the time since then, so it moves between two slow steps.
+    (text such as '12 min'; '-' when unknown or the run is not running), counted down since the last step
+    (:func:`calogen.gan.runs.remaining_s`).
     """
-    step, total = status.get("step"), status.get("total_steps")
-    percent = status.get("percent")
-    eta_s = status.get("eta_s") if status.get("state") == "running" else None
-    if eta_s is not None and status.get("updated"):
-        try:
-            written = calendar.timegm(time.strptime(str(status["updated"]), "%Y-%m-%dT%H:%M:%SZ"))
-            eta_s = max(float(eta_s) - (time.time() - written), 0.0)
-        except ValueError:
-            pass
-    return {"step": step, "total_steps": total, "percent": percent, "eta": format_duration(eta_s)}
+    return {"step": status.get("step"), "total_steps": status.get("total_steps"), "percent": status.get("percent"),
+            "eta": runs.format_duration(runs.remaining_s(status))}
 
 
 def runs_table(root: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
@@ -274,14 +225,8 @@ def runs_table(root: str | os.PathLike[str] | None = None) -> list[dict[str, Any
 
 
 def read_metrics(run_dir: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """metrics.csv as a DataFrame (columns :data:`calogen.gan.train.METRIC_COLUMNS`; empty before the first step)."""
-    path = run_path(run_dir, root) / "metrics.csv"
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=list(METRIC_COLUMNS))
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame(columns=list(METRIC_COLUMNS))
+    """metrics.csv as a DataFrame (columns :data:`calogen.gan.runs.METRIC_COLUMNS`; empty before the first step)."""
+    return runs.read_metrics(run_path(run_dir, root))
 
 
 def tail_log(run_dir: str | os.PathLike[str], n: int = 20, *, root: str | os.PathLike[str] | None = None) -> list[str]:
@@ -309,44 +254,40 @@ def cancel_run(run_dir: str | os.PathLike[str], *, root: str | os.PathLike[str] 
     path = run_path(run_dir, root)
     root = path.parent
     status = read_status(path, root=root)
-    if status.get("state") not in _ACTIVE:
+    if status.get("state") not in ACTIVE_STATES:
         return status
-    launch = _read_json(path / "launch.json")
+    launch = read_json(path / "launch.json")
     pid = status.get("pid") or launch.get("pid")
-    pgid = status.get("pgid") or launch.get("pgid") or pid
     if pid is None:
         raise RunError(f"run {path} has no process id recorded yet; try again in a moment")
+    pgid = int(status.get("pgid") or launch.get("pgid") or pid)
     try:
-        os.killpg(int(pgid), signal.SIGTERM)
+        os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return read_status(path, root=root)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)
+    run = RunDirectory(path)
     if _alive(pid):
         try:
-            os.killpg(int(pgid), signal.SIGKILL)
+            os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         for _ in range(50):
             if not _alive(pid):
                 break
             time.sleep(0.1)
-        fresh = _read_json(path / "status.json")
-        fresh.update(state="cancelled", ended=_now(), updated=_now(),
-                     exit_reason=f"killed (SIGKILL) after not stopping within {timeout_s:g} s of SIGTERM; "
-                                 "the last periodic checkpoint is kept")
-        write_json_atomic(path / "status.json", fresh)
-        (path / "lock").unlink(missing_ok=True)
+        run.status("cancelled", exit_reason=f"killed (SIGKILL) after not stopping within {timeout_s:g} s of "
+                                            "SIGTERM; the last periodic checkpoint is kept")
+        run.release_lock()
     else:
-        fresh = _read_json(path / "status.json")
-        if fresh.get("state") in _ACTIVE:  # stopped before its SIGTERM handler was installed
-            fresh.update(state="cancelled", ended=_now(), updated=_now(),
-                         exit_reason="SIGTERM received before training started; nothing to resume from yet"
-                         if fresh.get("state") == "queued" else "SIGTERM received; the process ended without "
-                         "writing its status (the last periodic checkpoint is kept)")
-            write_json_atomic(path / "status.json", fresh)
-            (path / "lock").unlink(missing_ok=True)
+        state = run.read_status().get("state")
+        if state in ACTIVE_STATES:  # stopped before its SIGTERM handler was installed
+            run.status("cancelled", exit_reason="SIGTERM received before training started; nothing to resume from "
+                       "yet" if state == "queued" else "SIGTERM received; the process ended without writing its "
+                       "status (the last periodic checkpoint is kept)")
+            run.release_lock()
     return read_status(path, root=root)
 
 
@@ -358,21 +299,17 @@ def resume_run(run_dir: str | os.PathLike[str], *, root: str | os.PathLike[str] 
     """
     path = run_path(run_dir, root)
     status = read_status(path, root=path.parent)
-    if status.get("state") in _ACTIVE:
+    if status.get("state") in ACTIVE_STATES:
         raise RunError(f"run {path} is {status['state']}; cancel it before resuming")
-    if not (path / "checkpoints" / "last.pt").exists():
+    run = RunDirectory(path)
+    if not run.last.exists():
         raise RunError(f"run {path} has no checkpoint to resume from; start a new run instead")
-    lock = path / "lock"
-    if lock.exists():  # left behind by a killed process?
-        content = lock.read_text().strip()
-        if content.isdigit() and _alive(int(content)):
-            raise RunError(f"run {path} is locked by running process {content}; cancel it first")
-        lock.unlink(missing_ok=True)
+    try:
+        runs.clear_stale_lock(path)  # left behind by a killed process?
+    except RunLockedError as exc:
+        raise RunError(str(exc)) from None
     (path / "launch.json").unlink(missing_ok=True)
-    previous = dict(status)
-    previous.pop("run_dir", None)
-    previous.update(state="queued", queued=_now(), updated=_now(), resumed_from=status.get("state"))
-    write_json_atomic(path / "status.json", previous)
+    run.status("queued", queued=utc_now(), resumed_from=status.get("state"))
     pid = _launch(path, ["--resume", str(path)])
-    write_json_atomic(path / "launch.json", {"pid": pid, "pgid": pid, "launched": _now()})
+    write_json_atomic(path / "launch.json", {"pid": pid, "pgid": pid, "launched": utc_now()})
     return path
