@@ -28,8 +28,10 @@ _BATCH = 8
 
 
 def _one_step(shard: slice, average: bool, world: int) -> dict[str, torch.Tensor]:
-    """One RMSprop update (the 3DGAN optimiser) of a seeded discriminator on the showers ``shard`` of a fixed
-    batch, with the 3DGAN loss (batch means; no label flips), the gradients averaged over ranks if ``average``."""
+    """One SGD update of a seeded discriminator on the showers ``shard`` of a fixed batch, with the 3DGAN loss
+    (batch means; no label flips), the gradients averaged over ranks if ``average``. SGD is linear in the
+    gradient, so rounding in the all-reduce stays at rounding level (RMSprop's first step is about lr x sign(g),
+    which a rounding error can flip for a gradient near zero)."""
     torch.manual_seed(0)
     discriminator = build_discriminator("wgan-gp-atlas", shape=_SHAPE)
     data = torch.Generator().manual_seed(1)
@@ -40,7 +42,7 @@ def _one_step(shard: slice, average: bool, world: int) -> dict[str, torch.Tensor
     loss, _ = objective.batch_loss(discriminator, showers[shard], real=True,
                                    real_sum=showers[shard].sum(dim=(1, 2, 3)), energy_gev=energy[shard],
                                    theta_rad=theta[shard])
-    optimiser = torch.optim.RMSprop(discriminator.parameters(), lr=1e-2)
+    optimiser = torch.optim.SGD(discriminator.parameters(), lr=0.1)
     loss.backward()
     if average:
         average_gradients(discriminator, world)
@@ -63,6 +65,10 @@ def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
 
 
+def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
 def test_averaged_half_batches_take_the_whole_batch_step(tmp_path: Path) -> None:
     import torch.multiprocessing as mp
 
@@ -75,7 +81,7 @@ def test_averaged_half_batches_take_the_whole_batch_step(tmp_path: Path) -> None
         assert _close(result["averaged"], whole)  # both ranks took the single-process step
     # without the averaging each rank steps on its own half: neither matches, and the ranks drift apart
     assert not _close(ranks[0]["local"], whole) and not _close(ranks[1]["local"], whole)
-    assert not _close(ranks[0]["local"], ranks[1]["local"])
+    assert _max_difference(ranks[0]["local"], ranks[1]["local"]) > 1e3 * _max_difference(ranks[0]["averaged"], whole)
 
 
 def test_torchrun_two_processes_matches_single_process_layout(tmp_path: Path, shower_file, small_nets,

@@ -79,7 +79,7 @@ def run_path(run: str | os.PathLike[str], root: str | os.PathLike[str] | None = 
     """The directory of a run, guaranteed to be a direct child of the runs folder.
 
     run: a run name (``conv3d-test-1``) or a path ``ROOT/NAME``; root: the runs folder (default
-    :func:`calogen.sources.runs_dir`, i.e. $CALOGEN_RUNS or ``runs``). Raises :class:`RunError` naming the
+    :func:`calogen.paths.runs_dir`, i.e. $CALOGEN_RUNS or ``runs``). Raises :class:`RunError` naming the
     value and the rule for anything else: ``../x``, ``a/b``, ``/tmp/x``, ``.hidden``, a name longer than
     :data:`RUN_NAME_MAX_CHARS`, or a symbolic link that leads out of the runs folder. Creates nothing.
     """
