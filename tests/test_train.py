@@ -57,7 +57,7 @@ def test_conv3d_training_step_is_finite_and_exports_a_model(tmp_path: Path, show
     assert status["state"] == "finished" and status["exit_reason"] == "completed"
     card = json.loads((run_dir / "model" / "card.json").read_text())
     assert card["arch"] == "conv3d" and card["training"]["selected_epoch"] == 0
-    assert card["preprocessing"]["power"] == 0.85 and card["condition_ranges"]["energy_gev"] == [2.0, 500.0]
+    assert card["preprocessing"]["power"] == 0.85 and card["condition_range"]["energy_gev"] == [2.0, 500.0]
     assert "sf_mre" in card["validation"]
     assert card["training"]["data"] == str(data) and card["training"]["data_provenance"]["showers"] == 8
     assert not (run_dir / "lock").exists()
@@ -310,7 +310,7 @@ def test_cli_train_auto_device_prints_progress_and_holds_radians(tmp_path: Path,
     assert config["device"] == "auto"
     assert config["theta_range_rad"] == pytest.approx([math.radians(70.0), math.radians(110.0)])
     card = json.loads((run_dir / "model" / "card.json").read_text())
-    assert card["condition_ranges"]["theta_deg"] == pytest.approx([70.0, 110.0])
+    assert card["condition_range"]["theta_rad"] == pytest.approx([math.radians(70.0), math.radians(110.0)])
 
 
 def test_cli_train_with_batch_1_is_refused_before_anything_is_created(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from calogen import __version__
 from calogen.gan.runs import RunDirectory
 from calogen.gan.train.config import TrainConfig, stages
 from calogen.gan.train.data import data_provenance
+from calogen.showers import ConditionRange
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -143,7 +144,6 @@ def export_model(run: RunDirectory, config: TrainConfig, nets: Networks, state: 
     saved = load_checkpoint(run.checkpoints / f"generator_epoch_{int(chosen['epoch']):04d}.pt", map_location=device)
     nets.generator.load_state_dict(saved["generator"])
     final = stages(config)[-1]
-    theta_lo, theta_hi = config.condition_range.theta_deg
     validation: dict[str, Any] = {
         "sf_mre": float(chosen["sf_error"]), "sf_mre_by_epoch": state.history,
         "heldout": config.heldout or ("mc" if config.data == "mc" else f"tail of {config.data}"),
@@ -154,8 +154,7 @@ def export_model(run: RunDirectory, config: TrainConfig, nets: Networks, state: 
         "name": run.path.name,
         "arch": config.arch,
         "config": dict(config.generator_config),
-        "condition_ranges": {"energy_gev": list(final.energy_range_gev),
-                             "theta_deg": [round(theta_lo, 9), round(theta_hi, 9)]},
+        "condition_range": ConditionRange(final.energy_range_gev, config.theta_range_rad).to_json(),  # GeV, rad
         "preprocessing": dict(config.preprocessing or {}),
         "training": {
             "command": config.command, "data": config.data, "device": str(device),
