@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from calogen import sources
+from calogen import paths, sources
 from pages import PAGES, device, measured_speedup, page_setup
 
 page_setup("Home", "🏠")
@@ -43,7 +43,7 @@ with left:
         )
     else:
         st.info("No source is available yet: neither the Monte Carlo (calogen.simulation.mc) nor any model in "
-                f"`{sources.models_dir()}/`.")
+                f"`{paths.models_dir()}/`.")
 with right:
     st.subheader("Reference data")
     files = sources.reference_files()
@@ -53,7 +53,7 @@ with right:
             hide_index=True,
         )
     else:
-        st.info(f"No reference shower file in `{sources.data_dir()}/`; Monte Carlo showers are simulated "
+        st.info(f"No reference shower file in `{paths.data_dir()}/`; Monte Carlo showers are simulated "
                 "live where needed.")
 
 st.subheader("Pages")

@@ -1,7 +1,9 @@
 """Speed, measured side by side in one process: generators, their fast inference paths, GFlash and the Monte Carlo.
 
-Every number is the median over ``repeats`` timed calls after ``warmup`` untimed ones, on one device, with the
-device synchronised around each call. Each fast path of the published ``conv3d`` generator is checked against
+Installed models, GFlash and the Monte Carlo are timed through :func:`calogen.sources.sample`, the call the app
+and the command line make; the random-weight networks through their forward pass. Every number is the median
+over ``repeats`` timed calls after ``warmup`` untimed ones, on one device, with the device synchronised around
+each call. Each fast path of the published ``conv3d`` generator is checked against
 the as-published forward pass on the same inputs (largest cell difference and relative difference of the
 summed energy), so a gain is never bought with different showers.
 """
@@ -15,11 +17,14 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+
+from calogen.showers import Conditions
 
 __all__ = [
     "BenchResult",
@@ -85,7 +90,10 @@ def auto_batch_size(device: torch.device, *, cpu_default: int = 64, cap: int = 8
     return max(1, min(cap, 2 ** int(math.log2(max(fits, 1)))))
 
 
-def _conditions(batch: int, energy_gev: float, theta_rad: float, latent_dim: int, device: torch.device, seed: int):
+def _network_inputs(batch: int, energy_gev: float, theta_rad: float, generator: torch.nn.Module,
+                    device: torch.device, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(energy_gev (B,), theta_rad (B,), noise (B, latent_dim)) for a generator's forward pass, on ``device``."""
+    latent_dim = int(cast(int, generator.latent_dim))  # every calogen generator has one (calogen.gan.nets)
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(batch, latent_dim, generator=gen)
     energy = torch.full((batch,), energy_gev)
@@ -126,10 +134,11 @@ def conv3d_paths(
     Yields (path label, callable returning (B, 51, 51, 25) network units as a tensor or array).
     """
     from calogen.gan.nets import build_generator
+    from calogen.gan.nets.conv3d import Conv3dGenerator
 
     torch.manual_seed(seed)
     published = build_generator("conv3d").to(device).eval()
-    inputs = _conditions(batch_size, energy_gev, theta_rad, published.latent_dim, device, seed)
+    inputs = _network_inputs(batch_size, energy_gev, theta_rad, published, device, seed)
 
     def eager() -> torch.Tensor:
         with torch.no_grad():
@@ -146,7 +155,7 @@ def conv3d_paths(
 
     yield "pixel-shuffle rewrite + inference_mode", rewrite
 
-    fast_cl = build_generator("conv3d").to(device).eval()
+    fast_cl = cast(Conv3dGenerator, build_generator("conv3d")).to(device).eval()
     fast_cl.load_state_dict(published.state_dict())
     fast_cl.use_fast_path(True)  # pixel-shuffle rewrite + channels-last activations
 
@@ -189,7 +198,7 @@ def _conv2d_call(device: torch.device, batch: int, energy_gev: float, theta_rad:
 
     torch.manual_seed(0)
     model = build_generator("conv2d").to(device).eval()
-    inputs = _conditions(batch, energy_gev, theta_rad, model.latent_dim, device, 0)
+    inputs = _network_inputs(batch, energy_gev, theta_rad, model, device, 0)
 
     def call() -> torch.Tensor:
         with torch.inference_mode():
@@ -209,7 +218,7 @@ def run_benchmark(
     device: str | torch.device = "cpu",
     batch_size: int | None = None,
     energy_gev: float = 100.0,
-    theta_deg: float = 90.0,
+    theta_rad: float = math.pi / 2,
     mc_showers: int = 2,
     repeats: int = 5,
     warmup: int = 1,
@@ -224,13 +233,23 @@ def run_benchmark(
 ) -> list[BenchResult]:
     """Time every source on one device in this process and fill in the speed-up ratios.
 
+    energy_gev (GeV) and theta_rad (radians, pi/2 = normal incidence): the conditions of every call; they must
+    lie in the range of each included engine (installed models are timed beyond their card's range too).
     batch_size: showers per generator call (None: chosen from the device's memory); mc_showers: showers per
     Monte Carlo call (it is slow: keep this small on a CPU). Returns the results, as-published conv3d first.
+    Raises :class:`calogen.showers.OutOfRangeError` before timing anything when an included engine does not
+    accept the conditions.
     """
+    from calogen import sources
+    from calogen.gan.generate import list_models, load_generator
+
     dev = torch.device(device)
     batch = batch_size or auto_batch_size(dev)
-    theta_rad = math.radians(theta_deg)
     say = progress or (lambda _msg: None)
+    engines = [entry for entry, wanted in ((sources.find_source("mc"), include_mc),
+                                           (sources.find_source("gflash"), include_gflash)) if wanted]
+    for entry in engines:
+        entry.check(Conditions.broadcast(energy_gev, theta_rad))
     results: list[BenchResult] = []
 
     if include_published:
@@ -257,36 +276,29 @@ def run_benchmark(
                                    1e3 * sec, 1.0 / sec, reps))
 
     if include_models:
-        from calogen.gan.generate import list_models, load_generator
-
+        conditions = Conditions.broadcast(energy_gev, theta_rad, batch)
         for card in list_models(models_dir):
+            if "error" in card:
+                continue
             say(f"model {card['name']}")
             loaded = load_generator(card["path"], device=dev, fast=True)
-            fn = lambda g=loaded: g.generate(energy_gev, theta_rad, batch, seed=0, batch_size=batch,  # noqa: E731
-                                             allow_extrapolation=True)
+            loaded.batch_size = batch  # one forward pass per call
+            fn = partial(sources.sample, loaded, conditions, seed=0, allow_extrapolation=True)
             sec, reps = time_call(fn, n_showers=batch, device=dev, warmup=warmup, repeats=repeats)
-            results.append(BenchResult(card["name"], "model", f"generate() {loaded.arch}, GeV out", str(dev), batch,
+            arch = card.get("arch", "?")
+            results.append(BenchResult(card["name"], "model", f"generate() {arch}, GeV out", str(dev), batch,
                                        1e3 * sec, 1.0 / sec, reps))
 
-    if include_gflash:
-        try:
-            from calogen.simulation.gflash import simulate_gflash
-        except ImportError:
-            simulate_gflash = None  # type: ignore[assignment]
-        if simulate_gflash is not None:
-            say("GFlash")
-            n_gflash = max(1, min(batch, 64))
-            fn = lambda: simulate_gflash(energy_gev, theta_rad, n=n_gflash, seed=0, device=dev)  # noqa: E731
-            sec, reps = time_call(fn, n_showers=n_gflash, device=dev, warmup=warmup, repeats=max(1, repeats // 2))
-            results.append(BenchResult("GFlash", "gflash", "parametrised", str(dev), n_gflash, 1e3 * sec, 1 / sec, reps))
-
-    if include_mc:
-        from calogen.simulation.mc import simulate
-
-        say("Monte Carlo")
-        fn = lambda: simulate(energy_gev, theta_rad, n=mc_showers, seed=0, device=dev)  # noqa: E731
-        sec, reps = time_call(fn, n_showers=mc_showers, device=dev, warmup=0, repeats=max(1, min(repeats, 3)))
-        results.append(BenchResult("Monte Carlo", "mc", "analog cascade", str(dev), mc_showers, 1e3 * sec, 1 / sec, reps))
+    for entry in engines:
+        say(entry.name)
+        engine = sources.load_source(entry, str(dev))
+        n = max(1, min(batch, 64)) if entry.kind == "gflash" else mc_showers
+        fn = partial(sources.sample, engine, Conditions.broadcast(energy_gev, theta_rad, n), seed=0)
+        timed = max(1, repeats // 2) if entry.kind == "gflash" else max(1, min(repeats, 3))
+        sec, reps = time_call(fn, n_showers=n, device=dev, warmup=warmup if entry.kind == "gflash" else 0,
+                              repeats=timed)
+        path = "parametrised" if entry.kind == "gflash" else "analog cascade"
+        results.append(BenchResult(entry.name, entry.kind, path, str(dev), n, 1e3 * sec, 1 / sec, reps))
 
     mc_ms = next((r.ms_per_shower for r in results if r.kind == "mc"), None)
     published_ms = results[0].ms_per_shower if include_published and results else None

@@ -34,6 +34,11 @@ __all__ = [
 Progress = Callable[[int, int], None]
 """A progress callback: called with (showers done, showers in all)."""
 
+# Conditions read back from float32 arrays (shower files, ShowerSet) sit up to ~1e-7 (relative, and radians)
+# from the float64 edges they were drawn at: a range accepts values this close outside its edges.
+_ENERGY_REL_TOL = 1e-6
+_THETA_TOL_RAD = 1e-6
+
 
 class OutOfRangeError(ValueError):
     """Conditions outside the range a source accepts; the message gives both in GeV and degrees."""
@@ -128,11 +133,12 @@ class ConditionRange:
         return f"{self.energy_gev[0]:g}-{self.energy_gev[1]:g} GeV, {t_lo:.4g}-{t_hi:.4g} deg"
 
     def contains(self, conditions: Conditions) -> npt.NDArray[np.bool_]:
-        """bool (n,): which showers' conditions lie inside the range (1e-9 relative tolerance on the edges)."""
+        """bool (n,): which showers' conditions lie inside the range (edges widened by float32 precision:
+        1e-6 relative in energy, 1e-6 rad in angle)."""
         (e_lo, e_hi), (t_lo, t_hi) = self.energy_gev, self.theta_rad
         energy, theta = conditions.energy_gev, conditions.theta_rad
-        return ((energy >= e_lo * (1 - 1e-9)) & (energy <= e_hi * (1 + 1e-9))
-                & (theta >= t_lo - 1e-9) & (theta <= t_hi + 1e-9))
+        return ((energy >= e_lo * (1 - _ENERGY_REL_TOL)) & (energy <= e_hi * (1 + _ENERGY_REL_TOL))
+                & (theta >= t_lo - _THETA_TOL_RAD) & (theta <= t_hi + _THETA_TOL_RAD))
 
     def check(self, conditions: Conditions, who: str) -> None:
         """Raise :class:`OutOfRangeError` naming ``who`` if any condition lies outside the range."""
@@ -141,7 +147,7 @@ class ConditionRange:
             return
         energy, theta = conditions.energy_gev, conditions.theta_rad
         e_lo, e_hi = self.energy_gev
-        if energy.min() < e_lo * (1 - 1e-9) or energy.max() > e_hi * (1 + 1e-9):
+        if energy.min() < e_lo * (1 - _ENERGY_REL_TOL) or energy.max() > e_hi * (1 + _ENERGY_REL_TOL):
             asked = f"{energy.min():g}" if energy.min() == energy.max() else f"{energy.min():g}-{energy.max():g}"
             raise OutOfRangeError(f"energy {asked} GeV is outside {e_lo:g}-{e_hi:g} GeV, the range {who} accepts")
         lo_deg, hi_deg = math.degrees(float(theta.min())), math.degrees(float(theta.max()))
@@ -264,8 +270,11 @@ class Source(Protocol):
     raises :class:`OutOfRangeError` for conditions outside ``condition_range``.
     """
 
-    name: str
-    condition_range: ConditionRange
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def condition_range(self) -> ConditionRange: ...
 
     def sample(self, conditions: Conditions, seed: int | None = None,
                progress: Progress | None = None) -> ShowerSet: ...

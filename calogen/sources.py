@@ -1,21 +1,27 @@
-"""One way to get showers from any source: the Monte Carlo, GFlash, an installed model or a trained run's model.
+"""The source registry: every way calogen makes showers, by name, and the one way to get showers from them.
 
-The app and scripts name a source by a string: ``"Monte Carlo"``, ``"GFlash"`` or a model name. This module
-finds what is available (optional back-ends are imported lazily and reported with the reason when missing),
-samples a :class:`calogen.io.ShowerSet` from any of them and looks up Monte Carlo reference showers in
-``data/`` (timing lives in :mod:`calogen.bench`).
+A source is a :class:`calogen.showers.Source`: the Monte Carlo (:class:`calogen.simulation.mc.MonteCarlo`),
+GFlash (:class:`calogen.simulation.gflash.GFlash`) or a trained model
+(:class:`calogen.gan.generate.LoadedGenerator`). The app, ``bench``, the ``simulate``/``generate`` commands and
+``produce`` name one by a string and get showers through :func:`sample`:
 
-Folders (overridable by environment variables, e.g. in tests): models ``CALOGEN_MODELS`` (default
-``models``), trained runs ``CALOGEN_RUNS`` (``runs``), reference data ``CALOGEN_DATA`` (``data``).
+    >>> from calogen import sources
+    >>> from calogen.showers import Conditions
+    >>> entry = sources.find_source("conv2d")                 # or "mc", "gflash", a model folder
+    >>> entry.condition_range.describe()                      # without loading any weights
+    '2-500 GeV, 60-120 deg'
+    >>> showers = sources.sample(entry, Conditions.broadcast(100.0, 1.5708, n=4), seed=1)
+
+:func:`list_sources` lists the :class:`SourceEntry` of every source available (installed models, models of
+training runs, the Monte Carlo, GFlash); :func:`load_source` makes the Source of an entry. This module also
+finds Monte Carlo reference showers in the data folder (:func:`calogen.paths.data_dir`).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,42 +30,45 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from calogen.io import ShowerSet, read_showers
+from calogen import paths
+from calogen.gan.generate import LoadedGenerator, card_condition_range, load_generator
+from calogen.io import read_showers
+from calogen.showers import ConditionRange, Conditions, Progress, ShowerSet, Source
+from calogen.simulation import gflash, mc
 
 __all__ = [
     "GFLASH",
     "MONTE_CARLO",
-    "Source",
+    "PROGRESS_STEPS",
+    "SourceEntry",
     "cuda_available",
-    "data_dir",
+    "find_source",
     "list_sources",
-    "load_model",
+    "load_source",
     "model_card",
-    "models_dir",
     "rank_sources",
     "reference_conditions",
     "reference_files",
     "reference_in_bins",
     "reference_near",
     "resolve_device",
-    "runs_dir",
     "sample",
 ]
 
-MONTE_CARLO = "Monte Carlo"
-GFLASH = "GFlash"
-Progress = Callable[[int, int], None]
-MC_PROGRESS_STEPS = 16  # at most this many Monte Carlo chunks when a progress callback is given
+MONTE_CARLO = mc.NAME  # "Monte Carlo"
+GFLASH = gflash.NAME  # "GFlash"
+PROGRESS_STEPS = 16  # chunks of an interactive Monte Carlo request: progress and Stop come during the run
+_ALIASES = {"mc": MONTE_CARLO, "gflash": GFLASH}
 
 
 @dataclass(frozen=True)
-class Source:
-    """A named shower source.
+class SourceEntry:
+    """A source as the registry lists it, before anything is loaded.
 
     name:   what the UI shows and the URL carries ("Monte Carlo", "GFlash" or the model name).
     kind:   "mc", "gflash" or "model".
-    path:   the model folder (models/<name>/ with generator.safetensors + card.json) for kind "model".
-    origin: "built-in", "installed" or "run <run folder name>".
+    path:   the model folder (weights + card.json) for kind "model".
+    origin: "built-in", "installed", "run <run folder name>" or "folder".
     """
 
     name: str
@@ -67,26 +76,25 @@ class Source:
     path: str | None = None
     origin: str = "built-in"
 
+    @property
+    def condition_range(self) -> ConditionRange:
+        """The range the source accepts (a model's from its card, without loading the weights)."""
+        if self.kind == "mc":
+            return mc.CONDITION_RANGE
+        if self.kind == "gflash":
+            return gflash.CONDITION_RANGE
+        try:
+            return card_condition_range(model_card(self))
+        except ValueError as exc:
+            raise ValueError(f"{self.path}/card.json: {exc}") from None
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+    def check(self, conditions: Conditions) -> None:
+        """Raise :class:`calogen.showers.OutOfRangeError` for conditions outside the range, with the message the
+        source's own ``sample`` gives (before anything is loaded or started)."""
+        who = {"mc": f"the {MONTE_CARLO}", "gflash": GFLASH}.get(self.kind, f"model {self.name}")
+        self.condition_range.check(conditions, who)
 
 
-def models_dir() -> Path:
-    """Folder of installed models (env CALOGEN_MODELS, default <repository root>/models, as calogen.gan.generate)."""
-    return Path(os.environ.get("CALOGEN_MODELS") or _REPO_ROOT / "models")
-
-
-def runs_dir() -> Path:
-    """Folder of training runs (env CALOGEN_RUNS, default ./runs)."""
-    return Path(os.environ.get("CALOGEN_RUNS", "runs"))
-
-
-def data_dir() -> Path:
-    """Folder of reference shower files (env CALOGEN_DATA, default <repository root>/data)."""
-    return Path(os.environ.get("CALOGEN_DATA") or _REPO_ROOT / "data")
-
-
-# The name each optional back-end must provide before the app offers it (a half-written package is not enough).
 def cuda_available() -> bool:
     """True if torch sees a CUDA device."""
     import torch
@@ -105,61 +113,87 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def _model_sources(folder: Path, origin: str) -> list[Source]:
+def _card_name(card_path: Path) -> str | None:
+    """The name a card gives its model (its folder's name when it names none); None if unreadable."""
+    try:
+        return str(json.loads(card_path.read_text()).get("name") or card_path.parent.name)
+    except (OSError, AttributeError, json.JSONDecodeError):
+        return None
+
+
+def _model_sources(folder: Path, origin: str) -> list[SourceEntry]:
     if not folder.is_dir():
         return []
     found = []
     for card_path in sorted(folder.glob("*/card.json")):
-        try:
-            name = str(json.loads(card_path.read_text()).get("name") or card_path.parent.name)
-        except (OSError, json.JSONDecodeError):
-            continue
-        found.append(Source(name=name, kind="model", path=str(card_path.parent), origin=origin))
+        name = _card_name(card_path)
+        if name is not None:
+            found.append(SourceEntry(name=name, kind="model", path=str(card_path.parent), origin=origin))
     return found
 
 
-def _run_model_sources(root: Path) -> list[Source]:
+def _run_model_sources(root: Path) -> list[SourceEntry]:
     """Models written by training runs: any folder with a card.json inside a run folder."""
     if not root.is_dir():
         return []
     found = []
     for run in sorted(p for p in root.iterdir() if p.is_dir()):
         for card_path in sorted(run.glob("**/card.json")):
-            try:
-                card = json.loads(card_path.read_text())
-            except (OSError, json.JSONDecodeError):
+            base = _card_name(card_path)
+            if base is None:
                 continue
-            base = str(card.get("name") or card_path.parent.name)
             name = base if base.startswith(run.name) else f"{run.name}/{base}"
-            found.append(Source(name=name, kind="model", path=str(card_path.parent), origin=f"run {run.name}"))
+            found.append(SourceEntry(name=name, kind="model", path=str(card_path.parent), origin=f"run {run.name}"))
     return found
 
 
-def list_sources(*, include_runs: bool = True) -> list[Source]:
+def list_sources(*, include_runs: bool = True) -> list[SourceEntry]:
     """Available sources: installed models, then trained runs' models, then the Monte Carlo and GFlash.
 
     The Monte Carlo and GFlash are always listed; model names that repeat keep their first occurrence.
     """
-    sources = _model_sources(models_dir(), "installed")
+    found = _model_sources(paths.models_dir(), "installed")
     if include_runs:
-        sources += _run_model_sources(runs_dir())
-    sources.append(Source(MONTE_CARLO, "mc"))
-    sources.append(Source(GFLASH, "gflash"))
+        found += _run_model_sources(paths.runs_dir())
+    found.append(SourceEntry(MONTE_CARLO, "mc"))
+    found.append(SourceEntry(GFLASH, "gflash"))
     seen: set[str] = set()
     unique = []
-    for source in sources:
-        if source.name not in seen:
-            seen.add(source.name)
-            unique.append(source)
+    for entry in found:
+        if entry.name not in seen:
+            seen.add(entry.name)
+            unique.append(entry)
     return unique
 
 
-def _validation_rank(source: Source) -> tuple[int, float]:
+def find_source(name: str) -> SourceEntry:
+    """The entry of "mc", "gflash", a listed source name or a model folder.
+
+    Model folders get an absolute path (workers may run in another directory). Raises ValueError listing the
+    available sources when ``name`` is none of them.
+    """
+    listed = list_sources()
+    wanted = _ALIASES.get(name.lower(), name)
+    for entry in listed:
+        if entry.name == wanted:
+            return SourceEntry(entry.name, entry.kind, str(Path(entry.path).resolve()), entry.origin) if entry.path \
+                else entry
+    folder = Path(name)
+    if (folder / "card.json").is_file():
+        card_name = _card_name(folder / "card.json")
+        if card_name is None:
+            raise ValueError(f"{folder / 'card.json'}: unreadable model card")
+        return SourceEntry(card_name, "model", str(folder.resolve()), "folder")
+    names = ", ".join([*_ALIASES, *(e.name for e in listed if e.kind == "model")])
+    raise ValueError(f"source {name!r} is neither a known source nor a model folder; choose one of: {names}")
+
+
+def _validation_rank(entry: SourceEntry) -> tuple[int, float]:
     """(headline figures failed, SF error) of a model's card; (big, inf) when the card has no validation."""
     from calogen.plots.report import failed_headlines
 
     try:
-        validation = model_card(source).get("validation") or {}
+        validation = model_card(entry).get("validation") or {}
     except ValueError:
         validation = {}
     if not isinstance(validation, dict) or "sf_mre" not in validation:
@@ -168,7 +202,7 @@ def _validation_rank(source: Source) -> tuple[int, float]:
     return (len(failed_headlines(validation)), float(sf_mre) if isinstance(sf_mre, (int, float)) else float("inf"))
 
 
-def rank_sources(found: list[Source]) -> list[Source]:
+def rank_sources(found: list[SourceEntry]) -> list[SourceEntry]:
     """``found`` with the best fast source first and the Monte Carlo last.
 
     Models come first, ordered by their card's validation figures (fewest headline figures failing their
@@ -180,71 +214,62 @@ def rank_sources(found: list[Source]) -> list[Source]:
     return models + sorted((s for s in found if s.kind != "model"), key=lambda s: order[s.kind])
 
 
-def model_card(source: Source) -> dict[str, Any]:
-    """The card.json of a model source as a dict (raises ValueError naming the file if unreadable)."""
-    if source.kind != "model" or source.path is None:
-        raise ValueError(f"source {source.name!r} is not a model")
-    card_path = Path(source.path) / "card.json"
+def model_card(entry: SourceEntry) -> dict[str, Any]:
+    """The card.json of a model entry as a dict (raises ValueError naming the file if unreadable)."""
+    if entry.kind != "model" or entry.path is None:
+        raise ValueError(f"source {entry.name!r} is not a model")
+    card_path = Path(entry.path) / "card.json"
     try:
         card = json.loads(card_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{card_path}: unreadable model card ({exc})") from exc
-    return dict(card)
+    if isinstance(card, dict):
+        return card
+    raise ValueError(f"{card_path}: holds a {type(card).__name__}, not a JSON object")
 
 
-def load_model(path: str, device: str = "cpu") -> Any:
-    """Load a model folder with calogen.gan.generate.load_generator on its fastest exact inference path
-    (conv3d: pixel-shuffle rewrite + channels-last; outputs equal to the published form within 1e-4)."""
-    from calogen.gan.generate import load_generator
+def load_source(entry: SourceEntry | str, device: str = "cpu", *, progress_steps: int = 1) -> Source:
+    """The :class:`calogen.showers.Source` of an entry (or of a name, see :func:`find_source`) on ``device``.
 
-    return load_generator(path, device=device, fast=True)
-
-
-def _conditions(
-    energy_gev: float | npt.ArrayLike, theta_rad: float | npt.ArrayLike, n: int
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    energy = np.broadcast_to(np.asarray(energy_gev, dtype=np.float32), (n,)).copy()
-    theta = np.broadcast_to(np.asarray(theta_rad, dtype=np.float32), (n,)).copy()
-    return energy, theta
+    Models are loaded on their fastest exact inference path (conv3d: pixel-shuffle rewrite + channels-last;
+    outputs equal to the published form within 1e-4). progress_steps: split each Monte Carlo request into at
+    least this many chunks so that progress (and a Stop button between calls) comes during the run; small
+    chunks run several times slower per shower (:data:`PROGRESS_STEPS` for the app).
+    """
+    if isinstance(entry, str):
+        entry = find_source(entry)
+    if entry.kind == "mc":
+        return mc.MonteCarlo(device=device, progress_steps=progress_steps)
+    if entry.kind == "gflash":
+        return gflash.GFlash(device=device)
+    if entry.path is None:
+        raise ValueError(f"source {entry.name!r} has no model folder")
+    return load_generator(entry.path, device=device, fast=True)
 
 
 def sample(
-    source: Source,
-    energy_gev: float | npt.ArrayLike,
-    theta_rad: float | npt.ArrayLike,
-    n: int,
+    source: Source | SourceEntry | str,
+    conditions: Conditions,
     *,
-    seed: int = 0,
-    device: str = "cpu",
-    model: Any = None,
+    seed: int | None = None,
     progress: Progress | None = None,
+    device: str = "cpu",
     allow_extrapolation: bool = False,
 ) -> ShowerSet:
-    """``n`` showers from ``source`` at the given conditions (GeV, radians; scalars or arrays (n,)).
+    """One shower per condition (energy GeV, angle radians) from ``source``: the one way calogen gets showers.
 
-    model: an already loaded generator for kind "model" (pass the cached one); loaded from source.path if None.
-    progress: callable(done, total). Each call seeds its own random stream (a torch.Generator per request for
-    models). allow_extrapolation: let a model sample outside the condition ranges of its card.
+    source: a loaded Source (pass the app's cached one), or an entry or a name, loaded on ``device``.
+    seed: the same seed gives the same showers; progress: callable(done, total).
+    allow_extrapolation: let a trained model sample outside its card's range (engines keep theirs).
+    Returns showers float32 (n, nx, ny, nz) GeV. Raises :class:`calogen.showers.OutOfRangeError`, naming the
+    source and its range in GeV and degrees, for conditions outside what the source accepts.
     """
-    if n < 1:
-        raise ValueError(f"n={n}: ask for at least one shower")
-    energy, theta = _conditions(energy_gev, theta_rad, n)
-    if source.kind == "mc":
-        from calogen.simulation.mc import simulate
-
-        # With a progress callback the showers go in about MC_PROGRESS_STEPS chunks, so the callback (and a
-        # Stop button that acts between Streamlit calls) fires during the run, not only at its end.
-        chunk = max(1, math.ceil(n / MC_PROGRESS_STEPS)) if progress is not None else 64
-        return simulate(energy, theta, n=n, seed=seed, device=device, progress=progress, max_chunk_showers=chunk)
-    if source.kind == "gflash":
-        from calogen.simulation.gflash import simulate_gflash
-
-        return simulate_gflash(energy, theta, n=n, seed=seed, device=device, progress=progress)
-    if model is None:
-        if source.path is None:
-            raise ValueError(f"source {source.name!r} has no model folder")
-        model = load_model(source.path, device)
-    return model.generate(energy, theta, seed=seed, progress=progress, allow_extrapolation=allow_extrapolation)
+    if isinstance(source, (str, SourceEntry)):
+        source = load_source(source, device)
+    if allow_extrapolation and isinstance(source, LoadedGenerator):
+        return source.generate(conditions.energy_gev, conditions.theta_rad, seed=seed, progress=progress,
+                               allow_extrapolation=True, batch_size=source.batch_size)
+    return source.sample(conditions, seed=seed, progress=progress)
 
 
 # ---------------------------------------------------------------- reference data
@@ -252,7 +277,7 @@ def sample(
 
 def reference_files() -> list[Path]:
     """HDF5 shower files in the data folder, reference.h5 first."""
-    folder = data_dir()
+    folder = paths.data_dir()
     if not folder.is_dir():
         return []
     files = sorted(p for p in folder.iterdir() if p.suffix in (".h5", ".hdf5") and p.is_file())
@@ -275,19 +300,20 @@ def reference_near(
     n: int,
     *,
     energy_tolerance: float = 0.1,
-    theta_tolerance_deg: float = 5.0,
+    theta_tolerance_rad: float = math.pi / 36.0,
 ) -> ShowerSet | None:
     """Up to ``n`` showers of the file closest to (energy_gev, theta_rad), or None if none is close.
 
-    Close: |E - energy_gev| <= energy_tolerance * energy_gev and |theta - theta_rad| <= theta_tolerance_deg.
+    Close: |E - energy_gev| <= energy_tolerance * energy_gev and |theta - theta_rad| <= theta_tolerance_rad
+    (default 5 deg).
     """
     energy, theta = reference_conditions(path)
     d_energy = np.abs(energy - energy_gev) / max(energy_gev, 1e-6)
-    d_theta = np.abs(np.degrees(theta - theta_rad))
-    close = np.flatnonzero((d_energy <= energy_tolerance) & (d_theta <= theta_tolerance_deg))
+    d_theta = np.abs(theta - theta_rad)
+    close = np.flatnonzero((d_energy <= energy_tolerance) & (d_theta <= theta_tolerance_rad))
     if close.size == 0:
         return None
-    order = close[np.argsort(d_energy[close] / energy_tolerance + d_theta[close] / theta_tolerance_deg)][:n]
+    order = close[np.argsort(d_energy[close] / energy_tolerance + d_theta[close] / theta_tolerance_rad)][:n]
     return _read_rows(path, order)
 
 

@@ -2,43 +2,59 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 import streamlit as st
 
-from calogen import sources
-
-from calogen.plots import views
+from calogen import paths, sources
+from calogen.app import texts
+from calogen.app.state import MAX_SHOWERS, ViewState, slider_bounds, stale_batch_message
 from calogen.io import showers_to_bytes
-from pages import (cached_model, cached_reference, chart, device, page_setup, remember, show_error,
-                   source_verdict, url_state)
+from calogen.plots import views
+from pages import (
+    cached_reference,
+    cached_source,
+    chart,
+    device,
+    page_setup,
+    remember,
+    show_error,
+    source_ranges,
+    source_verdict,
+    url_state,
+)
 
 page_setup("Generate", "⚡")
 st.title("Generate showers")
 st.markdown("Pick a source and the conditions of the primary electron; each request has its own seed, so the "
             "same settings give the same showers. The Monte Carlo runs at a few seconds per shower on a CPU.")
 
-available = {s.name: s for s in sources.rank_sources(sources.list_sources())}  # best generator first
+ranked = sources.rank_sources(sources.list_sources())  # best generator first
+ranges = source_ranges(ranked)  # what each source accepts: the sliders follow the chosen one
+available = {s.name: s for s in ranked if s.name in ranges}
 if not available:
     st.info(f"No shower source is available yet: the Monte Carlo (calogen.simulation.mc) does not import and "
-            f"`{sources.models_dir()}/` holds no model.")
+            f"`{paths.models_dir()}/` holds no model.")
     st.stop()
-state = url_state(list(available))
+state = url_state(ranges)
 
+# the sliders span the chosen source's range; a value left from another source moves to its nearest edge
+(e_lo, e_hi), (t_lo, t_hi) = slider_bounds(ranges[st.session_state.w_source])
+st.session_state.w_energy = min(max(float(st.session_state.w_energy), e_lo), e_hi)
+st.session_state.w_theta = min(max(float(st.session_state.w_theta), t_lo), t_hi)
 left, right = st.columns([1, 1])
 with left:
-    st.slider("Energy (GeV)", *views.ENERGY_RANGE_GEV, step=1.0, format="%.0f", key="w_energy")
-    st.slider("Angle theta (deg, 90 = normal incidence)", *views.THETA_RANGE_DEG, step=1.0, format="%.0f",
-              key="w_theta")
+    st.slider("Energy (GeV)", e_lo, e_hi, step=1.0, format="%.0f" if e_lo >= 1.0 else "%.1f", key="w_energy",
+              help=f"{st.session_state.w_source} accepts {ranges[st.session_state.w_source].describe()}.")
+    st.slider("Angle theta (deg, 90 = normal incidence)", t_lo, t_hi, step=1.0, format="%.0f", key="w_theta")
 with right:
     st.selectbox("Source", list(available), key="w_source",
                  format_func=lambda n: f"{n} ({available[n].origin})")
     source_verdict(available[st.session_state.w_source])
     col_n, col_seed = st.columns(2)
-    col_n.number_input("Showers", 1, views.MAX_SHOWERS, key="w_n")
+    col_n.number_input("Showers", 1, MAX_SHOWERS, key="w_n")
     col_seed.number_input("Seed", 0, 2**31 - 1, key="w_seed")
-state = views.ViewState(
+state = ViewState(
     energy_gev=float(st.session_state.w_energy), theta_deg=float(st.session_state.w_theta),
     n_showers=int(st.session_state.w_n), seed=int(st.session_state.w_seed), source=st.session_state.w_source,
     shower_index=min(int(st.session_state.w_shower), int(st.session_state.w_n) - 1), device=device(),
@@ -53,21 +69,20 @@ linked = st.session_state.pop("_url_conditions", False) and available[state.sour
 if linked and st.session_state.get("_batch", (None,))[0] == state:
     linked = False  # that batch is already on screen
 if st.button("Generate", type="primary") or linked:
-    source = available[state.source]
+    entry = available[state.source]
     stop_slot = st.empty()
     stop_slot.button("Stop", key="w_stop", help="End the run; the batch shown before stays.")
-    bar = st.progress(0.0, text=f"Generating {state.n_showers} showers with {source.name} ...")
+    bar = st.progress(0.0, text=f"Generating {state.n_showers} showers with {entry.name} ...")
     started = time.perf_counter()
     try:
         batch = sources.sample(
-            source, state.energy_gev, state.theta_rad, state.n_showers, seed=state.seed, device=device(),
-            model=cached_model(source, device()),
+            cached_source(entry, device()), state.conditions, seed=state.seed,
             progress=lambda done, total: bar.progress(
-                done / max(total, 1), text=views.progress_text(done, total, time.perf_counter() - started)),
+                done / max(total, 1), text=texts.progress_text(done, total, time.perf_counter() - started)),
         )
         st.session_state["_batch"] = (state, batch)
-    except Exception as exc:  # a user-facing failure: one readable message, no traceback
-        show_error(f"Generating with {source.name}", exc)
+    except (ValueError, RuntimeError, OSError) as exc:  # a user-facing failure: one readable message
+        show_error(f"Generating with {entry.name}", exc)
     bar.empty()
     stop_slot.empty()
 elif st.session_state.get("w_stop"):  # Stop interrupted the run at its last progress update
@@ -77,7 +92,7 @@ if "_batch" not in st.session_state:
     st.info("Press **Generate** to sample showers.")
     st.stop()
 shown, batch = st.session_state["_batch"]  # every figure below is for the batch's own conditions
-stale = views.stale_batch_message(shown, state)
+stale = stale_batch_message(shown, state)
 if stale:
     st.warning(stale)
 n_made = len(batch)
@@ -86,13 +101,13 @@ if n_made > 1:
     st.session_state.w_shower = min(int(st.session_state.get("w_shower", 0)), n_made - 1)
     index = int(st.slider("Shower shown", 0, n_made - 1, key="w_shower"))
 shower = batch.showers[index]
-numbers = views.shower_numbers(shower, float(batch.energy_gev[index]), float(batch.theta_rad[index]))
+numbers = texts.shower_numbers(shower, float(batch.energy_gev[index]), float(batch.theta_rad[index]))
 cols = st.columns(5)
 cols[0].metric("Deposited energy", f"{numbers['deposited_gev']:.3g} GeV")
 cols[1].metric("Sampling fraction", f"{numbers['sampling_fraction']:.4f}")
 cols[2].metric("Hits (> 0.2 MeV)", f"{numbers['hits']}")
 angle_off = numbers["measured_theta_deg"] - numbers["theta_deg"]
-tolerance = views.angle_tolerance_deg(numbers["energy_gev"])
+tolerance = texts.angle_tolerance_deg(numbers["energy_gev"])
 cols[3].metric("Measured angle", f"{numbers['measured_theta_deg']:.1f} deg", f"{angle_off:+.1f} deg vs true",
                delta_color="green" if abs(angle_off) <= tolerance else "red",
                help=f"Red when further than {tolerance:.1f} deg from the true angle, the Monte Carlo's own "
@@ -115,11 +130,12 @@ with st.expander(f"Monte Carlo at the batch's conditions ({shown.energy_gev:g} G
         if st.button("Simulate Monte Carlo showers"):
             bar = st.progress(0.0, text="Simulating ...")
             try:
-                live = sources.sample(available[sources.MONTE_CARLO], shown.energy_gev, shown.theta_rad,
-                                      int(n_live), seed=shown.seed + 1, device=device(),
+                live = sources.sample(cached_source(available[sources.MONTE_CARLO], device()),
+                                      ViewState(shown.energy_gev, shown.theta_deg, int(n_live)).conditions,
+                                      seed=shown.seed + 1,
                                       progress=lambda d, t: bar.progress(d / max(t, 1), text=f"{d}/{t} showers"))
                 st.session_state["_live_mc"] = ((shown.energy_gev, shown.theta_deg), live)
-            except Exception as exc:  # shown, not raised
+            except (ValueError, RuntimeError, OSError) as exc:  # shown, not raised
                 show_error("Simulating Monte Carlo showers", exc)
             bar.empty()
         live_key, live = st.session_state.get("_live_mc", (None, None))
@@ -129,7 +145,7 @@ with st.expander(f"Monte Carlo at the batch's conditions ({shown.energy_gev:g} G
     if reference is not None:
         chart(views.projections_figure(
             reference.showers[0], title=f"Monte Carlo shower at {float(reference.energy_gev[0]):.3g} GeV, "
-                                        f"{math.degrees(float(reference.theta_rad[0])):.1f} deg"))
+                                        f"{texts.angle_label(float(reference.theta_rad[0]))}"))
 
 # like with like: the mean of the batch against the mean of the Monte Carlo showers
 curves = {f"{shown.source} (mean of {n_made})": batch.showers}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from calogen import sources
-
+from calogen import paths
+from calogen.app.state import slider_bounds, to_radians
 from calogen.plots import views
+from calogen.showers import TRAINING_RANGE
 from pages import chart, device, page_setup, save_bench, show_error
 
 page_setup("Benchmark", "⏱️")
@@ -19,10 +20,11 @@ st.markdown("Times every source on one device with calogen.bench: the published 
 
 from calogen.bench import run_benchmark  # noqa: E402
 
+energy_bounds, theta_bounds = slider_bounds(TRAINING_RANGE)  # the domain of the generators: 2-500 GeV, 60-120 deg
 with st.form("bench"):
     col1, col2, col3 = st.columns(3)
-    energy = col1.slider("Energy (GeV)", *views.ENERGY_RANGE_GEV, value=10.0, step=1.0)
-    theta = col2.slider("Angle (deg)", *views.THETA_RANGE_DEG, value=90.0, step=1.0)
+    energy = col1.slider("Energy (GeV)", *energy_bounds, value=10.0, step=1.0)
+    theta = col2.slider("Angle (deg)", *theta_bounds, value=90.0, step=1.0)
     batch = col3.number_input("Batch size (generators)", 1, 8192, 16)
     col4, col5, col6 = st.columns(3)
     include = col4.multiselect("Include", ["published conv3d", "installed models", "GFlash", "Monte Carlo"],
@@ -39,17 +41,17 @@ if submitted:
     with st.status(f"Timing on {device()} ...", expanded=False) as status:
         try:
             results = run_benchmark(
-                device=device(), batch_size=int(batch), energy_gev=float(energy), theta_deg=float(theta),
+                device=device(), batch_size=int(batch), energy_gev=float(energy), theta_rad=to_radians(theta),
                 mc_showers=int(mc_showers), repeats=int(repeats), include_mc="Monte Carlo" in include,
                 include_gflash="GFlash" in include,
                 include_published="published conv3d" in include, include_models="installed models" in include,
-                include_onnx=onnx, models_dir=str(sources.models_dir()), progress=status.write,
+                include_onnx=onnx, models_dir=str(paths.models_dir()), progress=status.write,
             )
             st.session_state["_bench"] = [r.to_dict() for r in results]
             save_bench(st.session_state["_bench"], {"device": device(), "energy_gev": float(energy),
                                                     "theta_deg": float(theta), "source": "the Benchmark page"})
             status.update(label=f"Timed {len(results)} sources on {device()}", state="complete")
-        except Exception as exc:  # one readable message
+        except (ValueError, RuntimeError, OSError) as exc:  # one readable message
             status.update(label="Benchmark failed", state="error")
             show_error("The benchmark", exc)
 

@@ -15,26 +15,27 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from calogen import sources
-
-from calogen.plots import report
-
-from calogen.plots import views
+from calogen import paths, sources
+from calogen.app import texts
+from calogen.app.state import ViewState, parse_view_state, to_radians, view_state_to_query
 from calogen.io import ShowerSet, atomic_write
+from calogen.plots import report
+from calogen.showers import ConditionRange, Source
 
 __all__ = [
     "PAGES",
-    "cached_model",
+    "bench_file",
     "cached_reference",
+    "cached_source",
     "chart",
     "device",
-    "bench_file",
     "figures_table",
     "measured_speedup",
-    "save_bench",
     "page_setup",
     "remember",
+    "save_bench",
     "show_error",
+    "source_ranges",
     "source_verdict",
     "url_state",
 ]
@@ -129,7 +130,7 @@ def figures_table(rows: list[dict[str, Any]], *, columns: list[str] | None = Non
     st.dataframe(table.style.map(_verdict_colour, subset=columns or ["verdict"]), hide_index=True, **kwargs)
 
 
-def source_verdict(source: sources.Source) -> None:
+def source_verdict(source: sources.SourceEntry) -> None:
     """What the source's validation says, in one box, with the headline figures of a model's card below it."""
     if source.kind == "mc":
         st.caption("The Monte Carlo is the reference the generators are measured against.")
@@ -158,22 +159,35 @@ def source_verdict(source: sources.Source) -> None:
         figures_table(report.judged_rows(validation, report.HEADLINE_METRICS))
 
 
-def url_state(source_names: list[str]) -> views.ViewState:
+def source_ranges(entries: list[sources.SourceEntry]) -> dict[str, ConditionRange]:
+    """name -> the range each source accepts, in the order given; a model whose card gives no readable range is
+    left out with one warning."""
+    ranges = {}
+    for entry in entries:
+        try:
+            ranges[entry.name] = entry.condition_range
+        except ValueError as exc:
+            st.warning(f"{entry.name} is left out: {exc}")
+    return ranges
+
+
+def url_state(ranges: dict[str, ConditionRange]) -> ViewState:
     """The page's state: read from the URL when the page is entered (first load, a link, a page switch),
-    otherwise from the widgets. Bad URL values give one st.warning each and fall back to defaults.
-    After a read, ``st.session_state["_url_conditions"]`` says whether the URL named conditions (energy,
-    angle or source), i.e. whether it was a link to showers rather than to the page.
+    otherwise from the widgets. ranges: the available sources (name -> range), the best first; the energy and
+    angle are checked against the range of the source in effect. Bad URL values give one st.warning each and
+    fall back to defaults. After a read, ``st.session_state["_url_conditions"]`` says whether the URL named
+    conditions (energy, angle or source), i.e. whether it was a link to showers rather than to the page.
 
     Within a page the widgets win on every rerun: the URL the browser sends with a rerun can lag behind the
     widgets (quick key presses on a slider interrupt the runs that would have updated it), so reading it
     again would snap the widgets back.
     """
-    base: views.ViewState = st.session_state.get("_view", views.ViewState())
-    if source_names and base.source not in source_names:
-        base = dataclasses.replace(base, source=source_names[0])
+    base: ViewState = st.session_state.get("_view", ViewState())
+    if ranges and base.source not in ranges:
+        base = dataclasses.replace(base, source=next(iter(ranges)))
     if st.session_state.get("_url_pending"):
         page_params = {k: v for k, v in st.query_params.to_dict().items() if k != "device"}  # the sidebar's
-        state, warnings = views.parse_view_state(page_params, default=base, sources=source_names or None)
+        state, warnings = parse_view_state(page_params, default=base, ranges=ranges or None)
         for field, key in _WIDGET_KEYS.items():
             st.session_state[key] = getattr(state, field)
         st.session_state["_url_pending"] = False
@@ -186,17 +200,17 @@ def url_state(source_names: list[str]) -> views.ViewState:
     return base
 
 
-def remember(state: views.ViewState, keys: tuple[str, ...]) -> None:
+def remember(state: ViewState, keys: tuple[str, ...]) -> None:
     """Store ``state`` for the session and write its ``keys`` (query names) and the device into the URL."""
     state = dataclasses.replace(state, device=device())
     st.session_state["_view"] = state
-    query = {k: v for k, v in views.view_state_to_query(state).items() if k in keys or k == "device"}
+    query = {k: v for k, v in view_state_to_query(state).items() if k in keys or k == "device"}
     st.query_params.from_dict(query)
 
 
 def bench_file() -> Path:
     """Where the app keeps its latest benchmark (runs/bench/latest.json, the format of `calogen bench --json`)."""
-    return sources.runs_dir() / "bench" / "latest.json"
+    return paths.runs_dir() / "bench" / "latest.json"
 
 
 def save_bench(rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
@@ -211,12 +225,12 @@ def save_bench(rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
 def _quick_bench(device_name: str, models: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from calogen.bench import run_benchmark
 
-    energy_gev = 10.0  # one 10 GeV Monte Carlo shower takes about a second on a CPU
-    results = run_benchmark(device=device_name, batch_size=16, energy_gev=energy_gev, theta_deg=90.0,
-                            mc_showers=1, repeats=2, include_gflash=False, include_published=False,
-                            include_onnx=False, models_dir=models)
-    return [r.to_dict() for r in results], {"device": device_name, "energy_gev": energy_gev, "theta_deg": 90.0,
-                                            "source": "the app's quick benchmark"}
+    energy_gev, theta_deg = 10.0, 90.0  # one 10 GeV Monte Carlo shower takes about a second on a CPU
+    results = run_benchmark(device=device_name, batch_size=16, energy_gev=energy_gev,
+                            theta_rad=to_radians(theta_deg), mc_showers=1, repeats=2, include_gflash=False,
+                            include_published=False, include_onnx=False, models_dir=models)
+    return [r.to_dict() for r in results], {"device": device_name, "energy_gev": energy_gev,
+                                            "theta_deg": theta_deg, "source": "the app's quick benchmark"}
 
 
 def measured_speedup(device_name: str) -> str | None:
@@ -227,16 +241,16 @@ def measured_speedup(device_name: str) -> str | None:
         try:
             saved = json.loads(path.read_text())
             if saved.get("meta", {}).get("device") == device_name:
-                sentence = views.speedup_sentence(saved["results"], saved["meta"])
+                sentence = texts.speedup_sentence(saved["results"], saved["meta"])
                 if sentence:
                     return sentence
         except (OSError, ValueError, KeyError, TypeError):
             pass  # an unreadable file is measured again and replaced
     if not any(s.kind == "model" for s in sources.list_sources(include_runs=False)):
         return None
-    rows, meta = _quick_bench(device_name, str(sources.models_dir()))
+    rows, meta = _quick_bench(device_name, str(paths.models_dir()))
     save_bench(rows, meta)
-    return views.speedup_sentence(rows, meta)
+    return texts.speedup_sentence(rows, meta)
 
 
 def _folder_mtime(path: str) -> float:
@@ -244,15 +258,17 @@ def _folder_mtime(path: str) -> float:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model ...")
-def _load_model(path: str, mtime: float, device_name: str) -> Any:
-    return sources.load_model(path, device_name)
+def _load_model(path: str, mtime: float, device_name: str) -> Source:
+    return sources.load_source(sources.SourceEntry(Path(path).name, "model", path), device_name)
 
 
-def cached_model(source: sources.Source, device_name: str) -> Any:
-    """The loaded generator of a model source, cached by folder, modification time and device."""
-    if source.kind != "model" or source.path is None:
-        return None
-    return _load_model(source.path, _folder_mtime(source.path), device_name)
+def cached_source(entry: sources.SourceEntry, device_name: str) -> Source:
+    """The Source of an entry on ``device_name``: a model loaded once (cached by folder, modification time and
+    device); the Monte Carlo in :data:`calogen.sources.PROGRESS_STEPS` chunks, so that its progress bar moves
+    and Stop acts during a run."""
+    if entry.kind == "model" and entry.path is not None:
+        return _load_model(entry.path, _folder_mtime(entry.path), device_name)
+    return sources.load_source(entry, device_name, progress_steps=sources.PROGRESS_STEPS)
 
 
 @st.cache_data(max_entries=32, show_spinner="Reading reference showers ...")

@@ -183,6 +183,35 @@ def test_generate_monte_carlo_higher_energy_deposits_more(folders: dict[str, Pat
     assert high > 2 * low > 0  # deposited energy scales with the primary energy (sampling fraction ~1-2%)
 
 
+def _bounds(at: AppTest, key: str) -> tuple[float, float]:
+    slider = at.slider(key=key)
+    return float(slider.min), float(slider.max)
+
+
+def test_generate_sliders_follow_the_chosen_source(folders: dict[str, Path]) -> None:
+    """A model trained on 2-500 GeV, 60-120 deg; GFlash accepts 0.1-5000 GeV, 30-150 deg."""
+    _tiny_model(folders["models"])
+    at = _open("1_Generate.py", {"source": "tiny", "energy": "400"})
+    _no_errors(at)
+    assert _bounds(at, "w_energy") == (2.0, 500.0) and _bounds(at, "w_theta") == (60.0, 120.0)
+    at.selectbox(key="w_source").set_value(sources.GFLASH).run()
+    _no_errors(at)
+    assert _bounds(at, "w_energy") == (0.1, 5000.0) and _bounds(at, "w_theta") == (30.0, 150.0)
+    assert at.slider(key="w_energy").value == 400.0  # kept: inside GFlash's range too
+    at.slider(key="w_energy").set_value(3000.0)
+    at.slider(key="w_theta").set_value(40.0).run()
+    _no_errors(at)
+    assert at.query_params["energy"] in ("3000", ["3000"]) and at.query_params["theta"] in ("40", ["40"])
+    at.selectbox(key="w_source").set_value("tiny").run()  # back to the model: the values move to its edges
+    _no_errors(at)
+    assert _bounds(at, "w_energy") == (2.0, 500.0)
+    assert at.slider(key="w_energy").value == 500.0 and at.slider(key="w_theta").value == 60.0
+    linked = _open("1_Generate.py", {"source": sources.GFLASH, "energy": "3000", "theta": "40", "n": "1"})
+    _no_errors(linked)  # a link to GFlash beyond 500 GeV is not refused, and draws its showers
+    assert not [w.value for w in linked.warning if "in the URL" in w.value]
+    assert linked.slider(key="w_energy").value == 3000.0 and len(linked.get("plotly_chart")) == 6
+
+
 def test_generate_bad_query_params_warn_and_fall_back(folders: dict[str, Path]) -> None:
     _tiny_model(folders["models"])
     query = {"energy": "9999", "theta": "abc", "source": "nope", "n": "2", "device": "cuda"}

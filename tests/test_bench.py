@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 from calogen.bench import BenchResult, auto_batch_size, conv3d_paths, run_benchmark, time_call
 from calogen.cli import bench as bench_cli
+from calogen.showers import OutOfRangeError
 
 
 def test_fast_paths_equal_the_published_forward_pass():
@@ -58,6 +60,14 @@ def test_table_and_json_shape(tmp_path):
     json.dumps([gan, row])
 
 
+def test_engines_are_timed_through_sources_at_conditions_they_accept():
+    rows = run_benchmark(batch_size=2, repeats=1, warmup=0, include_mc=False, include_published=False,
+                         include_models=False, energy_gev=20.0, theta_rad=math.radians(40.0))
+    assert [(r.name, r.kind, r.batch_size) for r in rows] == [("GFlash", "gflash", 2)] and rows[0].ms_per_shower > 0
+    with pytest.raises(OutOfRangeError, match="energy 600 GeV is outside 1-500 GeV, the range the Monte Carlo accepts"):
+        run_benchmark(energy_gev=600.0, include_published=False, include_models=False, include_gflash=False)
+
+
 def test_cli_rejects_bad_arguments():
     from calogen.cli._common import CliError
 
@@ -65,6 +75,9 @@ def test_cli_rejects_bad_arguments():
                               no_mc=True, no_onnx=True, compile=False, json=None)
     with pytest.raises(CliError, match="--batch 0"):
         bench_cli.run(args)
-    args.batch, args.theta = 2, 150.0
-    with pytest.raises(CliError, match="outside the allowed range 60-120 deg"):
+    args.batch, args.theta = 2, 200.0
+    with pytest.raises(CliError, match="give an angle between 0 and 180 deg"):
+        bench_cli.run(args)
+    args.theta = 170.0  # GFlash takes 30-150 deg: refused before anything is timed
+    with pytest.raises(OutOfRangeError, match="angle 170 deg is outside 30-150 deg, the range GFlash accepts"):
         bench_cli.run(args)

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from calogen.__main__ import main
-from calogen.cli._common import CliError, add_condition_args, conditions_from_args, resolve_device
+from calogen.cli._common import (
+    CliError,
+    add_condition_args,
+    conditions_from_args,
+    deg_to_rad,
+    rad_to_deg,
+    resolve_device,
+)
+from calogen.simulation.mc import CONDITION_RANGE as MC_RANGE
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -18,33 +26,47 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_fixed_conditions_are_repeated_in_radians():
-    energy, theta = conditions_from_args(parse("--energy", "50", "--theta", "62", "-n", "3"))
-    assert energy.tolist() == [50.0, 50.0, 50.0]
-    np.testing.assert_allclose(theta, np.deg2rad(62.0), rtol=1e-6)
+    conditions = conditions_from_args(parse("--energy", "50", "--theta", "62", "-n", "3"), MC_RANGE)
+    assert conditions.energy_gev.tolist() == [50.0, 50.0, 50.0]
+    np.testing.assert_allclose(conditions.theta_rad, np.deg2rad(62.0), rtol=1e-6)
+    # float32 values, as a shower file stores them: the file's conditions give its showers again
+    assert conditions.theta_rad[0] == float(np.float32(np.deg2rad(62.0)))
+
+
+def test_degrees_and_radians_are_converted_in_one_place():
+    assert deg_to_rad(90.0) == pytest.approx(np.pi / 2) and rad_to_deg(np.pi / 3) == pytest.approx(60.0)
+    np.testing.assert_allclose(rad_to_deg(deg_to_rad([30.0, 150.0])), [30.0, 150.0])
 
 
 def test_ranges_are_sampled_uniformly_and_reproducibly():
     args = parse("--energy-range", "2", "500", "--theta-range", "60", "120", "-n", "2000", "--seed", "4")
-    energy, theta = conditions_from_args(args)
+    conditions = conditions_from_args(args, MC_RANGE)
+    energy, theta = conditions.energy_gev, conditions.theta_rad
     assert 2.0 <= energy.min() and energy.max() <= 500.0 and abs(energy.mean() - 251) < 15
     assert np.deg2rad(60) - 1e-6 <= theta.min() and theta.max() <= np.deg2rad(120) + 1e-6
-    again, _ = conditions_from_args(args)
-    np.testing.assert_array_equal(energy, again)
+    np.testing.assert_array_equal(energy, conditions_from_args(args, MC_RANGE).energy_gev)
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (("--energy", "9999"), "energy=9999 GeV is outside the allowed range 1-500 GeV"),
-        (("--theta", "135"), "theta=135 deg is outside the allowed range 60-120 deg"),
-        (("--energy-range", "300", "20"), "reversed"),
-        (("--energy", "nan"), "outside the allowed range"),
+        (("--energy", "9999"), "^energy 9999 GeV is outside 1-500 GeV, the range the Monte Carlo accepts; widen$"),
+        (("--theta", "135"), "^angle 135 deg is outside 60-120 deg, the range the Monte Carlo accepts; widen$"),
+        (("--energy-range", "300", "20"), "energy range 300-20 GeV is reversed"),
+        (("--energy", "nan"), "--energy nan GeV: give a finite number"),
+        (("--energy", "-5"), "give a positive energy"),
+        (("--theta", "200"), "give angles between 0 and 180 deg"),
         (("-n", "0"), "positive integer"),
     ],
 )
-def test_bad_conditions_name_the_allowed_range(argv, message):
+def test_bad_conditions_name_the_range_of_the_source(argv, message):
     with pytest.raises(CliError, match=message):
-        conditions_from_args(parse(*argv))
+        conditions_from_args(parse(*argv), MC_RANGE, who="the Monte Carlo", hint="; widen")
+
+
+def test_without_a_range_any_physical_condition_passes():
+    conditions = conditions_from_args(parse("--energy", "9999", "--theta", "135", "-n", "1"), None)
+    assert conditions.energy_gev.tolist() == [9999.0] and rad_to_deg(conditions.theta_rad)[0] == pytest.approx(135.0)
 
 
 def test_cuda_asked_without_cuda_is_a_clear_error():
@@ -95,11 +117,12 @@ def test_figures_are_described_with_unit_target_verdict_and_meaning():
 
 def test_models_lists_headline_figures_in_words(tmp_path, capsys):
     from calogen.cli.models import format_table
+    from calogen.showers import TRAINING_RANGE
 
-    models = [{"name": "m", "arch": "conv2d", "path": "models/m",
-               "condition_ranges": {"energy_gev": [2.0, 500.0], "theta_deg": [60.0, 120.0]},
+    models = [{"name": "m", "arch": "conv2d", "path": "models/m", "condition_range": TRAINING_RANGE.to_json(),
                "validation": {"sf_mre": 2.127, "classifier_auc_high": 1.0, "shape_mse": 0.0177}},
-              {"name": "new", "arch": "conv3d", "path": "models/new", "condition_ranges": {}, "validation": {}}]
+              {"name": "new", "arch": "conv3d", "path": "models/new", "condition_range": TRAINING_RANGE.to_json(),
+               "validation": {}}]
     lines = format_table(models).splitlines()
     assert lines[0].split() == ["name", "arch", "energy", "GeV", "theta", "deg", "path"]
     assert lines[1].split()[:4] == ["m", "conv2d", "2-500", "60-120"]

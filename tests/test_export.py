@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from calogen.__main__ import main
 from calogen.gan.export import GevGenerator, export_model
 from calogen.gan.generate import load_generator, save_model
 from calogen.gan.nets import build_generator
+from calogen.showers import TRAINING_RANGE, ConditionRange
 
 torch.set_num_threads(2)
 
@@ -22,8 +24,7 @@ torch.set_num_threads(2)
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(3)
     folder = tmp_path_factory.mktemp("export") / "gan3d"
-    ranges = {"energy_gev": [2, 500], "theta_deg": [60, 120]}
-    card = {"name": "gan3d", "arch": "conv3d", "config": {}, "condition_ranges": ranges}
+    card = {"name": "gan3d", "arch": "conv3d", "config": {}, "condition_range": TRAINING_RANGE.to_json()}
     return save_model(folder, build_generator("conv3d"), card)
 
 
@@ -51,6 +52,7 @@ def test_onnx_equals_torch_with_dynamic_batch(model_dir: Path, tmp_path: Path) -
     assert [o.name for o in proto.graph.output] == ["showers"]
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["calogen_arch"] == "conv3d" and meta["latent_dim"] == "254"
+    assert ConditionRange.from_json(json.loads(meta["condition_range"])) == TRAINING_RANGE  # GeV and radians
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 3):  # a batch size other than the traced one (2)
         feeds = _inputs(batch)

@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from calogen.__main__ import main
-from calogen.gan.generate import ModelLoadError, list_models, load_generator, save_model
-from calogen.io import read_showers
+from calogen.gan.generate import ModelLoadError, card_condition_range, list_models, load_generator, save_model
 from calogen.gan.nets import build_generator
+from calogen.io import read_showers
+from calogen.showers import TRAINING_RANGE, ConditionRange, Conditions, OutOfRangeError, Source
 
 torch.set_num_threads(2)
 
-RANGES = {"energy_gev": [2.0, 500.0], "theta_deg": [60.0, 120.0]}
+RANGES = {"energy_gev": [2.0, 500.0], "theta_deg": [60.0, 120.0]}  # an older card's form: GeV and degrees
 
 
 def _save(folder: Path, arch: str = "conv3d", config: dict | None = None, seed: int = 0, **extra) -> Path:
@@ -65,18 +66,52 @@ def test_round_trip_gives_identical_showers_for_a_seed(conv3d_dir: Path) -> None
 
 def test_out_of_range_condition_names_the_range(conv3d_dir: Path) -> None:
     model = load_generator(conv3d_dir)
-    msg = (
-        "theta=135.0 deg is outside 60-120 deg, the range this model was trained on; "
-        "pass allow_extrapolation=True to go beyond"
-    )
-    with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(OutOfRangeError, match="^angle 135 deg is outside 60-120 deg, the range model gan3d accepts; "
+                                              "pass allow_extrapolation=True to go beyond$"):
         model.generate(100.0, math.radians(135.0), 1)
-    with pytest.raises(ValueError, match="energy=600.0 GeV is outside 2-500 GeV"):
+    with pytest.raises(OutOfRangeError, match="energy 100-600 GeV is outside 2-500 GeV"):
         model.generate(np.array([100.0, 600.0]), np.full(2, math.pi / 2))
+    with pytest.raises(OutOfRangeError, match="^angle 135 deg is outside 60-120 deg, the range model gan3d accepts$"):
+        model.sample(Conditions.broadcast(100.0, math.radians(135.0)))
     out = model.generate(100.0, math.radians(135.0), 1, seed=0, allow_extrapolation=True)
     assert out.showers.shape == (1, 51, 51, 25) and out.attrs["extrapolated"] is True
-    with pytest.raises(ValueError, match="different lengths"):
+    with pytest.raises(ValueError, match="theta_rad has 2 values but n=3"):
         model.generate(np.ones(3) * 50, np.ones(2))
+
+
+def test_a_loaded_model_is_a_source(conv3d_dir: Path) -> None:
+    model = load_generator(conv3d_dir)
+    assert isinstance(model, Source) and model.name == "gan3d"
+    assert model.condition_range == TRAINING_RANGE  # read from the older card's degrees
+    calls: list[tuple[int, int]] = []
+    model.batch_size = 2
+    batch = model.sample(Conditions.broadcast([20.0, 50.0, 100.0], math.pi / 2), seed=3,
+                         progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(2, 3), (3, 3)] and batch.energy_gev.tolist() == [20.0, 50.0, 100.0]
+    np.testing.assert_allclose(batch.showers, model.generate([20.0, 50.0, 100.0], math.pi / 2, seed=3).showers,
+                               rtol=1e-4, atol=1e-7)  # the same noise; batches of 2 or 256 sum in another order
+
+
+def test_cards_declare_their_range_in_radians_and_older_cards_still_read() -> None:
+    declared = ConditionRange((10.0, 200.0), (1.2, 1.9))
+    assert card_condition_range({"condition_range": declared.to_json()}) == declared
+    older = card_condition_range({"condition_ranges": {"energy_gev": [5, 50], "theta_deg": [80, 100]}})
+    assert older.energy_gev == (5.0, 50.0) and older.theta_rad == pytest.approx((math.radians(80), math.radians(100)))
+    assert card_condition_range({"condition_ranges": {"energy_gev": [5, 50]}}).theta_rad == TRAINING_RANGE.theta_rad
+    assert card_condition_range({}) == TRAINING_RANGE  # a card without a range: calogen's training domain
+    with pytest.raises(ValueError, match="not a condition range"):
+        card_condition_range({"condition_range": {"energy_gev": [10.0]}})
+
+
+def test_a_card_with_a_malformed_range_is_refused_on_loading(conv3d_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad-range"
+    bad.mkdir()
+    (bad / "generator.safetensors").write_bytes((conv3d_dir / "generator.safetensors").read_bytes())
+    card = json.loads((conv3d_dir / "card.json").read_text())
+    (bad / "card.json").write_text(json.dumps({**card, "condition_range": {"energy_gev": [500.0, 2.0],
+                                                                            "theta_rad": [1.0, 2.0]}}))
+    with pytest.raises(ModelLoadError, match=r"card.json: not a valid range: energy \(500.0, 2.0\) GeV"):
+        load_generator(bad)
 
 
 def test_wrong_architecture_names_the_tensors(conv3d_dir: Path, tmp_path: Path) -> None:
@@ -130,7 +165,7 @@ def test_list_models_and_name_resolution(tmp_path: Path, monkeypatch: pytest.Mon
     assert [m["name"] for m in models] == ["broken", "small"]
     assert "error" in models[0]
     assert models[1]["arch"] == "wgan-gp-atlas" and models[1]["validation"] == {"chi2": 1.5}
-    assert models[1]["condition_ranges"] == RANGES
+    assert ConditionRange.from_json(models[1]["condition_range"]) == TRAINING_RANGE
     monkeypatch.setenv("CALOGEN_MODELS", str(tmp_path))
     model = load_generator("small")
     out = model.generate([10.0, 20.0], [1.5, 1.6], seed=1)
@@ -153,8 +188,8 @@ def test_cli_generate_and_models(
     capsys.readouterr()
     code = main(["generate", "--model", "tiny", "--theta", "135", "-n", "2", "--out", str(tmp_path / "x.h5")])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: theta=135.0 deg is outside 60-120 deg") and err.count("\n") == 1
-    assert "pass --allow-extrapolation to go beyond" in err
+    assert err == ("error: angle 135 deg is outside 60-120 deg, the range model tiny accepts; pass "
+                   "--allow-extrapolation to go beyond\n") and code == 2
     assert main(["generate", "--model", "ghost", "-n", "2", "--out", str(tmp_path / "y.h5")]) == 2
     assert "model 'ghost' not found" in capsys.readouterr().err
     assert main(["models"]) == 0

@@ -10,7 +10,10 @@ import pytest
 import torch
 
 from calogen.detector import clic_ecal, get_material, homogeneous_block
+from calogen.io import ShowerSet, read_showers, write_showers
+from calogen.showers import Conditions, OutOfRangeError
 from calogen.simulation.gflash import (
+    GFlash,
     GFlashParams,
     expected_sampling_fraction,
     layer_energy_fractions,
@@ -20,10 +23,8 @@ from calogen.simulation.gflash import (
     sample_longitudinal,
     sample_spots,
     sampling_constants,
-    simulate,
     simulate_gflash,
 )
-from calogen.io import ShowerSet, read_showers, write_showers
 
 
 @pytest.fixture(scope="module")
@@ -224,14 +225,15 @@ def test_same_seed_same_showers() -> None:
 
 def test_output_sample(tmp_path) -> None:
     calls: list[tuple[int, int]] = []
-    sample = simulate(10.0, math.pi / 2, n=3, seed=1, progress=lambda done, total: calls.append((done, total)))
+    sample = GFlash().sample(Conditions.broadcast(10.0, math.pi / 2, 3), seed=1,
+                             progress=lambda done, total: calls.append((done, total)))
     assert isinstance(sample, ShowerSet)
     assert sample.showers.shape == (3, 51, 51, 25) and sample.showers.dtype == np.float32
     assert sample.energy_gev.tolist() == [10.0] * 3 and sample.theta_rad.dtype == np.float32
     assert sample.showers.min() >= 0.0
     assert sample.attrs["source"] == "gflash" and sample.attrs["seed"] == 1
     assert sample.attrs["detector"] == "clic_ecal"
-    assert calls[-1] == (3, 3)
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # progress during the run, not only at its end
     # the window is centred on the barycentre: the central cell holds the most energy
     xy = sample.showers.sum(axis=3)
     for shower in xy:
@@ -246,10 +248,24 @@ def test_output_sample(tmp_path) -> None:
 def test_bad_input_names_the_problem() -> None:
     with pytest.raises(ValueError, match="energy_gev"):
         simulate_gflash(-1.0, math.pi / 2, n=1)
-    with pytest.raises(ValueError, match="theta_rad"):
+    with pytest.raises(ValueError, match="theta_rad .* is a value in degrees"):
         simulate_gflash(10.0, 90.0, n=1)  # degrees by mistake
     with pytest.raises(ValueError, match="n=3"):
         simulate_gflash([1.0, 2.0], math.pi / 2, n=3)
+    with pytest.raises(OutOfRangeError, match="energy 8000 GeV is outside 0.1-5000 GeV, the range GFlash accepts"):
+        simulate_gflash(8000.0, math.pi / 2, n=1)
+    with pytest.raises(OutOfRangeError, match="angle 20 deg is outside 30-150 deg, the range GFlash accepts"):
+        GFlash().sample(Conditions.broadcast(10.0, math.radians(20.0), 1))
+
+
+def test_progress_does_not_change_the_showers() -> None:
+    """The chunks (at most 1/16 of a request each) depend on the conditions only, not on whether progress is
+    asked for, so a seed gives the same showers either way."""
+    conditions = Conditions.broadcast(np.linspace(5.0, 40.0, 20), math.pi / 2)
+    calls: list[tuple[int, int]] = []
+    with_progress = GFlash().sample(conditions, seed=4, progress=lambda done, total: calls.append((done, total)))
+    np.testing.assert_array_equal(with_progress.showers, GFlash().sample(conditions, seed=4).showers)
+    assert [done for done, _ in calls] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20] and calls[0][1] == 20
 
 
 def test_simulate_command_with_gflash_engine_writes_native_file(tmp_path):
@@ -264,3 +280,22 @@ def test_simulate_command_with_gflash_engine_writes_native_file(tmp_path):
     assert 0.01 < float(sample.showers.sum(axis=(1, 2, 3)).mean()) / 20.0 < 0.03  # a few-percent sampling fraction
     assert main(["simulate", "--engine", "gflash", "--particle", "gamma", "--energy", "20", "-n", "1",
                  "--out", str(tmp_path / "x.h5"), "--quiet"]) == 2
+
+
+def test_simulate_command_checks_gflash_against_its_own_range(tmp_path, capsys) -> None:
+    """GFlash accepts 0.1-5000 GeV and 30-150 deg, more than the Monte Carlo's 1-500 GeV, 60-120 deg."""
+    from calogen.__main__ import main
+
+    out = tmp_path / "wide.h5"
+    assert main(["simulate", "--engine", "gflash", "--energy", "800", "--theta", "40", "-n", "1", "--seed", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    sample = read_showers(out)
+    assert sample.energy_gev.tolist() == [800.0] and sample.theta_rad[0] == pytest.approx(math.radians(40.0))
+    capsys.readouterr()
+    assert main(["simulate", "--engine", "gflash", "--energy", "8000", "-n", "1", "--out", str(tmp_path / "x.h5"),
+                 "--quiet"]) == 2
+    assert capsys.readouterr().err == "error: energy 8000 GeV is outside 0.1-5000 GeV, the range GFlash accepts\n"
+    assert main(["simulate", "--energy", "800", "-n", "1", "--out", str(tmp_path / "x.h5"), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("error: energy 800 GeV is outside 1-500 GeV, the range the Monte Carlo "
+                                              "accepts; --wide allows 0.01-2000 GeV, 1-179 deg")
+    assert not (tmp_path / "x.h5").exists()

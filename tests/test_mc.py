@@ -9,7 +9,8 @@ import pytest
 
 from calogen.detector import get_material, homogeneous_block
 from calogen.io import read_showers
-from calogen.simulation.mc import simulate
+from calogen.showers import Conditions, OutOfRangeError
+from calogen.simulation.mc import MonteCarlo, simulate
 from calogen.simulation.mc.physics import ELECTRON_MASS_MEV, photon_cross_sections_per_mm, restricted_dedx_mev_per_mm
 
 NORMAL = math.pi / 2
@@ -75,14 +76,29 @@ def test_angle_tilts_the_shower_in_y_z() -> None:
 
 
 def test_invalid_inputs_are_refused() -> None:
-    with pytest.raises(ValueError, match="outside 1-500 GeV"):
+    with pytest.raises(OutOfRangeError, match="energy 0.5 GeV is outside 1-500 GeV, the range the Monte Carlo "
+                                              "accepts; pass allow_out_of_range=True for 0.01-2000 GeV, 1-179 deg"):
         simulate(0.5, NORMAL, n=1)
-    with pytest.raises(ValueError, match="outside 60-120 deg"):
+    with pytest.raises(OutOfRangeError, match="angle 30 deg is outside 60-120 deg"):
         simulate(10.0, math.radians(30.0), n=1)
+    with pytest.raises(OutOfRangeError, match="angle 0.5 deg is outside 1-179 deg"):
+        simulate(10.0, math.radians(0.5), n=1, allow_out_of_range=True)
     with pytest.raises(ValueError, match="not simulated"):
         simulate(10.0, NORMAL, n=1, particle="mu-")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="n=3"):
         simulate([1.0, 2.0], NORMAL, n=3)
+
+
+def test_progress_steps_split_a_request_without_depending_on_the_callback() -> None:
+    """With progress_steps the showers come in chunks (progress during the run, for the app's Stop button); the
+    chunking depends on progress_steps only, so the callback does not change the showers."""
+    calls: list[tuple[int, int]] = []
+    source = MonteCarlo(progress_steps=16)
+    conditions = Conditions.broadcast(1.0, NORMAL, 3)
+    batch = source.sample(conditions, seed=1, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # one call per shower, not one at the end
+    np.testing.assert_array_equal(batch.showers, source.sample(conditions, seed=1).showers)
+    assert MonteCarlo(wide=True).condition_range.describe() == "0.01-2000 GeV, 1-179 deg"
 
 
 def test_photon_mean_free_path_tables() -> None:

@@ -29,6 +29,7 @@ from calogen.produce import (
     plan_shards,
     produce,
 )
+from calogen.showers import OutOfRangeError
 
 THETA = (math.radians(80.0), math.radians(100.0))
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +39,8 @@ _STALLED_WRITER = """
 import sys, time
 import numpy as np
 import calogen.io
-from calogen.produce import make_shard, plan_shards, resolve_source
+from calogen.produce import make_shard, plan_shards
+from calogen.sources import find_source
 
 def stall(h5, *args, **kwargs):
     h5.create_dataset("ECAL", data=np.zeros((3, 51, 51, 25), np.float32))
@@ -48,7 +50,7 @@ def stall(h5, *args, **kwargs):
 
 calogen.io._fill_native = stall
 plan = plan_shards(3, 3, 11, (2.0, 5.0), (1.3962634, 1.7453293))[0]
-make_shard(plan, resolve_source("gflash"), sys.argv[1])
+make_shard(plan, find_source("gflash"), sys.argv[1])
 """
 
 
@@ -74,8 +76,8 @@ def two_workers() -> Iterator[Any]:
 
 
 def _config(out: Path, **changes: Any) -> ProductionConfig:
-    values: dict[str, Any] = dict(source="gflash", n=7, shard_size=3, out_dir=str(out), energy_range_gev=(2.0, 5.0),
-                                  theta_range_rad=THETA, seed=11)
+    values: dict[str, Any] = {"source": "gflash", "n": 7, "shard_size": 3, "out_dir": str(out),
+                              "energy_range_gev": (2.0, 5.0), "theta_range_rad": THETA, "seed": 11}
     values.update(changes)
     return ProductionConfig(**values)
 
@@ -218,8 +220,14 @@ def test_model_source_records_its_card_checksum_and_other_formats(tmp_path: Path
 
 
 def test_bad_inputs_say_what_to_change(tmp_path: Path, two_workers: Any) -> None:
-    with pytest.raises(ValueError, match="outside 1-500 GeV"):
+    with pytest.raises(OutOfRangeError, match="^energy 0.5-5 GeV is outside 1-500 GeV, the range the Monte Carlo "
+                                              "accepts; choose condition ranges inside it$"):
         produce(_config(tmp_path, source="mc", energy_range_gev=(0.5, 5.0)), client=two_workers)
+    with pytest.raises(OutOfRangeError, match="angle 20-100 deg is outside 30-150 deg, the range GFlash accepts"):
+        produce(_config(tmp_path, theta_range_rad=(math.radians(20.0), math.radians(100.0))), client=two_workers)
+    with pytest.raises(ValueError, match="give 0 < LO <= HI for both"):
+        _config(tmp_path, energy_range_gev=(5.0, 2.0))
+    assert not list(tmp_path.iterdir())  # nothing written for a refused production
     with pytest.raises(ValueError, match="choose one of: mc, gflash"):
         produce(_config(tmp_path, source="no-such-model"), client=two_workers)
     with pytest.raises(ValueError, match="shard_size=0"):

@@ -18,11 +18,6 @@ from calogen.cli._common import (
 
 __all__ = ["register", "run"]
 
-# The command line accepts any physical condition; the model's card decides what is in range (and the
-# message names that range), so these bounds only reject nonsense.
-_ENERGY_LIMITS_GEV = (1e-3, 1e5)
-_THETA_LIMITS_DEG = (0.0, 180.0)
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``generate`` sub-command."""
@@ -30,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         help="sample showers from a trained generator",
         description="Sample showers from a trained generator (a name under models/ or a model folder) and "
-        "write them, in GeV, to a native HDF5 shower file.",
+        "write them, in GeV, to a native HDF5 shower file. The conditions must lie in the range the model's card "
+        "declares (`python -m calogen models` lists it), unless --allow-extrapolation.",
     )
     parser.add_argument("--model", required=True, help="model name (see `python -m calogen models`) or model folder")
     add_condition_args(parser)
@@ -45,30 +41,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, sample, write the file; returns 0, or raises CliError / ValueError for bad input."""
+    from calogen import sources
     from calogen.gan.generate import load_generator
     from calogen.io import write_showers
 
     if args.batch_size <= 0:
         raise CliError(f"--batch-size {args.batch_size} must be a positive integer")
-    energy_gev, theta_rad = conditions_from_args(
-        args, energy_range=_ENERGY_LIMITS_GEV, theta_range_deg=_THETA_LIMITS_DEG
-    )
+    if args.n <= 0:
+        raise CliError(f"-n {args.n}: the number of showers must be a positive integer")
     device = resolve_device(args.device)
     model = load_generator(args.model, device=device, fast=args.fast)
-    if not args.allow_extrapolation:
-        try:
-            model.check_conditions(energy_gev, theta_rad)  # before the progress bar appears
-        except ValueError as exc:
-            raise CliError(str(exc).replace("allow_extrapolation=True", "--allow-extrapolation")) from None
+    model.batch_size = args.batch_size
+    accepted = None if args.allow_extrapolation else model.condition_range
+    conditions = conditions_from_args(args, accepted, who=f"model {model.name}",
+                                      hint="; pass --allow-extrapolation to go beyond")
     start = time.perf_counter()
-    showers = model.generate(
-        energy_gev,
-        theta_rad,
-        seed=args.seed,
-        allow_extrapolation=args.allow_extrapolation,
-        batch_size=args.batch_size,
-        progress=progress_bar(len(energy_gev), f"generate ({model.name})"),
-    )
+    showers = sources.sample(model, conditions, seed=args.seed, allow_extrapolation=args.allow_extrapolation,
+                             progress=progress_bar(len(conditions), f"generate ({model.name})"))
     elapsed = time.perf_counter() - start
     showers.attrs["source"] = model.name
     path = write_showers(args.out, showers)

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from calogen.cli._common import describe_figure
+from calogen.cli._common import describe_figure, rad_to_deg
+from calogen.showers import ConditionRange
 
 __all__ = ["format_figures", "format_table", "register", "run"]
 
@@ -26,11 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
 
 
-def _range(ranges: dict[str, Any], key: str) -> str:
-    value = ranges.get(key)
-    if not value:
-        return "-"
-    lo, hi = value
+def _interval(values: Any) -> str:
+    lo, hi = values
     return f"{lo:g}-{hi:g}"
 
 
@@ -43,8 +41,9 @@ def format_table(models: list[dict[str, Any]]) -> str:
         if "error" in m:
             rows.append((m["name"], "?", "-", "-", m["path"]))
             continue
-        ranges = m.get("condition_ranges") or {}
-        rows.append((m["name"], m["arch"], _range(ranges, "energy_gev"), _range(ranges, "theta_deg"), m["path"]))
+        accepted = ConditionRange.from_json(m["condition_range"])
+        rows.append((m["name"], m["arch"], _interval(accepted.energy_gev), _interval(rad_to_deg(accepted.theta_rad)),
+                     m["path"]))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
     for m, row in zip(models, rows):
@@ -73,13 +72,14 @@ def format_figures(model: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Print the table (or JSON); returns 0."""
-    from calogen.gan.generate import list_models, models_root
+    from calogen.gan.generate import list_models
+    from calogen.paths import models_dir
 
     models = list_models(args.models_dir)
     if args.json:
         print(json.dumps(models, indent=2))
     elif not models:
-        root = args.models_dir if args.models_dir is not None else models_root()
+        root = args.models_dir if args.models_dir is not None else models_dir()
         print(f"no models installed in {root}")
     else:
         print(format_table(models))

@@ -10,12 +10,11 @@ Rerunning the same command completes a production that was stopped; see :mod:`ca
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 from collections.abc import Callable
 
-from calogen.cli._common import CliError
+from calogen.cli._common import CliError, deg_to_rad
 
 __all__ = ["register", "run"]
 
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         out_dir=args.out,
         energy_range_gev=(args.energy_range[0], args.energy_range[1]),
-        theta_range_rad=(math.radians(args.theta_range[0]), math.radians(args.theta_range[1])),
+        theta_range_rad=(float(deg_to_rad(args.theta_range[0])), float(deg_to_rad(args.theta_range[1]))),
         particle=args.particle,
         seed=args.seed,
         device=args.device,

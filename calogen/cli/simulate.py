@@ -21,6 +21,8 @@ from calogen.cli._common import (
     progress_bar,
     resolve_device,
 )
+from calogen.showers import Source
+from calogen.simulation import gflash, mc
 
 __all__ = ["register", "run"]
 
@@ -30,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "simulate",
         help="simulate showers with the analog electromagnetic-cascade Monte Carlo",
-        description="Simulate e-, e+ or photon showers in the calorimeter and write a native HDF5 file.",
+        description="Simulate e-, e+ or photon showers in the calorimeter and write a native HDF5 file. The Monte "
+        f"Carlo accepts {mc.CONDITION_RANGE.describe()} ({mc.WIDE_CONDITION_RANGE.describe()} with --wide); "
+        f"GFlash {gflash.CONDITION_RANGE.describe()}.",
     )
     parser.add_argument("--engine", choices=("mc", "gflash"), default="mc",
                         help="mc: the analog cascade Monte Carlo (default); gflash: the GFlash parametrisation")
@@ -40,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="detector name (clic_ecal, block_<material>) or a TOML geometry file")
     add_device_arg(parser)
     parser.add_argument("--wide", action="store_true",
-                        help="allow energies 0.01-2000 GeV and angles 1-179 deg (outside the validated range)")
+                        help=f"Monte Carlo only: allow {mc.WIDE_CONDITION_RANGE.describe()} (outside the validated "
+                        f"{mc.CONDITION_RANGE.describe()})")
     parser.add_argument("--bookkeeping", metavar="JSON", default=None,
                         help="also write the per-shower energy bookkeeping (GeV) to this JSON file")
     parser.add_argument("--out", required=True, help="output HDF5 file")
@@ -49,41 +54,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate and write the file; returns the exit code."""
+    from calogen import sources
     from calogen.detector import get_detector
     from calogen.io import write_showers
-    from calogen.simulation.mc import simulate
 
-    energy_range = (0.01, 2000.0) if args.wide else (1.0, 500.0)
-    theta_range = (1.0, 179.0) if args.wide else (60.0, 120.0)
-    energy, theta = conditions_from_args(args, energy_range=energy_range, theta_range_deg=theta_range)
-    device = resolve_device(args.device)
+    device = str(resolve_device(args.device))
     try:
-        detector = get_detector(args.detector)
+        get_detector(args.detector)
     except (ValueError, KeyError) as exc:
         raise CliError(str(exc)) from exc
-    progress = None if args.quiet else progress_bar(len(energy), "simulate")
-    start = time.perf_counter()
     if args.engine == "gflash":
-        from calogen.simulation.gflash import simulate_gflash
-
         if args.particle != "e-":
             raise CliError(f"--engine gflash simulates electrons only; got --particle {args.particle}")
         if args.bookkeeping:
             raise CliError("--bookkeeping is a Monte Carlo feature; GFlash has no particle-level bookkeeping")
-        showers = simulate_gflash(energy, theta, detector=detector, seed=args.seed, device=device, progress=progress)
-        book = None
+        if args.wide:
+            raise CliError(f"--wide widens the Monte Carlo's range; GFlash accepts {gflash.CONDITION_RANGE.describe()}")
+        engine: Source = gflash.GFlash(device=device, detector=args.detector)
+        who, hint = gflash.NAME, ""
     else:
-        showers, book = simulate(
-            energy, theta, particle=args.particle, detector=detector, seed=args.seed, device=device,
-            progress=progress, return_bookkeeping=True, allow_out_of_range=args.wide,
-        )
+        engine = mc.MonteCarlo(device=device, particle=args.particle, detector=args.detector, wide=args.wide)
+        who, hint = f"the {mc.NAME}", "" if args.wide else f"; --wide allows {mc.WIDE_CONDITION_RANGE.describe()}"
+    conditions = conditions_from_args(args, engine.condition_range, who=who, hint=hint)
+    progress = None if args.quiet else progress_bar(len(conditions), "simulate")
+    start = time.perf_counter()
+    book = None
+    if args.bookkeeping:  # the bookkeeping is the Monte Carlo engine's own extra output, beyond the Source call
+        showers, book = mc.simulate(conditions.energy_gev, conditions.theta_rad, particle=args.particle,
+                                    detector=args.detector, seed=args.seed, device=device, progress=progress,
+                                    return_bookkeeping=True, allow_out_of_range=args.wide)
+    else:
+        showers = sources.sample(engine, conditions, seed=args.seed, progress=progress)
     wall = time.perf_counter() - start
     showers.attrs.update({
         "command": "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "wall_time_s": round(wall, 3),
     })
     path = write_showers(args.out, showers)
-    if book is not None and args.bookkeeping:
+    if book is not None:
         with open(args.bookkeeping, "w") as fh:
             json.dump(book.to_dict(), fh)
     print(f"wrote {len(showers)} showers to {path} ({wall:.1f} s, {1000 * wall / len(showers):.0f} ms/shower)",

@@ -102,7 +102,7 @@ def _annotate_onnx(path: Path, model: LoadedGenerator) -> None:
         "calogen_arch": model.arch,
         "latent_dim": str(model.latent_dim),
         "units": "energy_gev: GeV; theta_rad: radians; noise: N(0,1); showers: GeV (B, X, Y, Z)",
-        "condition_ranges": json.dumps(model.card.get("condition_ranges", {})),
+        "condition_range": json.dumps(model.condition_range.to_json()),  # GeV, radians
     }
     for key, value in meta.items():
         entry = proto.metadata_props.add()

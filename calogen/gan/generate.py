@@ -4,12 +4,14 @@ A model is a folder ``models/<name>/`` holding
 
 * ``generator.safetensors`` — the generator's state dict (weights and batch-norm statistics); never pickles;
 * ``card.json`` — ``name``, ``arch`` (a key of ``calogen.gan.nets.ARCHITECTURES``), ``config`` (keyword arguments of
-  ``build_generator``), ``condition_ranges`` ``{"energy_gev": [lo, hi], "theta_deg": [lo, hi]}``,
-  ``preprocessing`` (``{"kind": "power", "power": 0.85, "scale": 50.0}`` by default, see
-  ``calogen.gan.preprocess.from_network_card``), ``training`` and ``validation`` records.
+  ``build_generator``), ``condition_range`` (:meth:`calogen.showers.ConditionRange.to_json`:
+  ``{"energy_gev": [lo, hi], "theta_rad": [lo, hi]}``), ``preprocessing`` (``{"kind": "power", "power": 0.85,
+  "scale": 50.0}`` by default, see ``calogen.gan.preprocess.from_network_card``), ``training`` and ``validation``
+  records. Older cards hold ``condition_ranges`` in GeV and degrees, or no range; :func:`card_condition_range`
+  reads them.
 
-The models folder is ``<repository root>/models`` (the folder next to the ``calogen`` package), unless the
-environment variable ``CALOGEN_MODELS`` names another one.
+A loaded model (:class:`LoadedGenerator`) is a :class:`calogen.showers.Source`. The models folder is
+:func:`calogen.paths.models_dir` (``$CALOGEN_MODELS`` or ``<repository root>/models``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -30,18 +31,21 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import calogen
-from calogen.io import ShowerSet, atomic_write
+from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, build_factorised
 from calogen.gan.nets import ARCHITECTURES, build_generator
 from calogen.gan.preprocess import DEFAULT_POWER, DEFAULT_SCALE, from_network_card
+from calogen.io import atomic_write
+from calogen.paths import models_dir as default_models_dir
+from calogen.showers import TRAINING_RANGE, ConditionRange, Conditions, OutOfRangeError, Progress, ShowerSet
 
 __all__ = [
     "CARD_FILE",
     "WEIGHTS_FILE",
     "LoadedGenerator",
     "ModelLoadError",
+    "card_condition_range",
     "list_models",
     "load_generator",
-    "models_root",
     "resolve_model_dir",
     "save_model",
 ]
@@ -57,12 +61,25 @@ class ModelLoadError(ValueError):
     architecture the card names. The message says which file or tensor and what to do."""
 
 
-def models_root() -> Path:
-    """The folder holding installed models: ``$CALOGEN_MODELS`` or ``<repository root>/models``."""
-    env = os.environ.get("CALOGEN_MODELS")
-    if env:
-        return Path(env)
-    return Path(calogen.__file__).resolve().parent.parent / "models"
+def card_condition_range(card: Mapping[str, Any]) -> ConditionRange:
+    """The condition range a model card declares (GeV, radians).
+
+    A card holds ``condition_range`` as written by :meth:`ConditionRange.to_json`. Older cards hold
+    ``condition_ranges`` with ``energy_gev`` in GeV and ``theta_deg`` in degrees; they are interpreted here,
+    once, when the card is read. An interval a card does not give is that of :data:`calogen.showers.TRAINING_RANGE`
+    (2-500 GeV, 60-120 deg), the domain calogen's generators are trained on. Raises ValueError for a malformed
+    entry.
+    """
+    if "condition_range" in card:
+        return ConditionRange.from_json(dict(card["condition_range"]))
+    legacy = card.get("condition_ranges") or {}
+    try:
+        energy = tuple(float(v) for v in legacy.get("energy_gev", TRAINING_RANGE.energy_gev))
+        theta = (tuple(math.radians(float(v)) for v in legacy["theta_deg"]) if "theta_deg" in legacy
+                 else TRAINING_RANGE.theta_rad)
+        return ConditionRange((energy[0], energy[1]), (theta[0], theta[1]))
+    except (AttributeError, IndexError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a condition range: {legacy!r} ({exc})") from None
 
 
 def _state_dict_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -96,31 +113,45 @@ def _check_tensors(
 def save_model(model_dir: str | os.PathLike[str], generator: nn.Module, card: dict[str, Any]) -> Path:
     """Write ``generator.safetensors`` and ``card.json`` into ``model_dir`` (created if needed); returns it.
 
-    card: at least ``name``, ``arch`` and ``config``; ``condition_ranges`` is strongly advised (generation
-    refuses conditions outside it). ``preprocessing`` defaults to the 3DGAN power transform and
-    ``calogen_version`` to the running version. The weights are checked against ``build_generator(arch,
-    **config)`` before anything is written, so a saved model always loads.
+    card: at least ``name``, ``arch`` and ``config``; ``condition_range`` (:meth:`ConditionRange.to_json`) is
+    strongly advised: generation refuses conditions outside it (:data:`calogen.showers.TRAINING_RANGE` when
+    absent). ``preprocessing`` defaults to the 3DGAN power transform and ``calogen_version`` to the running
+    version. The weights are checked against ``build_generator(arch, **config)`` before anything is written, so a
+    saved model always loads.
     """
     for key in ("name", "arch", "config"):
         if key not in card:
             raise ValueError(f"card has no {key!r}; a model card needs 'name', 'arch' and 'config'")
-    if card["arch"] not in ARCHITECTURES:
-        raise ValueError(f"card arch {card['arch']!r} is unknown; choose one of {', '.join(sorted(ARCHITECTURES))}")
+    if card["arch"] not in _KNOWN_ARCHITECTURES:
+        raise ValueError(f"card arch {card['arch']!r} is unknown; choose one of {', '.join(_KNOWN_ARCHITECTURES)}")
     tensors = _state_dict_tensors(generator)
-    reference = build_generator(card["arch"], **card["config"])
+    reference = _build(card["arch"], card["config"])
     _check_tensors(dict(reference.state_dict()), tensors, arch=card["arch"], source="the generator being saved")
     full_card = {"preprocessing": _card_preprocessing(card), "calogen_version": calogen.__version__, **card}
     text = json.dumps(full_card, indent=2, sort_keys=False, default=_json_default) + "\n"
     folder = Path(model_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    def write_card(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
     atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"arch": str(card["arch"])}))
-    atomic_write(folder / CARD_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(folder / CARD_FILE, write_card)
     return folder
+
+
+_KNOWN_ARCHITECTURES = sorted([*ARCHITECTURES, *FACTORISED_ARCHITECTURES])
+
+
+def _build(arch: str, config: dict[str, Any]) -> nn.Module:
+    """The generator module of a card: a factorised generator (energy flow x shape GAN) or a registered GAN."""
+    if arch in FACTORISED_ARCHITECTURES:
+        return build_factorised(arch, config)
+    return build_generator(arch, **config)
 
 
 def _card_preprocessing(card: dict[str, Any]) -> dict[str, Any]:
     """The card's preprocessing, defaulted from the architecture and checked against it."""
-    kind = ARCHITECTURES[card["arch"]].preprocessing_kind
+    kind = "identity" if card["arch"] in FACTORISED_ARCHITECTURES else ARCHITECTURES[card["arch"]].preprocessing_kind
     given = card.get("preprocessing")
     if given is None:
         if kind == "power":
@@ -158,7 +189,7 @@ def resolve_model_dir(
         path = path.parent
     if path.is_dir() and (path / CARD_FILE).exists():
         return path
-    root = Path(models_dir) if models_dir is not None else models_root()
+    root = Path(models_dir) if models_dir is not None else default_models_dir()
     candidate = root / str(name_or_path)
     if candidate.is_dir() and (candidate / CARD_FILE).exists():
         return candidate
@@ -182,37 +213,25 @@ def _read_card(folder: Path) -> dict[str, Any]:
     for key in ("arch", "config"):
         if key not in card:
             raise ModelLoadError(f"{path} has no {key!r} entry; the card must name the architecture and its config")
-    if card["arch"] not in ARCHITECTURES:
+    if card["arch"] not in _KNOWN_ARCHITECTURES:
         raise ModelLoadError(
             f"{path} names architecture {card['arch']!r}, which this calogen does not know "
-            f"({', '.join(sorted(ARCHITECTURES))})"
+            f"({', '.join(_KNOWN_ARCHITECTURES)})"
         )
     card.setdefault("name", folder.name)
+    try:
+        card_condition_range(card)
+    except ValueError as exc:
+        raise ModelLoadError(f"{path}: {exc}; write it as ConditionRange.to_json() gives it") from None
     return card
 
 
-@dataclass(frozen=True)
-class _Range:
-    name: str
-    unit: str
-    lo: float
-    hi: float
-
-    def check(self, values: npt.NDArray[np.float64]) -> None:
-        bad = values[(values < self.lo - 1e-9 * abs(self.lo)) | (values > self.hi + 1e-9 * abs(self.hi))]
-        if bad.size:
-            worst = float(bad[np.argmax(np.abs(bad - 0.5 * (self.lo + self.hi)))])
-            raise ValueError(
-                f"{self.name}={worst:.1f} {self.unit} is outside {self.lo:g}-{self.hi:g} {self.unit}, the range this "
-                "model was trained on; pass allow_extrapolation=True to go beyond"
-            )
-
-
 class LoadedGenerator:
-    """A generator with its card, ready to sample showers in GeV.
+    """A generator with its card, ready to sample showers in GeV: a :class:`calogen.showers.Source`.
 
     Attributes: ``name``, ``path`` (model folder), ``card`` (dict), ``arch``, ``module`` (the torch generator in
-    eval mode), ``device``.
+    eval mode), ``device``, ``condition_range`` (the card's, see :func:`card_condition_range`), ``batch_size``
+    (showers per forward pass in :meth:`sample`, 256).
     """
 
     def __init__(
@@ -224,29 +243,20 @@ class LoadedGenerator:
         self.arch = str(card["arch"])
         self.path = path
         self.device = torch.device(device)
-        self.latent_dim = int(getattr(module, "latent_dim"))
+        self.latent_dim = int(cast(int, module.latent_dim))  # every calogen generator has one (calogen.gan.nets)
         self.preprocessing = dict(card.get("preprocessing") or _DEFAULT_PREPROCESSING)
+        self.condition_range = card_condition_range(card)
+        self.batch_size = _DEFAULT_BATCH
 
     def __repr__(self) -> str:
         return f"LoadedGenerator(name={self.name!r}, arch={self.arch!r}, device={str(self.device)!r})"
 
-    def _ranges(self) -> list[_Range]:
-        ranges = self.card.get("condition_ranges") or {}
-        out = []
-        if "energy_gev" in ranges:
-            lo, hi = ranges["energy_gev"]
-            out.append(_Range("energy", "GeV", float(lo), float(hi)))
-        if "theta_deg" in ranges:
-            lo, hi = ranges["theta_deg"]
-            out.append(_Range("theta", "deg", float(lo), float(hi)))
-        return out
-
-    def check_conditions(self, energy_gev: npt.ArrayLike, theta_rad: npt.ArrayLike) -> None:
-        """Raise ValueError if any condition lies outside the card's ``condition_ranges``."""
-        energy = np.asarray(energy_gev, dtype=np.float64).reshape(-1)
-        theta_deg = np.rad2deg(np.asarray(theta_rad, dtype=np.float64).reshape(-1))
-        for r in self._ranges():
-            r.check(energy if r.name == "energy" else theta_deg)
+    def sample(self, conditions: Conditions, seed: int | None = None, progress: Progress | None = None) -> ShowerSet:
+        """One shower per condition, float32 (n, X, Y, Z) GeV; raises :class:`calogen.showers.OutOfRangeError`
+        for conditions outside :attr:`condition_range`. The noise comes from a CPU ``torch.Generator`` seeded
+        with ``seed``, so a seed gives the same showers on every device."""
+        self.condition_range.check(conditions, f"model {self.name}")
+        return self._draw(conditions, seed=seed, batch_size=self.batch_size, progress=progress, extrapolated=False)
 
     def generate(
         self,
@@ -257,36 +267,39 @@ class LoadedGenerator:
         seed: int | None = None,
         allow_extrapolation: bool = False,
         batch_size: int = _DEFAULT_BATCH,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
     ) -> ShowerSet:
-        """Sample showers.
+        """Sample showers from numbers or arrays.
 
-        energy_gev: GeV, a number or an array (n,); theta_rad: radians, a number or an array (n,). Scalars are
-        repeated ``n`` times (n defaults to 1 then); arrays fix n. The noise is drawn on the CPU from a
-        ``torch.Generator`` seeded with ``seed``, so a seed gives the same noise on every device and batch size.
-        Returns a ShowerSet with showers float32 (N, X, Y, Z) in GeV and attrs source=<model name>.
-        Raises ValueError for conditions outside the card's ``condition_ranges`` unless ``allow_extrapolation``.
+        energy_gev: GeV, a number or an array (n,); theta_rad: radians, a number or an array (n,), broadcast by
+        :meth:`calogen.showers.Conditions.broadcast` (n defaults to the arrays' length, 1 for numbers). The
+        noise is drawn on the CPU from a ``torch.Generator`` seeded with ``seed``, so a seed gives the same
+        noise on every device and batch size. Returns a ShowerSet with showers float32 (N, X, Y, Z) in GeV and
+        attrs source=<model name>. Raises :class:`calogen.showers.OutOfRangeError` for conditions outside the
+        card's range unless ``allow_extrapolation``.
         """
-        energy, theta = _broadcast_conditions(energy_gev, theta_rad, n)
-        if not np.all(np.isfinite(energy)) or np.any(energy <= 0):
-            raise ValueError(
-                f"energy_gev must be finite and > 0 GeV; got values from {energy.min():g} to {energy.max():g}"
-            )
-        if not np.all(np.isfinite(theta)):
-            raise ValueError("theta_rad must be finite (radians, pi/2 = normal incidence)")
+        conditions = Conditions.broadcast(energy_gev, theta_rad, n)
         if not allow_extrapolation:
-            self.check_conditions(energy, theta)
+            try:
+                self.condition_range.check(conditions, f"model {self.name}")
+            except OutOfRangeError as exc:
+                raise OutOfRangeError(f"{exc}; pass allow_extrapolation=True to go beyond") from None
+        return self._draw(conditions, seed=seed, batch_size=batch_size, progress=progress,
+                          extrapolated=allow_extrapolation)
+
+    def _draw(self, conditions: Conditions, *, seed: int | None, batch_size: int, progress: Progress | None,
+              extrapolated: bool) -> ShowerSet:
         if batch_size <= 0:
             raise ValueError(f"batch_size={batch_size} must be a positive integer")
-        total = energy.shape[0]
+        total = len(conditions)
         cpu_gen = torch.Generator(device="cpu")
         if seed is None:
             cpu_gen.seed()
         else:
             cpu_gen.manual_seed(int(seed))
         noise = torch.randn((total, self.latent_dim), generator=cpu_gen, dtype=torch.float32)
-        e_all = torch.from_numpy(energy.astype(np.float32))
-        t_all = torch.from_numpy(theta.astype(np.float32))
+        e_all = torch.from_numpy(conditions.energy_gev.astype(np.float32))
+        t_all = torch.from_numpy(conditions.theta_rad.astype(np.float32))
         chunks: list[np.ndarray] = []
         self.module.eval()
         with torch.inference_mode():
@@ -298,7 +311,6 @@ class LoadedGenerator:
                 chunks.append(gev.to("cpu").numpy().astype(np.float32, copy=False))
                 if progress is not None:
                     progress(stop, total)
-        showers = np.concatenate(chunks) if chunks else np.zeros((0, *self._shape()), np.float32)
         attrs = {
             "source": self.name,
             "model": self.name,
@@ -307,36 +319,9 @@ class LoadedGenerator:
             "detector": self.card.get("detector", "clic_ecal"),
             "seed": -1 if seed is None else int(seed),
             "calogen_version": calogen.__version__,
-            "extrapolated": bool(allow_extrapolation),
+            "extrapolated": extrapolated,
         }
-        return ShowerSet(showers, energy.astype(np.float32), theta.astype(np.float32), attrs)
-
-    def _shape(self) -> tuple[int, ...]:
-        with torch.inference_mode():
-            energy = torch.full((1,), 100.0, device=self.device)
-            theta = torch.full((1,), math.pi / 2, device=self.device)
-            out = self.module(energy, theta, torch.zeros(1, self.latent_dim, device=self.device))
-        return tuple(out.shape[1:])
-
-
-def _broadcast_conditions(
-    energy_gev: float | npt.ArrayLike, theta_rad: float | npt.ArrayLike, n: int | None
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    energy = np.asarray(energy_gev, dtype=np.float64)
-    theta = np.asarray(theta_rad, dtype=np.float64)
-    sizes = {a.size for a in (energy, theta) if a.ndim > 0}
-    if len(sizes) > 1:
-        raise ValueError(f"energy_gev and theta_rad arrays have different lengths {sorted(sizes)}; give equal lengths")
-    if sizes:
-        length = sizes.pop()
-        if n is not None and n != length:
-            raise ValueError(f"n={n} but the condition arrays hold {length} values; leave n out or match it")
-    else:
-        length = 1 if n is None else int(n)
-    if length < 0 or (n is not None and n < 0):
-        raise ValueError(f"n={n} must be >= 0")
-    return (np.broadcast_to(energy.reshape(-1) if energy.ndim else energy, (length,)).copy(),
-            np.broadcast_to(theta.reshape(-1) if theta.ndim else theta, (length,)).copy())
+        return ShowerSet(np.concatenate(chunks), e_all.numpy(), t_all.numpy(), attrs)
 
 
 def load_generator(
@@ -346,7 +331,7 @@ def load_generator(
     models_dir: str | os.PathLike[str] | None = None,
     fast: bool = False,
 ) -> LoadedGenerator:
-    """Load a model by name (under :func:`models_root` or ``models_dir``) or by folder path.
+    """Load a model by name (under :func:`calogen.paths.models_dir` or ``models_dir``) or by folder path.
 
     fast: switch on the generator's exact speed-ups where it has them (``use_fast_path``: conv3d's
     pixel-shuffle rewrite and channels-last layout; outputs agree with the published form to ~1e-5).
@@ -363,7 +348,7 @@ def load_generator(
         extra = f" ({', '.join(pickles)} found, but pickled checkpoints are never loaded)" if pickles else ""
         raise ModelLoadError(f"{weights} is missing{extra}; save models with calogen.gan.generate.save_model")
     try:
-        module = build_generator(card["arch"], **card["config"])
+        module = _build(card["arch"], card["config"])
     except (ValueError, TypeError) as exc:
         raise ModelLoadError(f"{folder / CARD_FILE}: cannot build architecture {card['arch']!r}: {exc}") from None
     try:
@@ -375,8 +360,9 @@ def load_generator(
     module.load_state_dict(tensors, strict=True)
     dev = torch.device(device)
     module.to(dev).eval()
-    if fast and hasattr(module, "use_fast_path"):
-        module.use_fast_path(True)
+    use_fast_path = getattr(module, "use_fast_path", None)
+    if fast and callable(use_fast_path):
+        use_fast_path(True)
     return LoadedGenerator(module, card, path=folder, device=dev)
 
 
@@ -396,15 +382,16 @@ def _validation_summary(validation: Any) -> dict[str, Any]:
 
 
 def list_models(models_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """Summaries of the models installed in ``models_dir`` (default :func:`models_root`), sorted by name.
+    """Summaries of the models installed in ``models_dir`` (default :func:`calogen.paths.models_dir`), sorted by
+    name.
 
-    Each entry: name, arch, path, condition_ranges, validation (scalar figures), description; a folder whose
-    card cannot be read gives name, path and ``error``.
+    Each entry: name, arch, path, condition_range (:meth:`ConditionRange.to_json`: GeV, radians), validation
+    (scalar figures), description, has_weights; a folder whose card cannot be read gives name, path and ``error``.
     """
-    root = Path(models_dir) if models_dir is not None else models_root()
+    root = Path(models_dir) if models_dir is not None else default_models_dir()
     if not root.is_dir():
         return []
-    out = []
+    out: list[dict[str, Any]] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / CARD_FILE).exists()):
         try:
             card = _read_card(folder)
@@ -416,7 +403,7 @@ def list_models(models_dir: str | os.PathLike[str] | None = None) -> list[dict[s
                 "name": str(card.get("name", folder.name)),
                 "arch": card["arch"],
                 "path": str(folder),
-                "condition_ranges": card.get("condition_ranges", {}),
+                "condition_range": card_condition_range(card).to_json(),
                 "validation": _validation_summary(card.get("validation")),
                 "description": str(card.get("description", "")),
                 "has_weights": (folder / WEIGHTS_FILE).exists(),

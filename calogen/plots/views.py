@@ -1,21 +1,14 @@
-"""Pure helpers for the app: URL state parsing and single-shower figures.
+"""Figure builders for single showers and batches, and the per-bin tables of a comparison.
 
-Nothing here imports streamlit, so every function is testable with plain pytest and reusable in notebooks.
-
-- :func:`parse_view_state` turns a query-string mapping (``st.query_params``) into a validated
-  :class:`ViewState` plus a list of readable warnings; :func:`view_state_to_query` goes back.
-- Figure builders return a ``plotly.graph_objects.Figure`` and never show or save it.
-- :func:`shower_numbers` gives the headline numbers of one shower.
-
-Shower arrays are float32 ``(nx, ny, nz)`` in GeV, axes x, y (transverse cells) and layer (front to back),
-as in :class:`calogen.io.ShowerSet`.
+Every builder returns a ``plotly.graph_objects.Figure`` and never shows or saves it; nothing here imports
+streamlit. Shower arrays are float32 ``(nx, ny, nz)`` in GeV, axes x, y (transverse cells) and layer (front to
+back), as in :class:`calogen.showers.ShowerSet`. The app's URL state and sentences are in :mod:`calogen.app`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -23,265 +16,29 @@ import numpy.typing as npt
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from calogen.validation import features
 from calogen.plots.figures import CELL_MM, style_figure
+from calogen.validation import features
 
 __all__ = [
-    "DEVICES",
-    "ENERGY_RANGE_GEV",
     "HIT_THRESHOLD_GEV",
-    "MAX_SHOWERS",
-    "THETA_RANGE_DEG",
-    "ViewState",
-    "block_sum",
-    "angle_tolerance_deg",
     "bin_rows",
+    "block_sum",
     "energy_bin_label",
-    "format_card",
+    "lateral_profile_figure",
     "lateral_profiles",
     "layer_animation_figure",
-    "lateral_profile_figure",
     "longitudinal_profile_figure",
     "mean_images_figure",
-    "measured_theta_rad",
-    "parse_view_state",
     "projection",
-    "progress_text",
     "projections_figure",
     "sampling_fraction_figure",
     "shower_3d_figure",
-    "shower_numbers",
     "side_by_side_figure",
-    "speedup_sentence",
-    "stale_batch_message",
     "theta_bin_label",
     "throughput_figure",
-    "view_state_to_query",
 ]
 
-ENERGY_RANGE_GEV = (2.0, 500.0)  # primary energy range of the 3DGAN angle data set, GeV
-THETA_RANGE_DEG = (60.0, 120.0)  # polar-angle range of the 3DGAN angle data set, degrees
-MAX_SHOWERS = 64  # showers per request in the app (CPU Monte Carlo takes seconds per GeV-shower)
-DEVICES = ("auto", "cpu", "cuda")
 HIT_THRESHOLD_GEV = features.HIT_THRESHOLD_GEV  # a hit: a cell above 0.2 MeV, as in the 3DGAN validation
-
-
-@dataclass(frozen=True)
-class ViewState:
-    """What the URL can carry between pages (units as named)."""
-
-    energy_gev: float = 50.0  # primary energy, GeV
-    theta_deg: float = 90.0  # polar angle, degrees (90 = normal incidence)
-    n_showers: int = 4  # showers per request
-    seed: int = 0  # seed of the sampling request
-    source: str = ""  # "Monte Carlo", "GFlash" or a model name; "" = the best available (see sources.rank_sources)
-    shower_index: int = 0  # the shower shown in detail
-    device: str = "auto"  # "auto", "cpu" or "cuda"
-
-    @property
-    def theta_rad(self) -> float:
-        """Polar angle, radians."""
-        return math.radians(self.theta_deg)
-
-
-_QUERY_KEYS = {
-    "energy_gev": "energy",
-    "theta_deg": "theta",
-    "n_showers": "n",
-    "seed": "seed",
-    "source": "source",
-    "shower_index": "shower",
-    "device": "device",
-}
-
-
-def _first(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        value = value[-1] if value else ""
-    return str(value).strip()
-
-
-def _parse_float(raw: str, key: str, lo: float, hi: float, unit: str, warnings: list[str]) -> float | None:
-    try:
-        value = float(raw)
-    except ValueError:
-        warnings.append(f"{key}={raw!r} in the URL is not a number; using the default instead.")
-        return None
-    if not math.isfinite(value) or not lo <= value <= hi:
-        warnings.append(
-            f"{key}={raw} in the URL is outside {lo:g}-{hi:g} {unit}; using the default instead."
-        )
-        return None
-    return value
-
-
-def _parse_int(raw: str, key: str, lo: int, hi: int, warnings: list[str]) -> int | None:
-    try:
-        value = int(raw)
-    except ValueError:
-        warnings.append(f"{key}={raw!r} in the URL is not a whole number; using the default instead.")
-        return None
-    if not lo <= value <= hi:
-        warnings.append(f"{key}={raw} in the URL is outside {lo}-{hi}; using the default instead.")
-        return None
-    return value
-
-
-def parse_view_state(
-    params: Mapping[str, Any],
-    *,
-    default: ViewState | None = None,
-    sources: Sequence[str] | None = None,
-) -> tuple[ViewState, list[str]]:
-    """Validate query-string parameters; bad values fall back to ``default`` with a warning each.
-
-    params:  mapping of key -> string (or list of strings, last one wins), e.g. ``st.query_params``.
-             Keys: energy (GeV), theta (deg), n, seed, source, shower, device.
-    sources: the valid source names; an unknown source falls back with a warning (None: accept any).
-    Returns (state, warnings); warnings are sentences naming the key, the value and what was done.
-    """
-    state = default or ViewState()
-    warnings: list[str] = []
-    changes: dict[str, Any] = {}
-    raw = {key: _first(params[key]) for key in _QUERY_KEYS.values() if key in params}
-    if "energy" in raw:
-        changes["energy_gev"] = _parse_float(raw["energy"], "energy", *ENERGY_RANGE_GEV, "GeV", warnings)
-    if "theta" in raw:
-        changes["theta_deg"] = _parse_float(raw["theta"], "theta", *THETA_RANGE_DEG, "deg", warnings)
-    if "n" in raw:
-        changes["n_showers"] = _parse_int(raw["n"], "n", 1, MAX_SHOWERS, warnings)
-    if "seed" in raw:
-        changes["seed"] = _parse_int(raw["seed"], "seed", 0, 2**31 - 1, warnings)
-    if "shower" in raw:
-        changes["shower_index"] = _parse_int(raw["shower"], "shower", 0, MAX_SHOWERS - 1, warnings)
-    if "device" in raw:
-        if raw["device"] in DEVICES:
-            changes["device"] = raw["device"]
-        else:
-            warnings.append(
-                f"device={raw['device']!r} in the URL is not one of {', '.join(DEVICES)}; using the default instead."
-            )
-    if "source" in raw:
-        if sources is None or raw["source"] in sources:
-            changes["source"] = raw["source"] or None
-        else:
-            warnings.append(
-                f"source={raw['source']!r} in the URL is not an available source "
-                f"({', '.join(sources) or 'none installed'}); using the default instead."
-            )
-    state = replace(state, **{k: v for k, v in changes.items() if v is not None})
-    if state.shower_index >= state.n_showers:
-        state = replace(state, shower_index=0)
-    return state, warnings
-
-
-def view_state_to_query(state: ViewState) -> dict[str, str]:
-    """The query-string form of ``state`` (strings; floats without trailing zeros)."""
-    out: dict[str, str] = {}
-    for name, value in asdict(state).items():
-        out[_QUERY_KEYS[name]] = f"{value:g}" if isinstance(value, float) else str(value)
-    return out
-
-
-def stale_batch_message(shown: ViewState, wanted: ViewState) -> str | None:
-    """A sentence naming what differs between the batch on screen (``shown``) and the widgets (``wanted``),
-    or None when the batch was made with the widgets' settings. The shower index is not a condition."""
-    fields = (("source", "source", "{}"), ("energy_gev", "energy", "{:g} GeV"), ("theta_deg", "angle", "{:g} deg"),
-              ("n_showers", "showers", "{}"), ("seed", "seed", "{}"))
-    differ = [(label, fmt.format(getattr(shown, name)), fmt.format(getattr(wanted, name)))
-              for name, label, fmt in fields if getattr(shown, name) != getattr(wanted, name)]
-    if not differ:
-        return None
-    changes = ", ".join(f"{label} {new} (shown: {old})" for label, old, new in differ)
-    return (f"The settings differ from the batch on screen: {changes}. Everything below, the Monte Carlo "
-            "comparison included, is for the batch on screen; press Generate for the new settings.")
-
-
-def progress_text(done: int, total: int, elapsed_s: float, *, unit: str = "showers") -> str:
-    """Progress line with an estimate of the time left, from the rate so far: "2/4 showers, 12 s so far,
-    about 12 s left" (no estimate before the first chunk is done)."""
-    line = f"{done}/{total} {unit}, {_duration(elapsed_s)} so far"
-    if 0 < done < total:
-        line += f", about {_duration(elapsed_s / done * (total - done))} left"
-    return line
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
-
-
-def _per_shower(ms: float) -> str:
-    return f"{ms / 1e3:.3g} s" if ms >= 1e3 else f"{ms:.3g} ms"
-
-
-def speedup_sentence(results: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> str | None:
-    """The measured speed-up of the fastest trained generator (else GFlash, else a random-weight network)
-    over the Monte Carlo, as a sentence, from calogen.bench rows (BenchResult.to_dict()) and the run's
-    ``meta`` (device, energy_gev, measured). None when the rows hold no Monte Carlo or nothing to compare."""
-    mc = next((r for r in results if r.get("kind") == "mc"), None)
-    if mc is None:
-        return None
-    for kind in ("model", "gflash", "arch"):
-        rows = [r for r in results if r.get("kind") == kind and r.get("ms_per_shower")]
-        if rows:
-            fast = min(rows, key=lambda r: float(r["ms_per_shower"]))
-            break
-    else:
-        return None
-    ratio = float(mc["ms_per_shower"]) / float(fast["ms_per_shower"])
-    energy = meta.get("energy_gev")
-    at = f" at {float(energy):g} GeV" if energy is not None else ""
-    when = f", measured {str(meta['measured'])[:16].replace('T', ' ')}" if meta.get("measured") else ""
-    return (f"On this machine ({fast.get('device', '?')}), {fast['name']} makes a shower in "
-            f"{_per_shower(float(fast['ms_per_shower']))} (batches of {fast.get('batch_size', '?')}), the Monte "
-            f"Carlo in {_per_shower(float(mc['ms_per_shower']))}{at}: {ratio:,.0f} times faster{when}.")
-
-
-# ---------------------------------------------------------------- numbers for one shower
-
-
-def measured_theta_rad(shower: npt.ArrayLike) -> float:
-    """Polar angle measured from the layer barycentres of one (nx, ny, nz) shower, radians.
-
-    The 3DGAN measurement (straight-line fit of the layer y barycentres against depth) of
-    :func:`calogen.validation.features.measured_angle`; pi/2 = normal incidence.
-    """
-    return float(features.measured_angle(np.asarray(shower, dtype=np.float32)[None])[0])
-
-
-def angle_tolerance_deg(energy_gev: float) -> float:
-    """How far one shower's measured angle may sit from the true angle before it counts as wrong, degrees.
-
-    About 3 standard deviations plus the bias of the barycentre fit in the Monte Carlo reference
-    (data/reference.h5: spread 4.3 deg at 2 GeV, 1.6 at 10, 0.8 at 50, 0.5 at 200 GeV; bias up to 1.1 deg
-    at 62 and 118 deg), i.e. 1.5 + 15 / sqrt(E / GeV).
-    """
-    return 1.5 + 15.0 / math.sqrt(max(float(energy_gev), 1e-3))
-
-
-def shower_numbers(shower: npt.ArrayLike, energy_gev: float, theta_rad: float) -> dict[str, float]:
-    """Headline numbers of one shower.
-
-    shower: (nx, ny, nz) GeV. Returns deposited_gev (sum of cells), sampling_fraction (deposited / primary),
-    hits (cells above HIT_THRESHOLD_GEV), max_layer (layer with the most energy, 0-based),
-    theta_deg (true) and measured_theta_deg.
-    """
-    cells = np.asarray(shower, dtype=np.float64)
-    deposited = float(cells.sum())
-    return {
-        "energy_gev": float(energy_gev),
-        "deposited_gev": deposited,
-        "sampling_fraction": deposited / float(energy_gev) if energy_gev > 0 else float("nan"),
-        "hits": int((cells > HIT_THRESHOLD_GEV).sum()),
-        "max_layer": int(np.argmax(cells.sum(axis=(0, 1)))),
-        "theta_deg": math.degrees(float(theta_rad)),
-        "measured_theta_deg": math.degrees(measured_theta_rad(cells)),
-    }
-
-
-# ---------------------------------------------------------------- figures
 
 
 def _log10(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
@@ -347,8 +104,9 @@ def shower_3d_figure(
                 name="cells",
             )
         )
-    axis = {"tickfont": {"size": 12, "color": "#1a1a1a"}, "title_font": {"size": 14, "color": "#1a1a1a"},
-            "backgroundcolor": "#fafafa", "gridcolor": "#ddd"}
+    axis: dict[str, Any] = {"tickfont": {"size": 12, "color": "#1a1a1a"},
+                            "title_font": {"size": 14, "color": "#1a1a1a"}, "backgroundcolor": "#fafafa",
+                            "gridcolor": "#ddd"}
     fig.update_layout(
         title=title or None,
         scene={"xaxis": {**axis, "title": {"text": _X_TITLE}, "range": [-0.5, cells.shape[0] - 0.5]},
@@ -380,10 +138,12 @@ def block_sum(cells: npt.ArrayLike, *, max_points: int) -> tuple[npt.NDArray[np.
 
 _X_TITLE = f"x [cell, {CELL_MM:g} mm]"
 _Y_TITLE = f"y [cell, {CELL_MM:g} mm]"
-_PLANES = {"xy": (2, _X_TITLE, _Y_TITLE), "xz": (1, "layer", _X_TITLE), "yz": (0, "layer", _Y_TITLE)}
+Plane = Literal["xy", "xz", "yz"]
+_PLANES: dict[Plane, tuple[int, str, str]] = {  # plane -> (axis summed over, horizontal title, vertical title)
+    "xy": (2, _X_TITLE, _Y_TITLE), "xz": (1, "layer", _X_TITLE), "yz": (0, "layer", _Y_TITLE)}
 
 
-def projection(shower: npt.ArrayLike, plane: Literal["xy", "xz", "yz"]) -> npt.NDArray[np.float64]:
+def projection(shower: npt.ArrayLike, plane: Plane) -> npt.NDArray[np.float64]:
     """Energy summed along the axis not in ``plane``, GeV; shape (first axis, second axis) of the plane."""
     axis = _PLANES[plane][0]
     return np.asarray(shower, dtype=np.float64).sum(axis=axis)
@@ -416,14 +176,14 @@ def projections_figure(shower: npt.ArrayLike, *, title: str = "") -> go.Figure:
     return style_figure(fig)
 
 
-def _shared_range(images: Sequence[npt.NDArray[np.float64]]) -> tuple[float, float]:
+def _shared_range(images: Sequence[npt.NDArray[np.floating[Any]]]) -> tuple[float, float]:
     """(min, max) of the finite values of log10 images, one colour scale for all of them."""
     finite = np.concatenate([img[np.isfinite(img)].ravel() for img in images]) if images else np.array([])
     return (float(finite.min()), float(finite.max())) if finite.size else (-4.0, 0.0)
 
 
 def side_by_side_figure(
-    showers: Mapping[str, npt.ArrayLike], *, plane: Literal["xy", "xz", "yz"] = "yz", columns: int = 2,
+    showers: Mapping[str, npt.ArrayLike], *, plane: Plane = "yz", columns: int = 2,
     title: str = "", font_size: int = 14,
 ) -> go.Figure:
     """One projection per label on a grid of ``columns`` panels a row, all on one colour scale (one colour
@@ -605,37 +365,6 @@ def throughput_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
     return style_figure(fig)
 
 
-def format_card(card: Mapping[str, Any]) -> str:
-    """A model card (card.json contents) as readable Markdown: what it is, what it was trained on and how,
-    and where its validation figures come from (the figures themselves: :func:`calogen.plots.report.judged_rows`)."""
-    lines = [f"### {card.get('name', 'unnamed model')}"]
-    if card.get("description"):
-        lines.append(str(card["description"]))
-    facts = []
-    if "arch" in card:
-        params = card.get("parameters")
-        facts.append(f"**Architecture:** `{card['arch']}`"
-                     + (f", {params / 1e6:.2f} M parameters" if isinstance(params, (int, float)) else ""))
-    ranges = card.get("condition_ranges") or {}
-    if "energy_gev" in ranges:
-        lo, hi = ranges["energy_gev"]
-        facts.append(f"**Energy range:** {lo:g}-{hi:g} GeV")
-    if "theta_deg" in ranges:
-        lo, hi = ranges["theta_deg"]
-        facts.append(f"**Angle range:** {lo:g}-{hi:g} deg")
-    pre = card.get("preprocessing")
-    if isinstance(pre, Mapping) and pre:
-        facts.append("**Pre-processing:** " + ", ".join(f"{k} {v}" for k, v in pre.items()))
-    training = card.get("training")
-    if isinstance(training, Mapping) and training:
-        facts.append("**Training:** " + _training_sentence(training))
-    validation = card.get("validation")
-    if isinstance(validation, Mapping) and validation:
-        facts.append("**Validation:** " + _validation_sentence(validation))
-    lines.extend(f"- {fact}" for fact in facts)
-    return "\n".join(lines)
-
-
 def energy_bin_label(lo_gev: float, hi_gev: float) -> str:
     """An energy bin for people: "45-55 GeV"; a lower edge below 0 (the +-5 GeV bin around 2 GeV) shows as 0."""
     return f"{max(lo_gev, 0.0):.3g}-{hi_gev:.3g} GeV"
@@ -682,33 +411,3 @@ def bin_rows(bins: Sequence[Mapping[str, Any]], *, name: str = "model") -> list[
 
 def _fmt_or_na(value: Any, fmt: str) -> str:
     return format(value, fmt) if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
-
-
-def _training_sentence(training: Mapping[str, Any]) -> str:
-    parts = []
-    data = training.get("data_provenance")
-    if isinstance(data, Mapping) and data.get("showers"):
-        parts.append(f"{int(data['showers']):,} {'Monte Carlo ' if data.get('source') == 'mc' else ''}showers")
-    elif training.get("data"):
-        parts.append(f"data `{training['data']}`")
-    if training.get("steps") is not None:
-        parts.append(f"{int(training['steps']):,} steps")
-    if training.get("epochs") is not None:
-        epoch = training.get("selected_epoch")
-        parts.append(f"{int(training['epochs'])} epochs" + (f" (epoch {epoch} kept)" if epoch is not None else ""))
-    if training.get("device"):
-        parts.append(f"on {training['device']}")
-    wall = training.get("wall_time_s")
-    if isinstance(wall, (int, float)):
-        parts.append(f"{wall / 60:.0f} min" if wall >= 60 else f"{wall:.0f} s")
-    return ", ".join(parts) or "no details recorded"
-
-
-def _validation_sentence(validation: Mapping[str, Any]) -> str:
-    reference = validation.get("reference")
-    if not isinstance(reference, Mapping):
-        return "figures without a recorded reference sample"
-    held_out = " held-out" if reference.get("held_out") else ""
-    when = f", measured {str(validation['measured'])[:10]}" if validation.get("measured") else ""
-    return (f"against {reference.get('showers', '?')}{held_out} Monte Carlo showers of "
-            f"`{reference.get('file', '?')}`{when}")

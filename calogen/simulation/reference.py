@@ -1,8 +1,8 @@
 """The shipped Monte Carlo reference sample: a grid of energies and angles, with its provenance.
 
 ``python -m calogen reference --out data/reference.h5`` simulates ``n`` electron showers at every
-(energy, angle) point of the grid with :func:`calogen.simulation.mc.simulate`, writes them as one native shower file and
-records how they were made (command, device, wall time, seeds, calogen version) in ``<out>.json`` beside it.
+(energy, angle) point of the grid with :class:`calogen.simulation.mc.MonteCarlo`, writes them as one native shower
+file and records how they were made (command, device, wall time, seeds, calogen version) in ``<out>.json`` beside it.
 Each grid point has its own seed (``seed + point index``), so a point can be re-made alone, and the sample
 is the same whatever the number of worker processes (``workers``) that simulate the points.
 """
@@ -18,16 +18,19 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from calogen.io import ShowerSet, write_showers
+from calogen.showers import Conditions
+from calogen.simulation.mc import CONDITION_RANGE, MonteCarlo
 
-__all__ = ["DEFAULT_ENERGIES_GEV", "DEFAULT_THETAS_DEG", "make_reference", "provenance_path"]
+__all__ = ["DEFAULT_ENERGIES_GEV", "DEFAULT_THETAS_RAD", "make_reference", "provenance_path"]
 
 DEFAULT_ENERGIES_GEV = (2.0, 10.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0)
-DEFAULT_THETAS_DEG = (62.0, 90.0, 118.0)  # the angles at which the 3DGAN papers show their figures
+DEFAULT_THETAS_RAD = (31 * math.pi / 90, math.pi / 2, 59 * math.pi / 90)
+"""62, 90 and 118 deg: the angles at which the 3DGAN papers show their figures."""
 
 
 def provenance_path(out: str | os.PathLike[str]) -> Path:
@@ -39,10 +42,10 @@ def make_reference(
     out: str | os.PathLike[str],
     *,
     energies_gev: Sequence[float] = DEFAULT_ENERGIES_GEV,
-    thetas_deg: Sequence[float] = DEFAULT_THETAS_DEG,
+    thetas_rad: Sequence[float] = DEFAULT_THETAS_RAD,
     n_per_point: int | Sequence[int] = 100,
     seed: int = 20261123,
-    particle: str = "e-",
+    particle: Literal["e-", "e+", "gamma"] = "e-",
     device: str = "cpu",
     command: str | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -50,7 +53,9 @@ def make_reference(
 ) -> dict[str, Any]:
     """Simulate the grid, write ``out`` (native HDF5) and its provenance JSON; return the provenance dict.
 
-    ``n_per_point`` is one number of showers for every point or one per energy (the high energies cost the most
+    The grid is every energy (GeV) of ``energies_gev`` at every angle (radians) of ``thetas_rad``; each point
+    must lie in the Monte Carlo's range (:data:`calogen.simulation.mc.CONDITION_RANGE`), checked before anything
+    runs. ``n_per_point`` is one number of showers for every point or one per energy (the high energies cost the most
     CPU). ``workers`` processes simulate the grid points in parallel (one CPU thread each); the result does not
     depend on their number.
     """
@@ -62,10 +67,12 @@ def make_reference(
                          f"({len(energies_gev)} energies)")
     if workers < 1:
         raise ValueError(f"workers={workers} must be at least 1")
-    points = [(float(e), float(t), k) for e, k in zip(energies_gev, counts) for t in thetas_deg]
+    points = [(float(e), float(t), k) for e, k in zip(energies_gev, counts) for t in thetas_rad]
+    CONDITION_RANGE.check(Conditions.broadcast([e for e, _, _ in points], [t for _, t, _ in points]),
+                          "the Monte Carlo")
     total = sum(k for _, _, k in points)
-    jobs = [(energy, theta_deg, k, particle, seed + index, device)
-            for index, (energy, theta_deg, k) in enumerate(points)]
+    jobs = [(energy, theta, k, particle, seed + index, device)
+            for index, (energy, theta, k) in enumerate(points)]
     results: list[tuple[ShowerSet, float]] = []
     start = time.perf_counter()
     if workers == 1:
@@ -80,7 +87,7 @@ def make_reference(
                 if progress is not None:
                     progress(sum(job[2] for job in jobs[:len(results)]), total)
     parts = [part for part, _ in results]
-    timing = [{"energy_gev": job[0], "theta_deg": job[1], "seed": job[4], "seconds_per_shower": seconds}
+    timing = [{"energy_gev": job[0], "theta_rad": job[1], "seed": job[4], "seconds_per_shower": seconds}
               for job, (_, seconds) in zip(jobs, results)]
     sample = ShowerSet.concatenate(parts)
     wall = time.perf_counter() - start
@@ -89,7 +96,7 @@ def make_reference(
         "command": command or " ".join([Path(sys.executable).name, *sys.argv]),
         "particle": particle,
         "energies_gev": [float(e) for e in energies_gev],
-        "thetas_deg": [float(t) for t in thetas_deg],
+        "thetas_rad": [float(t) for t in thetas_rad],
         "showers_per_point": {f"{e:g}": k for e, k in zip(energies_gev, counts)},
         "showers": len(sample),
         "seed": seed,
@@ -101,10 +108,11 @@ def make_reference(
         "per_point": timing,
         "calogen_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "mean_sampling_fraction": {
-            f"{e:g}GeV_{t:g}deg": float(np.mean(p.showers.sum(axis=(1, 2, 3)) / p.energy_gev))
+        "mean_sampling_fraction": [
+            {"energy_gev": e, "theta_rad": t,
+             "sampling_fraction": float(np.mean(p.showers.sum(axis=(1, 2, 3)) / p.energy_gev))}
             for (e, t, _), p in zip(points, parts)
-        },
+        ],
     }
     sample.attrs = {**parts[0].attrs, "source": "mc", "seed": seed, "particle": particle,
                     "provenance": json.dumps({k: v for k, v in provenance.items() if k != "per_point"})}
@@ -113,14 +121,12 @@ def make_reference(
     return provenance
 
 
-def _simulate_point(energy: float, theta_deg: float, n: int, particle: str, seed: int,
+def _simulate_point(energy_gev: float, theta_rad: float, n: int, particle: Literal["e-", "e+", "gamma"], seed: int,
                     device: str) -> tuple[ShowerSet, float]:
     """One grid point: (showers, wall seconds per shower)."""
-    from calogen.simulation.mc import simulate
-
     t0 = time.perf_counter()
-    part = simulate(energy, math.radians(theta_deg), n=n, particle=particle,  # type: ignore[arg-type]
-                    seed=seed, device=device)
+    conditions = Conditions.broadcast(energy_gev, theta_rad, n)
+    part = MonteCarlo(device=device, particle=particle).sample(conditions, seed=seed)
     return part, (time.perf_counter() - t0) / n
 
 

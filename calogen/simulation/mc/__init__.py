@@ -1,8 +1,9 @@
 """Analog electromagnetic-cascade Monte Carlo for layered calorimeters (torch, CPU or CUDA).
 
-    >>> from calogen.simulation.mc import simulate
-    >>> showers = simulate(100.0, 1.5708, n=10, seed=1)                    # ShowerSet, GeV
-    >>> showers, book = simulate(50.0, 1.5708, n=4, seed=1, return_bookkeeping=True)
+    >>> from calogen.showers import Conditions
+    >>> from calogen.simulation.mc import MonteCarlo, simulate
+    >>> showers = MonteCarlo().sample(Conditions.broadcast(100.0, 1.5708, n=10), seed=1)   # a Source
+    >>> showers, book = simulate(50.0, 1.5708, n=4, seed=1, return_bookkeeping=True)       # the engine call
 
 Physics: see :mod:`calogen.simulation.mc.physics` (cross sections, stopping powers, cuts) and
 :mod:`calogen.simulation.mc.transport` (the vectorised transport). Incidence: the primary enters the front face at
@@ -14,7 +15,6 @@ centred on each shower's energy barycentre (as in the 3DGAN data).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,18 +22,22 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from calogen.conditions import as_condition_array
 from calogen.detector import Detector, get_detector
+from calogen.showers import TRAINING_RANGE, ConditionRange, Conditions, OutOfRangeError, Progress, ShowerSet
 from calogen.simulation.mc.physics import ELECTRON_MASS_MEV, PhysicsTables, build_tables
 from calogen.simulation.mc.transport import BOOK_COLUMNS, Cascade, Geometry, Particles
 
-__all__ = ["simulate", "Bookkeeping", "PARTICLES", "ENERGY_RANGE_GEV", "THETA_RANGE_RAD"]
+__all__ = ["CONDITION_RANGE", "NAME", "PARTICLES", "WIDE_CONDITION_RANGE", "Bookkeeping", "MonteCarlo", "simulate"]
 
+NAME = "Monte Carlo"
 PARTICLES = ("e-", "e+", "gamma")
-ENERGY_RANGE_GEV = (1.0, 500.0)  # validated range; pass allow_out_of_range=True to go beyond
-WIDE_ENERGY_RANGE_GEV = (0.01, 2000.0)
-THETA_RANGE_RAD = (math.radians(60.0), math.radians(120.0))
+CONDITION_RANGE = ConditionRange((1.0, 500.0), TRAINING_RANGE.theta_rad)
+"""What the Monte Carlo accepts by default: 1-500 GeV (its physics is validated there) at the 3DGAN angles,
+60-120 deg."""
+WIDE_CONDITION_RANGE = ConditionRange((0.01, 2000.0), (math.pi / 180.0, 179.0 * math.pi / 180.0))
+"""With ``allow_out_of_range``: 0.01-2000 GeV, 1-179 deg (outside the validated range)."""
 _GRID_MARGIN = 32  # cells scored beyond the window on each side, before the window is centred
+_MAX_CHUNK_SHOWERS = 64  # showers simulated at once by default (with at most chunk_energy_gev between them)
 
 
 @dataclass
@@ -82,6 +86,47 @@ def _prepare(det: Detector, device: torch.device, dtype: torch.dtype) -> tuple[G
     return _TABLE_CACHE[key]
 
 
+@dataclass(frozen=True)
+class MonteCarlo:
+    """The cascade Monte Carlo as a :class:`calogen.showers.Source` (its settings; nothing is held in memory).
+
+    device: "cpu" or "cuda"; particle: the primary; detector: a name ("clic_ecal") or a TOML path;
+    wide: accept :data:`WIDE_CONDITION_RANGE` instead of :data:`CONDITION_RANGE`;
+    progress_steps: split every request into at least this many chunks (at most 64 showers each), so that
+    ``progress`` is called, and a caller can stop, during the run. Small chunks make the cascade run several
+    times slower per shower, and the showers depend on the chunking: a given seed, conditions and
+    ``progress_steps`` always give the same showers, whether ``progress`` is given or not.
+    """
+
+    device: str = "cpu"
+    particle: Literal["e-", "e+", "gamma"] = "e-"
+    detector: str = "clic_ecal"
+    wide: bool = False
+    progress_steps: int = 1
+
+    @property
+    def name(self) -> str:
+        """``"Monte Carlo"``."""
+        return NAME
+
+    @property
+    def condition_range(self) -> ConditionRange:
+        """:data:`CONDITION_RANGE`, or :data:`WIDE_CONDITION_RANGE` when ``wide``."""
+        return WIDE_CONDITION_RANGE if self.wide else CONDITION_RANGE
+
+    def sample(self, conditions: Conditions, seed: int | None = None, progress: Progress | None = None) -> ShowerSet:
+        """One shower per condition (float32 (n, 51, 51, 25) GeV for clic_ecal); see :func:`simulate`.
+
+        Raises :class:`calogen.showers.OutOfRangeError` for conditions outside :attr:`condition_range`.
+        """
+        self.condition_range.check(conditions, f"the {NAME}")
+        chunk = min(_MAX_CHUNK_SHOWERS, max(1, math.ceil(len(conditions) / max(self.progress_steps, 1))))
+        showers: ShowerSet = simulate(conditions.energy_gev, conditions.theta_rad, particle=self.particle,
+                                      detector=self.detector, seed=seed, device=self.device, progress=progress,
+                                      allow_out_of_range=self.wide, max_chunk_showers=chunk)
+        return showers
+
+
 def simulate(
     energy_gev: float | npt.ArrayLike,
     theta_rad: float | npt.ArrayLike,
@@ -91,24 +136,25 @@ def simulate(
     detector: Detector | str | None = None,
     seed: int | None = None,
     device: str | torch.device = "cpu",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     return_bookkeeping: bool = False,
     allow_out_of_range: bool = False,
     chunk_energy_gev: float | None = None,
-    max_chunk_showers: int = 64,
+    max_chunk_showers: int = _MAX_CHUNK_SHOWERS,
     step_scale: float = 1.0,
 ) -> Any:
-    """Simulate showers with the analog cascade Monte Carlo.
+    """Simulate showers with the analog cascade Monte Carlo (the engine call under :class:`MonteCarlo`).
 
     Args:
-        energy_gev: primary kinetic energy, GeV; a number or (n,) array. Allowed 1-500 GeV
-            (0.01-2000 GeV with ``allow_out_of_range``).
-        theta_rad: polar angle, radians (pi/2 = normal incidence; tilt in y-z); number or (n,) array;
-            allowed 60-120 deg (0-180 exclusive with ``allow_out_of_range``).
+        energy_gev: primary kinetic energy, GeV; a number or (n,) array, inside :data:`CONDITION_RANGE`
+            (1-500 GeV; 0.01-2000 GeV with ``allow_out_of_range``).
+        theta_rad: polar angle, radians (pi/2 = normal incidence; tilt in y-z); number or (n,) array, inside
+            60-120 deg (1-179 deg with ``allow_out_of_range``). Both are broadcast by
+            :meth:`calogen.showers.Conditions.broadcast`.
         n: number of showers (default: the length of the arrays).
         particle: "e-", "e+" or "gamma".
         detector: Detector, name ("clic_ecal") or TOML path; default clic_ecal.
-        seed: seed of the torch.Generator; the same seed on the same device gives the same showers.
+        seed: seed of the torch.Generator; the same seed on the same device (and chunking) gives the same showers.
         device: "cpu", "cuda", or a torch.device.
         progress: callback progress(done, total) after each chunk of showers.
         return_bookkeeping: also return a :class:`Bookkeeping`.
@@ -121,33 +167,22 @@ def simulate(
     Returns:
         ShowerSet (showers float32 (n, nx, ny, n_layers) GeV in the readout window around the barycentre),
         or (ShowerSet, Bookkeeping) with ``return_bookkeeping``.
+    Raises :class:`calogen.showers.OutOfRangeError` for conditions outside the range, ValueError for bad input.
     """
     from calogen import __version__
-    from calogen.io import ShowerSet
 
     if particle not in PARTICLES:
         raise ValueError(f"particle={particle!r} is not simulated; use one of {PARTICLES}")
     det = get_detector(detector)
-    if n is None:
-        n = max(np.size(energy_gev), np.size(theta_rad))
-    if n < 1:
-        raise ValueError(f"n={n}: the number of showers must be positive")
-    energy = as_condition_array(energy_gev, n, "energy_gev")
-    theta = as_condition_array(theta_rad, n, "theta_rad")
-    n_showers = energy.size
-    e_lo, e_hi = WIDE_ENERGY_RANGE_GEV if allow_out_of_range else ENERGY_RANGE_GEV
-    if not np.all(np.isfinite(energy)) or energy.min() < e_lo or energy.max() > e_hi:
-        raise ValueError(
-            f"energy_gev in [{energy.min():g}, {energy.max():g}] is outside {e_lo:g}-{e_hi:g} GeV"
-            + ("" if allow_out_of_range else "; pass allow_out_of_range=True to go to 0.01-2000 GeV")
-        )
-    t_lo, t_hi = (1e-3, math.pi - 1e-3) if allow_out_of_range else THETA_RANGE_RAD
-    if not np.all(np.isfinite(theta)) or theta.min() < t_lo - 1e-9 or theta.max() > t_hi + 1e-9:
-        raise ValueError(
-            f"theta_rad in [{theta.min():.4f}, {theta.max():.4f}] rad is outside "
-            f"{math.degrees(t_lo):.0f}-{math.degrees(t_hi):.0f} deg"
-            + ("" if allow_out_of_range else "; pass allow_out_of_range=True to widen it")
-        )
+    conditions = Conditions.broadcast(energy_gev, theta_rad, n)
+    accepted = WIDE_CONDITION_RANGE if allow_out_of_range else CONDITION_RANGE
+    try:
+        accepted.check(conditions, f"the {NAME}")
+    except OutOfRangeError as exc:
+        hint = "" if allow_out_of_range else f"; pass allow_out_of_range=True for {WIDE_CONDITION_RANGE.describe()}"
+        raise OutOfRangeError(f"{exc}{hint}") from None
+    energy, theta = conditions.energy_gev, conditions.theta_rad
+    n_showers = len(conditions)
     dev = torch.device(device)
     dtype = torch.float32
     geometry, tables = _prepare(det, dev, dtype)
@@ -194,7 +229,7 @@ def simulate(
         return showers
     primary = energy * mev_per_gev + (2.0 * ELECTRON_MASS_MEV if particle == "e+" else 0.0)
     bookkeeping = Bookkeeping(
-        *(book[:, k] / mev_per_gev for k in range(len(BOOK_COLUMNS))),
+        **{column: book[:, k] / mev_per_gev for k, column in enumerate(BOOK_COLUMNS)},
         primary=primary / mev_per_gev,
         in_window=in_window / mev_per_gev,
     )
@@ -243,8 +278,8 @@ def _window(grid: npt.NDArray[np.float32], nx: int, ny: int) -> npt.NDArray[np.f
     if total > 0:
         px = grid.sum(axis=(1, 2), dtype=np.float64)
         py = grid.sum(axis=(0, 2), dtype=np.float64)
-        cx = int(round(float((np.arange(g) * px).sum() / total)))
-        cy = int(round(float((np.arange(g) * py).sum() / total)))
+        cx = round(float((np.arange(g) * px).sum() / total))
+        cy = round(float((np.arange(g) * py).sum() / total))
     else:
         cx = cy = g // 2
     x0 = min(max(cx - nx // 2, 0), g - nx)
