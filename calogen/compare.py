@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from calogen.showers import ConditionRange, Conditions, ShowerSet, Source
+from calogen.showers import ShowerSet, Source
 from calogen.validation import features as F
 from calogen.validation.binning import ConditionBins, covered_conditions, sf_mre, sf_relative_error
 from calogen.validation.classifier import ClassifierResult, Level, classifier_test
@@ -332,34 +332,6 @@ def compare_files(
     return dataclasses.replace(result, info=info)
 
 
-class _ModelSource:
-    """A loaded generator seen through the :class:`calogen.showers.Source` protocol: its card's condition range,
-    and ``sample`` drawing one shower per condition (the generator refuses conditions outside its range)."""
-
-    def __init__(self, generator: Any) -> None:
-        self.generator = generator
-        self.name = str(generator.name)
-        ranges = generator.card.get("condition_ranges") or {}
-        e_lo, e_hi = ranges.get("energy_gev", (1e-3, 1e6))
-        t_lo, t_hi = ranges.get("theta_deg", (1e-3, 179.999))
-        self.condition_range = ConditionRange((e_lo, e_hi), (math.radians(t_lo), math.radians(t_hi)))
-
-    def sample(self, conditions: Conditions, seed: int | None = None,
-               progress: Callable[[int, int], None] | None = None) -> ShowerSet:
-        shower_set: ShowerSet = self.generator.generate(conditions.energy_gev, conditions.theta_rad, seed=seed,
-                                                        progress=progress)
-        return shower_set
-
-
-def _inside(condition_range: ConditionRange, conditions: Conditions) -> npt.NDArray[np.bool_]:
-    """bool (N,): conditions inside the range, angles within 1e-3 deg of its edges counted in (a float32 file
-    holds 60 deg as 59.99999 deg)."""
-    (e_lo, e_hi), (t_lo, t_hi) = condition_range.energy_gev, condition_range.theta_rad
-    slack = math.radians(1e-3)
-    return ((conditions.energy_gev >= e_lo) & (conditions.energy_gev <= e_hi)
-            & (conditions.theta_rad >= t_lo - slack) & (conditions.theta_rad <= t_hi + slack))
-
-
 def validate_model(
     model: str | os.PathLike[str],
     reference_path: str | os.PathLike[str],
@@ -381,9 +353,9 @@ def validate_model(
     from calogen.io import read_any
 
     start = time.perf_counter()
-    source = _ModelSource(load_generator(model, device=device, fast=True))
+    source = load_generator(model, device=device, fast=True)
     reference = read_any(reference_path)
-    keep = _inside(source.condition_range, reference.conditions)
+    keep = source.condition_range.contains(reference.conditions)
     if not keep.any():
         raise ValueError(f"{reference_path}: no reference shower lies inside the model's range "
                          f"{source.condition_range.describe()}")

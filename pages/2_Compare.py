@@ -6,22 +6,23 @@ import math
 
 import streamlit as st
 
-from calogen import sources
+from calogen import paths, sources
 from calogen.plots import views
-from pages import cached_model, chart, device, figures_table, page_setup, show_error
+from pages import cached_source, chart, device, figures_table, page_setup, show_error
 
 page_setup("Compare", "⚖️")
 st.title("Compare with the Monte Carlo")
 st.markdown("Reference showers are drawn from a Monte Carlo file in the data folder; each chosen source then "
             "generates showers at exactly the same energies and angles, and calogen.compare measures one sample "
-            "against the other: sampling fraction, shower shapes, cell spectra, correlations and distances.")
+            "against the other: sampling fraction, shower shapes, cell spectra, correlations and distances. A source "
+            "is compared only where it was made for: conditions outside its range are refused.")
 
 files = sources.reference_files()
 if not files:
-    st.info(f"No reference shower file in `{sources.data_dir()}/`: put a Monte Carlo sample there "
-                       "(python -m calogen simulate ... -o data/reference.h5) to compare against.")
+    st.info(f"No reference shower file in `{paths.data_dir()}/`: put a Monte Carlo sample there "
+            "(python -m calogen simulate ... -o data/reference.h5) to compare against.")
     st.stop()
-from calogen.compare import compare_samples  # noqa: E402
+from calogen.compare import compare_source  # noqa: E402
 from calogen.plots.figures import figures_from_results  # noqa: E402
 from calogen.plots.report import bin_table, render_html_report, scoreboard_rows  # noqa: E402
 from calogen.validation.binning import ConditionBins, default_energy_bins, default_theta_bins  # noqa: E402
@@ -58,16 +59,21 @@ if submitted:
     bar = st.progress(0.0, text="Reading the reference ...")
     try:
         reference = sources.reference_in_bins(reference_file, e_bins, t_bins, max_showers)
-        for i, name in enumerate(chosen):
-            bar.progress(i / len(chosen), text=f"{name}: generating {len(reference)} showers and comparing ...")
-            candidate = sources.sample(available[name], reference.energy_gev, reference.theta_rad,
-                                       len(reference), seed=1, device=device(),
-                                       model=cached_model(available[name], device()), allow_extrapolation=True)
-            results[name] = compare_samples(reference, candidate, bins=ConditionBins(tuple(e_bins), tuple(t_bins)))
-        st.session_state["_compare"] = (reference_file.name, results)
-    except (OSError, RuntimeError, ValueError) as exc:  # one readable message (bins, ranges, files, torch)
-        show_error("The comparison", exc)
+    except (OSError, ValueError) as exc:
+        show_error(f"Reading {reference_file.name}", exc)
+        st.stop()
+    bins = ConditionBins(tuple(e_bins), tuple(t_bins))
+    for i, name in enumerate(chosen):
+        bar.progress(i / len(chosen), text=f"{name}: generating {len(reference)} showers and comparing ...")
+        try:
+            results[name] = compare_source(cached_source(available[name], device()), reference, seed=1, bins=bins)
+        except (OSError, RuntimeError, ValueError) as exc:  # one readable message per source (its range, ...)
+            show_error(f"Comparing {name}", exc)
     bar.empty()
+    if results:
+        st.session_state["_compare"] = (reference_file.name, results)
+    else:  # no source could be compared: do not leave an earlier comparison on screen as if it were this one
+        st.session_state.pop("_compare", None)
 
 if "_compare" not in st.session_state:
     st.stop()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from calogen import sources
-from calogen.plots import report, views
+from calogen import paths, sources
+from calogen.app import texts
+from calogen.plots import report
 from calogen.validation.comparison import Comparison
 from pages import figures_table, page_setup, source_verdict
 
@@ -14,12 +15,12 @@ page_setup("Models", "🗂️")
 st.title("Models")
 st.markdown("Every model folder holds the generator weights and a card: architecture, the conditions it was "
             "trained on, how it was trained and how it validated against held-out Monte Carlo showers. "
-            f"Installed models live in `{sources.models_dir()}/`, models of training runs in "
-            f"`{sources.runs_dir()}/`. The best validated model comes first.")
+            f"Installed models live in `{paths.models_dir()}/`, models of training runs in "
+            f"`{paths.runs_dir()}/`. The best validated model comes first.")
 
 models = [s for s in sources.rank_sources(sources.list_sources()) if s.kind == "model"]
 if not models:
-    st.info(f"No model installed: `{sources.models_dir()}/` holds no folder with a card.json, and no training "
+    st.info(f"No model installed: `{paths.models_dir()}/` holds no folder with a card.json, and no training "
             "run has written a model yet. Train one on the Train page.")
     st.stop()
 
@@ -33,7 +34,7 @@ for source in models:
         except ValueError as exc:
             st.error(str(exc))
             continue
-        st.markdown(views.format_card(card))
+        st.markdown(texts.format_card(card))
         source_verdict(source)
         try:
             comparison = Comparison.from_json(card.get("validation") or {})
