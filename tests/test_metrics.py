@@ -116,11 +116,6 @@ def test_sf_mre_is_the_3dgan_mean_over_bins() -> None:
         B.sf_mre(sf_ref[:5], conditions, sf_cand, conditions, bins)
 
 
-def test_old_import_path_of_sf_mre_is_the_same_function() -> None:
-    from calogen.validation.metrics import sf_mre
-
-    assert sf_mre is B.sf_mre
-
 
 def test_energy_quantile_bins_hold_equal_counts() -> None:
     energy = np.random.default_rng(0).uniform(2.0, 500.0, 95)
