@@ -37,6 +37,8 @@ if not available:
             f"`{paths.models_dir()}/` holds no model.")
     st.stop()
 state = url_state(ranges)
+if st.session_state.get("w_source") not in ranges:  # a model removed since the last run of this session
+    st.session_state.w_source = state.source if state.source in ranges else next(iter(ranges))
 
 # the sliders span the chosen source's range; a value left from another source moves to its nearest edge
 (e_lo, e_hi), (t_lo, t_hi) = slider_bounds(ranges[st.session_state.w_source])

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from calogen import sources
 from calogen.io import ShowerSet, write_showers
+from calogen.showers import TRAINING_RANGE
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240
@@ -43,7 +44,7 @@ def _tiny_model(models: Path, name: str = "tiny", validation: dict | None = None
 
     torch.manual_seed(0)
     card = {"name": name, "arch": "conv3d", "config": {"latent_dim": 8},
-            "condition_ranges": {"energy_gev": [2.0, 500.0], "theta_deg": [60.0, 120.0]},
+            "condition_range": TRAINING_RANGE.to_json(),
             "description": "random weights, for tests", "training": {"epochs": 0}}
     if validation is not None:
         card["validation"] = validation

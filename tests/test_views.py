@@ -104,17 +104,9 @@ def test_batch_figures() -> None:
     assert np.allclose(fig.data[0].y, [0.075, 0.1])
 
 
-def test_bin_rows_clip_negative_energy_edges() -> None:
-    rows = views.bin_rows([{"energy_bin_gev": [-3.0, 7.0], "theta_bin_deg": [80.67, 99.33], "n_reference": 100,
-                                 "n_candidate": 100, "sf_reference": 0.02, "sf_candidate": 0.2,
-                                 "sf_relative_error": 9.0}])
-    assert rows == [{"energy": "0-7 GeV", "angle": "81-99 deg", "showers (MC / model)": "100 / 100",
-                     "SF Monte Carlo": "0.0200", "SF model": "0.2000", "SF error": "900%"}]
-    compared = views.bin_rows([{"energy_gev": [45.0, 55.0], "theta_rad": [1.4090, 1.7326], "n_reference": 10,
-                                "n_candidate": 10, "measured_angle_rad_reference": math.pi / 2,
-                                "measured_angle_rad_candidate": 1.1}], name="conv2d")
-    assert compared[0]["angle"] == "81-99 deg" and compared[0]["angle conv2d (deg)"] == "63.0"
-    assert compared[0]["angle Monte Carlo (deg)"] == "90.0" and compared[0]["SF conv2d"] == "n/a"
+def test_bin_labels_for_people() -> None:
+    assert views.energy_bin_label(-3.0, 7.0) == "0-7 GeV"  # the +-5 GeV bin around 2 GeV starts at 0
+    assert views.theta_bin_label(1.4090, 1.7326) == "81-99 deg"
 
 
 def test_side_by_side_shares_one_colour_scale() -> None:

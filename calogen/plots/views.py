@@ -1,4 +1,4 @@
-"""Figure builders for single showers and batches, and the per-bin tables of a comparison.
+"""Figure builders for single showers and batches, and the labels of condition bins.
 
 Every builder returns a ``plotly.graph_objects.Figure`` and never shows or saves it; nothing here imports
 streamlit. Shower arrays are float32 ``(nx, ny, nz)`` in GeV, axes x, y (transverse cells) and layer (front to
@@ -21,7 +21,7 @@ from calogen.validation import features
 
 __all__ = [
     "HIT_THRESHOLD_GEV",
-    "bin_rows",
+    "Plane",
     "block_sum",
     "energy_bin_label",
     "lateral_profile_figure",
@@ -373,41 +373,3 @@ def energy_bin_label(lo_gev: float, hi_gev: float) -> str:
 def theta_bin_label(lo_rad: float, hi_rad: float) -> str:
     """An angle bin in whole degrees: "81-99 deg"."""
     return f"{math.degrees(lo_rad):.0f}-{math.degrees(hi_rad):.0f} deg"
-
-
-def bin_rows(bins: Sequence[Mapping[str, Any]], *, name: str = "model") -> list[dict[str, str]]:
-    """Per-bin rows of a comparison as readable strings: energy and angle bins, showers, mean sampling
-    fractions and their relative error, and the mean measured angle in degrees where present.
-
-    bins: the ``"bins"`` of a card's validation (energy_bin_gev, theta_bin_deg) or of
-    :func:`calogen.validation.metrics.compare` (energy_gev, theta_rad); name: the source's column title.
-    """
-    rows = []
-    for b in bins:
-        if "energy_bin_gev" in b:
-            e_lo, e_hi = b["energy_bin_gev"]
-        else:
-            e_lo, e_hi = b.get("energy_gev", (math.nan, math.nan))
-        if "theta_bin_deg" in b:
-            t_lo, t_hi = (math.radians(v) for v in b["theta_bin_deg"])
-        else:
-            t_lo, t_hi = b.get("theta_rad", (math.nan, math.nan))
-        row = {
-            "energy": energy_bin_label(e_lo, e_hi),
-            "angle": theta_bin_label(t_lo, t_hi),
-            f"showers (MC / {name})": f"{b.get('n_reference', '?')} / {b.get('n_candidate', '?')}",
-            "SF Monte Carlo": _fmt_or_na(b.get("sf_reference"), ".4f"),
-            f"SF {name}": _fmt_or_na(b.get("sf_candidate"), ".4f"),
-            "SF error": _fmt_or_na(b.get("sf_relative_error"), ".0%"),
-        }
-        if "measured_angle_rad_reference" in b:
-            for key, label in (("reference", "Monte Carlo"), ("candidate", name)):
-                value = b.get(f"measured_angle_rad_{key}")
-                row[f"angle {label} (deg)"] = _fmt_or_na(
-                    math.degrees(value) if isinstance(value, (int, float)) else None, ".1f")
-        rows.append(row)
-    return rows
-
-
-def _fmt_or_na(value: Any, fmt: str) -> str:
-    return format(value, fmt) if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
