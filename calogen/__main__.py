@@ -1,4 +1,5 @@
-"""``python -m calogen <command>``: simulate, generate, validate, train, bench, export, models, produce."""
+"""``python -m calogen <command>``: simulate, reference, generate, validate, train, campaign, bench, export, models,
+produce."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from calogen.io import ShowerFileError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("simulate", "reference", "generate", "validate", "train", "bench", "export", "models", "produce")
+COMMANDS = ("simulate", "reference", "generate", "validate", "train", "campaign", "bench", "export", "models",
+            "produce")
 
 
 def build_parser() -> argparse.ArgumentParser:
