@@ -60,7 +60,7 @@ def _wait_for_server(url: str, process: subprocess.Popen[bytes], timeout_s: floa
     raise TimeoutError(f"streamlit did not answer on {url} within {timeout_s} s")
 
 
-def _wait_drawn(page, n_charts: int, timeout_s: float = 120.0) -> None:  # noqa: ANN001 (playwright Page)
+def _wait_drawn(page, n_charts: int, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if page.evaluate(_ALL_DRAWN % n_charts):

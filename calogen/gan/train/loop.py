@@ -157,9 +157,8 @@ def _generate_gev(generator: torch.nn.Module, energy: np.ndarray, theta: np.ndar
 def heldout_sf_error(heldout: ShowerSet, generated_gev: np.ndarray) -> float:
     """The 3DGAN sampling-fraction error of generated showers (N, X, Y, Z) GeV made at the held-out showers'
     conditions, measured by :func:`calogen.validation.binning.sf_mre` over equal-count energy bins."""
-    from calogen.validation.binning import ConditionBins
+    from calogen.validation.binning import ConditionBins, sf_mre
     from calogen.validation.features import sampling_fraction
-    from calogen.validation.binning import sf_mre
 
     conditions = heldout.conditions
     bins = ConditionBins.energy_quantiles(heldout.energy_gev)
