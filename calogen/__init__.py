@@ -20,10 +20,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
 from calogen.io import ShowerFileError, iter_showers, read_showers, write_showers
 from calogen.showers import TRAINING_RANGE, ConditionRange, Conditions, OutOfRangeError, ShowerSet, Source
+from calogen.version import __version__
 
 _LAZY = {
     "sample": "calogen.sources",

@@ -112,7 +112,7 @@ def _chunks(shape: tuple[int, ...]) -> tuple[int, ...] | None:
 
 
 def _fill_native(h5: h5py.File, shower_set: ShowerSet, compression: str | None) -> None:
-    from calogen import __version__
+    from calogen.version import __version__
 
     s = shower_set.showers
     h5.create_dataset("ECAL", data=s, dtype="float32", chunks=_chunks(s.shape), compression=compression)

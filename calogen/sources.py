@@ -190,7 +190,7 @@ def find_source(name: str) -> SourceEntry:
 
 def _validation_rank(entry: SourceEntry) -> tuple[int, float]:
     """(headline figures failed, SF error) of a model's card; (big, inf) when the card has no validation."""
-    from calogen.plots.report import failed_headlines
+    from calogen.validation.targets import failed_headlines
 
     try:
         validation = model_card(entry).get("validation") or {}

@@ -30,13 +30,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-import calogen
 from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, build_factorised
 from calogen.gan.nets import ARCHITECTURES, build_generator
 from calogen.gan.preprocess import DEFAULT_POWER, DEFAULT_SCALE, from_network_card
 from calogen.io import atomic_write
 from calogen.paths import models_dir as default_models_dir
 from calogen.showers import TRAINING_RANGE, ConditionRange, Conditions, OutOfRangeError, Progress, ShowerSet
+from calogen.version import __version__
 
 __all__ = [
     "CARD_FILE",
@@ -127,7 +127,7 @@ def save_model(model_dir: str | os.PathLike[str], generator: nn.Module, card: di
     tensors = _state_dict_tensors(generator)
     reference = _build(card["arch"], card["config"])
     _check_tensors(dict(reference.state_dict()), tensors, arch=card["arch"], source="the generator being saved")
-    full_card = {"preprocessing": _card_preprocessing(card), "calogen_version": calogen.__version__, **card}
+    full_card = {"preprocessing": _card_preprocessing(card), "calogen_version": __version__, **card}
     text = json.dumps(full_card, indent=2, sort_keys=False, default=_json_default) + "\n"
     folder = Path(model_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -318,7 +318,7 @@ class LoadedGenerator:
             "particle": self.card.get("particle", "e-"),
             "detector": self.card.get("detector", "clic_ecal"),
             "seed": -1 if seed is None else int(seed),
-            "calogen_version": calogen.__version__,
+            "calogen_version": __version__,
             "extrapolated": extrapolated,
         }
         return ShowerSet(np.concatenate(chunks), e_all.numpy(), t_all.numpy(), attrs)

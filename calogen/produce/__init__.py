@@ -141,7 +141,7 @@ def produce(
     every shard that did finish) when tasks raised.
     """
     started = time.perf_counter()
-    from calogen import __version__
+    from calogen.version import __version__
 
     entry = find_source(config.source)
     card_sha = card_sha256(entry)

@@ -59,7 +59,7 @@ def make_reference(
     CPU). ``workers`` processes simulate the grid points in parallel (one CPU thread each); the result does not
     depend on their number.
     """
-    from calogen import __version__
+    from calogen.version import __version__
 
     counts = [int(n_per_point)] * len(energies_gev) if isinstance(n_per_point, int) else [int(k) for k in n_per_point]
     if len(counts) != len(energies_gev) or min(counts) <= 0:

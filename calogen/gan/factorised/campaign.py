@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import calogen
 from calogen.gan.factorised.data import TrainingData, describe_data, load_training_data
 from calogen.gan.factorised.energy_flow import context_features, to_flow_space
 from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
@@ -34,6 +33,7 @@ from calogen.gan.factorised.shape_nets import ShapeCritic, critic_input
 from calogen.gan.nets.layers import measured_angle
 from calogen.showers import TRAINING_RANGE
 from calogen.validation import features
+from calogen.version import __version__
 
 __all__ = ["CampaignConfig", "export_model", "monitor_figures", "run_campaign", "train_energy_flow"]
 
@@ -191,7 +191,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         state["sessions"] = sessions
         tmp = checkpoint.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "critic": critic.state_dict(), "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(), "state": state, "calogen_version": calogen.__version__}, tmp)
+                    "opt_d": opt_d.state_dict(), "state": state, "calogen_version": __version__}, tmp)
         os.replace(tmp, checkpoint)
         _write_json(run / "progress.json", {k: v for k, v in state.items() if k != "flow_history"}
                     | {"command": command, "cpu_hours": state["cpu_seconds"] / 3600.0})
@@ -274,7 +274,7 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, command: str, st
             "energy_flow_nll_holdout": state["flow_history"][-1]["nll_holdout"] if state["flow_history"] else None,
             "monitor": state.get("monitor"),
             "config": state["config"],
-            "calogen_version": calogen.__version__,
+            "calogen_version": __version__,
             "status": status,
         },
     }

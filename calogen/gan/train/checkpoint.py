@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from calogen import __version__
 from calogen.gan.runs import RunDirectory
 from calogen.gan.train.config import TrainConfig, stages
 from calogen.gan.train.data import data_provenance
 from calogen.showers import ConditionRange
+from calogen.version import __version__
 
 __all__ = [
     "CHECKPOINT_VERSION",

@@ -25,7 +25,6 @@ from calogen.gan.nets import build_discriminator, build_generator, build_regress
 from calogen.gan.objectives import GANObjective, build_objective
 from calogen.gan.preprocess import from_network_card
 from calogen.gan.runs import Progress, RunDirectory, utc_now
-from calogen.gan.train import distributed, regressor
 from calogen.gan.train.checkpoint import (
     Networks,
     TrainState,
@@ -38,6 +37,13 @@ from calogen.gan.train.checkpoint import (
 )
 from calogen.gan.train.config import TrainConfig, check_config, planned_steps, resolve_device, stage_of, stages
 from calogen.gan.train.data import MCSource, ShowerFileSource, heldout_showers, resolve_preprocessing, sample_conditions
+from calogen.gan.train.distributed import any_rank, average_gradients, barrier, broadcast_module, rank_device
+from calogen.gan.train.distributed import init as init_distributed
+from calogen.gan.train.distributed import shutdown as shutdown_distributed
+from calogen.gan.train.regressor import build as build_regressor_net
+from calogen.gan.train.regressor import collect_showers
+from calogen.gan.train.regressor import evaluate as evaluate_regressor
+from calogen.gan.train.regressor import pretrain as pretrain_regressor
 from calogen.gan.train.stopping import Stop, StopNow
 from calogen.showers import ShowerSet
 
@@ -60,7 +66,7 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
     :class:`TrainingFailed`). Problems found before training starts (:func:`check_config`, a run directory in
     use) raise ValueError / FileNotFoundError / RuntimeError and leave status.json alone.
     """
-    rank, world = distributed.init(resolve_device(config.device).type)
+    rank, world = init_distributed(resolve_device(config.device).type)
     check_config(config, world=world)
     run = RunDirectory(config.run_dir, writer=rank == 0)
     stop = Stop(immediate=world == 1)
@@ -95,7 +101,7 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
         stop.restore()
         if locked:
             run.release_lock()
-        distributed.shutdown(world)
+        shutdown_distributed(world)
     return run.path
 
 
@@ -178,18 +184,18 @@ def _prepare_regressor(config: TrainConfig, run: RunDirectory, nets: Networks, s
         nets.regressor, nets.regressor_kwargs = net.eval().requires_grad_(False), dict(ckpt["regressor_kwargs"])
         nets.regressor_fit = dict(ckpt["regressor_fit"])
         return
-    showers, energy, theta = regressor.collect_showers(source.batches(0, config.energy_range_gev),
+    showers, energy, theta = collect_showers(source.batches(0, config.energy_range_gev),
                                                         config.regressor_showers)
-    net, kwargs = regressor.build(config, tuple(showers.shape[1:]), device)
+    net, kwargs = build_regressor_net(config, tuple(showers.shape[1:]), device)
     run.log(f"pre-training the condition regressor ({config.arch}) on {len(energy)} training showers, "
             f"{config.regressor_steps} steps")
     start = time.monotonic()
-    losses = regressor.pretrain(net, showers, energy, theta, steps=config.regressor_steps, seed=config.seed + 37)
-    distributed.broadcast_module(net, world)
+    losses = pretrain_regressor(net, showers, energy, theta, steps=config.regressor_steps, seed=config.seed + 37)
+    broadcast_module(net, world)
     fit: dict[str, Any] = {"training_showers": len(energy), "steps": config.regressor_steps,
                            "final_training_error": losses[-1], "weight": config.regressor_weight}
     if heldout is not None:
-        fit.update(regressor.evaluate(net, heldout, config, device=device, mean_energy_gev=energy.mean().item(),
+        fit.update(evaluate_regressor(net, heldout, config, device=device, mean_energy_gev=energy.mean().item(),
                                       mean_theta_rad=theta.mean().item()))
         run.metrics({"step": state.step, "epoch": state.epoch, "stage": 0,
                      "regressor_heldout_error": fit["heldout_error"], "time_s": 0.0})
@@ -205,7 +211,7 @@ def _train(config: TrainConfig, run: RunDirectory, stop: Stop, *, rank: int, wor
     # (0) set-up: device, networks, optimisers, data, objective, state
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = distributed.rank_device(resolve_device(config.device), world)
+    device = rank_device(resolve_device(config.device), world)
     torch.manual_seed(config.seed + 1000 * rank)
     generator = build_generator(config.arch, **config.generator_config).to(device)
     discriminator = build_discriminator(config.arch, **config.discriminator_config).to(device)
@@ -220,8 +226,8 @@ def _train(config: TrainConfig, run: RunDirectory, stop: Stop, *, rank: int, wor
     ckpt = load_checkpoint(run.last, map_location=device) if resume else None
     if ckpt is not None:
         restore(ckpt, nets, state, flip_rng)
-    distributed.broadcast_module(generator, world)
-    distributed.broadcast_module(discriminator, world)
+    broadcast_module(generator, world)
+    broadcast_module(discriminator, world)
     run.prepare(config.to_dict())
     with stop.interruptible():  # simulating the held-out showers can take minutes on a CPU
         heldout, data_stop = heldout_showers(config, run, needed=run.writer, device=device)
@@ -262,7 +268,7 @@ def _train(config: TrainConfig, run: RunDirectory, stop: Stop, *, rank: int, wor
             nets.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             with stop.deferred():
-                distributed.average_gradients(discriminator, world)
+                average_gradients(discriminator, world)
                 nets.opt_d.step()
             loss_d_total += loss_d.item()
 
@@ -282,7 +288,7 @@ def _train(config: TrainConfig, run: RunDirectory, stop: Stop, *, rank: int, wor
                 nets.opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 with stop.deferred():
-                    distributed.average_gradients(generator, world)
+                    average_gradients(generator, world)
                     nets.opt_g.step()
                 loss_g_total += loss_g.item() / objective.generator_steps
             discriminator.requires_grad_(True)
@@ -316,7 +322,7 @@ def _train(config: TrainConfig, run: RunDirectory, stop: Stop, *, rank: int, wor
             try:
                 with stop.interruptible():
                     batch = next(batches, None)
-                    if distributed.any_rank(batch is None, world, device):
+                    if any_rank(batch is None, world, device):
                         break
                     assert batch is not None
                     loss_d_total, loss_g_total, heads = gan_step(*batch)
@@ -339,7 +345,7 @@ def _train(config: TrainConfig, run: RunDirectory, stop: Stop, *, rank: int, wor
                 checkpoint()
             if max_steps is not None and state.step - first_step >= max_steps:
                 stop.reason = stop.reason or f"step limit reached (max_steps={max_steps})"
-            if distributed.any_rank(stop.reason is not None, world, device):
+            if any_rank(stop.reason is not None, world, device):
                 cancel(stop.reason or "stop requested by another process")
                 return
 
@@ -371,8 +377,8 @@ def _train(config: TrainConfig, run: RunDirectory, stop: Stop, *, rank: int, wor
             keep_epoch_generator(run, generator, epoch=epoch, stage=stage.index, sf_error=sf_error,
                                  step=state.step, keep=config.select_last_k)
             checkpoint()
-        distributed.barrier(world)
-        if distributed.any_rank(stop.reason is not None, world, device):
+        barrier(world)
+        if any_rank(stop.reason is not None, world, device):
             cancel(stop.reason or "stop requested by another process")
             return
 

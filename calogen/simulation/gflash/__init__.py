@@ -158,7 +158,7 @@ def simulate_gflash(
         device, the constants ("gflash_params") and the detector's sampling constants ("gflash_constants").
     Raises :class:`calogen.showers.OutOfRangeError` for conditions outside the range, ValueError for bad input.
     """
-    from calogen import __version__
+    from calogen.version import __version__
 
     conditions = Conditions.broadcast(energy_gev, theta_rad, n)
     CONDITION_RANGE.check(conditions, NAME)

@@ -169,7 +169,7 @@ def simulate(
         or (ShowerSet, Bookkeeping) with ``return_bookkeeping``.
     Raises :class:`calogen.showers.OutOfRangeError` for conditions outside the range, ValueError for bad input.
     """
-    from calogen import __version__
+    from calogen.version import __version__
 
     if particle not in PARTICLES:
         raise ValueError(f"particle={particle!r} is not simulated; use one of {PARTICLES}")
