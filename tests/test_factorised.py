@@ -15,7 +15,7 @@ from calogen.gan.factorised.campaign import CampaignConfig, export_model, run_ca
 from calogen.gan.factorised.data import load_training_data
 from calogen.gan.factorised.energy_flow import EnergyFlowConfig, from_flow_space, to_flow_space
 from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
-from calogen.gan.factorised.shape_nets import ShapeConfig, build_shape_generator
+from calogen.gan.factorised.shape_nets import ShapeConfig, _layer_shapes, build_shape_generator
 from calogen.gan.generate import ModelLoadError, load_generator
 from calogen.io import write_showers
 from calogen.showers import ShowerSet
@@ -73,7 +73,16 @@ def test_shape_generators_give_normalised_non_negative_layers(kind: str) -> None
     assert shapes.shape == (3, 51, 51, 25)
     assert float(shapes.min()) >= 0.0
     sums = shapes.sum(dim=(1, 2))
-    assert torch.all((torch.abs(sums - 1.0) < 1e-4) | (sums == 0.0))
+    torch.testing.assert_close(sums, torch.ones_like(sums))  # no layer can die
+
+
+def test_cells_far_below_their_layer_are_exactly_empty() -> None:
+    logits = torch.zeros(1, 51, 51, 25)
+    logits[0, 25, 25, :] = 20.0  # one cell per layer holds almost everything
+    logits[0, 25, 26, :] = 18.0
+    shapes = _layer_shapes(logits)
+    assert int((shapes[0, :, :, 0] > 0).sum()) == 2  # the rest fall below SPARSITY_FLOOR: exact zeros
+    torch.testing.assert_close(shapes.sum(dim=(1, 2)), torch.ones(1, 25))
 
 
 def test_generator_layers_carry_the_flow_energies() -> None:

@@ -4,8 +4,9 @@ Two generators with one interface, after the Conv2D-versus-Conv3D comparison of 
 precision strategies for deep learning: a high energy physics generative adversarial network use case",
 arXiv:2103.10142, and the 3DGAN's 2D variant): :class:`ShapeGenerator3D` grows the shower as a 3D volume with 3D
 convolutions; :class:`ShapeGenerator2D` treats the 25 layers as the channels of 2D convolutions. Both end in a
-ReLU, so cells can be exactly empty (the 3DGAN's sparsity), and each layer is normalised to sum to one; the
-shower is the shape times the layer energies from the energy model.
+softmax over each layer's cells followed by a ReLU below a floor, so cells can be exactly empty (the 3DGAN's
+sparsity) while no layer can die, and each layer sums to one; the shower is the shape times the layer energies
+from the energy model.
 
 The critic (:class:`ShapeCritic`) sees ``log1p(cell / 0.1 MeV)`` with the layers as channels and the conditions
 through a projection term (Miyato & Koyama, arXiv:1802.05637), with spectral normalisation on every layer
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 CELL_SCALE_GEV = 1e-4  # the critic sees log1p(cell / 0.1 MeV): the 3DGAN hit threshold region is resolved
-_NORM_EPS = 1e-12  # a layer whose ReLU output is all zero stays empty instead of dividing by zero
+SPARSITY_FLOOR = 1e-5  # a cell holding less than this fraction of its layer is empty (10 keV of a 1 GeV layer)
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,17 @@ class ShapeConfig:
     channels: tuple[int, int, int] = (64, 32, 8)  # conv3d uses all three, conv2d the first two
 
 
-def _normalise_layers(raw: torch.Tensor) -> torch.Tensor:
-    """(B, X, Y, Z) non-negative -> each layer sums to one (or stays zero)."""
-    total = raw.sum(dim=(1, 2), keepdim=True)
-    return raw / (total + _NORM_EPS)
+def _layer_shapes(logits: torch.Tensor) -> torch.Tensor:
+    """(B, X, Y, Z) logits -> (B, X, Y, Z) non-negative shapes, each layer summing to one.
+
+    A softmax over the cells of each layer, then ``relu(p - SPARSITY_FLOOR)`` renormalised: cells below the floor
+    are exactly empty (the 3DGAN's sparsity through a ReLU), while a layer can never die, because its largest
+    cell always holds at least 1/(X Y) of the layer, far above the floor.
+    """
+    b, nx, ny, nz = logits.shape
+    p = torch.softmax(logits.reshape(b, nx * ny, nz), dim=1)
+    sparse = F.relu(p - SPARSITY_FLOOR)
+    return (sparse / sparse.sum(dim=1, keepdim=True)).reshape(b, nx, ny, nz)
 
 
 class ShapeGenerator2D(nn.Module):
@@ -77,8 +85,8 @@ class ShapeGenerator2D(nn.Module):
         h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, C, 26, 26)
         h = torch.cat([h, conditions[:, :2, None, None].expand(-1, -1, 2 * cx, 2 * cy)], 1)
         h = F.leaky_relu(self.conv(h), 0.2)
-        raw = F.relu(self.up(h))[:, :, :nx, :ny]  # (B, Z, 52, 52) -> (B, Z, X, Y)
-        return _normalise_layers(raw.permute(0, 2, 3, 1))  # (B, X, Y, Z)
+        logits = self.up(h)[:, :, :nx, :ny]  # (B, Z, 52, 52) -> (B, Z, X, Y)
+        return _layer_shapes(logits.permute(0, 2, 3, 1))  # (B, X, Y, Z)
 
 
 class ShapeGenerator3D(nn.Module):
@@ -104,8 +112,8 @@ class ShapeGenerator3D(nn.Module):
         h = torch.cat([h, conditions[:, :2, None, None, None].expand(-1, -1, cx, cy, cz)], 1)  # (B, C0+2, 13, 13, 7)
         h = F.leaky_relu(self.conv(h), 0.2)
         h = F.leaky_relu(self.up1(h), 0.2)  # (B, C2, 26, 26, 14)
-        raw = F.relu(self.up2(h))[:, 0, :nx, :ny, :nz]  # (B, 52, 52, 28) -> (B, X, Y, Z)
-        return _normalise_layers(raw)
+        logits = self.up2(h)[:, 0, :nx, :ny, :nz]  # (B, 52, 52, 28) -> (B, X, Y, Z)
+        return _layer_shapes(logits)
 
 
 def build_shape_generator(config: ShapeConfig) -> nn.Module:
