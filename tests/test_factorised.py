@@ -129,7 +129,7 @@ def test_campaign_improves_the_hit_count_resumes_and_exports(toy_file: Path, tmp
     progress = json.loads((run / "progress.json").read_text())
     assert progress["step"] == 120 and progress["cpu_hours"] > 0.0
 
-    folder = export_model(run, tmp_path / "models" / "toy2d", command="test", status="in progress: a test")
+    folder = export_model(run, tmp_path / "models" / "toy2d", status="in progress: a test")
     card = json.loads((folder / "card.json").read_text())
     assert card["arch"] == "factorised-conv2d" and card["training"]["steps"] == 120
     assert card["training"]["showers_seen"] == 120 * 16 and card["training"]["data"]["files"] == 1

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True,
                         help="a `calogen produce` folder or a native shower file (never the held-out reference)")
     parser.add_argument("--run", required=True, help="run name: the checkpoint lives in runs/<run>/")
-    parser.add_argument("--minutes", type=float, required=True, help="wall-time budget of this session, minutes")
+    parser.add_argument("--minutes", type=float, required=True,
+                        help="wall-time budget of this session, minutes (0 with --export: export the checkpoint only)")
     parser.add_argument("--export", metavar="MODEL_DIR", default=None,
                         help="write the model folder (weights + card) at the end")
     parser.add_argument("--status", default=None,
@@ -50,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from calogen.gan.factorised.campaign import CampaignConfig, export_model, run_campaign
     from calogen.gan.jobs import RunError, run_path
 
-    if args.minutes <= 0:
-        raise CliError(f"--minutes {args.minutes:g} must be positive")
+    if args.minutes < 0 or (args.minutes == 0 and not args.export):
+        raise CliError(f"--minutes {args.minutes:g}: give a positive budget, or 0 together with --export")
     if args.threads < 1:
         raise CliError(f"--threads {args.threads} must be at least 1")
     try:
@@ -60,15 +61,17 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     torch.set_num_threads(args.threads)
     command = "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.minutes == 0:
+        folder = export_model(run_dir, args.export, status=args.status)
+        print(f"wrote {folder} from {run_dir}")
+        return 0
     config = CampaignConfig(arch=args.arch, data=args.data, batch_size=args.batch_size, seed=args.seed)
     state = run_campaign(config, run_dir, minutes=args.minutes, command=command,
                          log=lambda line: print(line, flush=True))
     print(f"{run_dir}: step {state['step']}, {state['showers_seen']} showers seen, "
           f"{state['cpu_seconds'] / 3600:.2f} CPU hours over {len(state['sessions'])} session(s)")
     if args.export:
-        status = args.status or (f"in progress: {state['step']} steps, {state['showers_seen']} showers seen, "
-                                 f"{state['cpu_seconds'] / 3600:.2f} CPU hours")
-        folder = export_model(run_dir, args.export, command=command, status=status)
+        folder = export_model(run_dir, args.export, status=args.status)
         print(f"wrote {folder}; add the validation figures with: python -m calogen validate --model {folder} "
               "--reference data/reference.h5 --update-card")
     return 0

@@ -136,6 +136,12 @@ def _holdout_cells(holdout: TrainingData) -> np.ndarray:
     return (torch.expm1(view) * 1e-4).permute(0, 2, 3, 1).numpy()
 
 
+def _progress(run: Path) -> dict[str, Any]:
+    """The run's progress.json ({} when absent)."""
+    path = run / "progress.json"
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
@@ -175,8 +181,10 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         opt_d.load_state_dict(saved["opt_d"])
         state = saved["state"]
         log(f"resumed {checkpoint} at step {state['step']} ({state['showers_seen']} showers seen)")
+    state["command"] = command
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "start_step": state["step"],
-               "host": platform.node(), "threads": torch.get_num_threads(), "data_showers": len(data)}
+               "command": command, "host": platform.node(), "threads": torch.get_num_threads(),
+               "data_showers": len(data)}
     if not state["flow_history"]:
         state["flow_history"] = train_energy_flow(model, train, holdout, config, log)
 
@@ -236,13 +244,14 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     return state
 
 
-def export_model(run_dir: str | Path, model_dir: str | Path, *, command: str, status: str,
+def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | None = None,
                  name: str | None = None) -> Path:
     """Write ``model_dir`` (generator.safetensors + card.json) from the campaign's checkpoint; returns the folder.
 
     The card records the command, the data's provenance, the device, CPU hours, sessions, steps and showers seen;
-    ``status`` says how far the campaign got (e.g. "in progress: ..." or "stopped: ..."). The validation figures
-    are added by ``python -m calogen validate --model ... --update-card``.
+    The card's command is the one that ran the campaign's last session. ``status`` says how far the campaign got
+    (default "in progress: N steps, M showers seen, H CPU hours"). The validation figures are added by
+    ``python -m calogen validate --model ... --update-card``.
     """
     from calogen.gan.generate import save_model
 
@@ -253,6 +262,9 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, command: str, st
     model = build_factorised(config.arch, {"shape": config.shape})
     model.load_state_dict(saved["model"])
     folder = Path(model_dir)
+    if status is None:
+        status = (f"in progress: {state['step']} steps, {state['showers_seen']} showers seen, "
+                  f"{state['cpu_seconds'] / 3600:.2f} CPU hours")
     card: dict[str, Any] = {
         "name": name or folder.name,
         "arch": config.arch,
@@ -262,7 +274,7 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, command: str, st
         "particle": "e-",
         "detector": "clic_ecal",
         "training": {
-            "command": command,
+            "command": state.get("command") or _progress(run).get("command", ""),
             "data": describe_data(config.data),
             "device": "cpu",
             "steps": state["step"],
