@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from calogen.gan.factorised.campaign import CampaignConfig, export_model, run_campaign, train_energy_flow
+from calogen.gan.factorised.campaign import (
+    CampaignConfig,
+    export_model,
+    layer_widths,
+    run_campaign,
+    train_energy_flow,
+)
 from calogen.gan.factorised.data import load_training_data
 from calogen.gan.factorised.energy_flow import EnergyFlowConfig, from_flow_space, to_flow_space
 from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
@@ -142,6 +148,14 @@ def test_campaign_improves_the_hit_count_resumes_and_exports(toy_file: Path, tmp
     (folder / "card.json").write_text(json.dumps(card))
     with pytest.raises(ModelLoadError, match="shape"):
         load_generator(folder)
+
+
+def test_layer_widths_of_known_showers() -> None:
+    showers = torch.zeros(1, 51, 51, 25)
+    showers[0, 25, 25, 0] = 1.0  # one cell: no spread
+    showers[0, 24, 25, 1] = showers[0, 26, 25, 1] = 0.5  # two cells 2 apart: 1 cell from the barycentre
+    widths = layer_widths(showers)
+    assert float(widths[0, 0]) == pytest.approx(1e-3) and float(widths[0, 1]) == pytest.approx(1.0)
 
 
 def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:

@@ -29,13 +29,13 @@ import torch.nn.functional as F
 from calogen.gan.factorised.data import TrainingData, describe_data, load_training_data
 from calogen.gan.factorised.energy_flow import context_features, to_flow_space
 from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
-from calogen.gan.factorised.shape_nets import ShapeCritic, critic_input
+from calogen.gan.factorised.shape_nets import CELL_SCALE_GEV, ShapeCritic, critic_input
 from calogen.gan.nets.layers import measured_angle
 from calogen.showers import TRAINING_RANGE
 from calogen.validation import features
 from calogen.version import __version__
 
-__all__ = ["CampaignConfig", "export_model", "monitor_figures", "run_campaign", "train_energy_flow"]
+__all__ = ["CampaignConfig", "export_model", "layer_widths", "monitor_figures", "run_campaign", "train_energy_flow"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -50,6 +50,7 @@ class CampaignConfig:
     lr_generator: float = 1e-4
     lr_critic: float = 2e-4
     angle_weight: float = 1.0  # weight of the measured-angle constraint (radians of mean absolute error)
+    width_weight: float = 1.0  # weight of the layer-width constraint (mean |log width| difference per layer)
     flow_epochs: int = 40
     flow_batch: int = 256
     flow_lr: float = 1e-3
@@ -130,10 +131,22 @@ def monitor_figures(model: FactorisedGenerator, holdout: TrainingData, cells_hol
     }
 
 
+def layer_widths(showers_gev: torch.Tensor) -> torch.Tensor:
+    """(B, Z) energy-weighted RMS transverse distance from each layer's barycentre, cells; showers (B, X, Y, Z)."""
+    _, nx, ny, _ = showers_gev.shape
+    x = torch.arange(nx, dtype=showers_gev.dtype)[None, :, None, None]
+    y = torch.arange(ny, dtype=showers_gev.dtype)[None, None, :, None]
+    total = showers_gev.sum(dim=(1, 2), keepdim=True).clamp(min=1e-12)  # (B, 1, 1, Z)
+    x_mean = (showers_gev * x).sum(dim=(1, 2), keepdim=True) / total
+    y_mean = (showers_gev * y).sum(dim=(1, 2), keepdim=True) / total
+    spread = (showers_gev * ((x - x_mean) ** 2 + (y - y_mean) ** 2)).sum(dim=(1, 2), keepdim=True) / total
+    return torch.sqrt(spread.clamp(min=1e-6))[:, 0, 0, :]
+
+
 def _holdout_cells(holdout: TrainingData) -> np.ndarray:
     """GeV cells of the monitoring showers, recovered from the critic view (float16 log1p, ~1e-3 relative)."""
     view = holdout.critic_view.float()
-    return (torch.expm1(view) * 1e-4).permute(0, 2, 3, 1).numpy()
+    return (torch.expm1(view) * CELL_SCALE_GEV).permute(0, 2, 3, 1).numpy()
 
 
 def _progress(run: Path) -> dict[str, Any]:
@@ -221,9 +234,14 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         opt_d.zero_grad()
         loss_d.backward()
         opt_d.step()
-        # (2) generator step: fool the critic, and keep the measured angle of the Monte Carlo shower
+        # (2) generator step: fool the critic, keep the measured angle of the Monte Carlo shower and the batch's
+        # mean layer widths (a feature-matching term, Salimans et al. arXiv:1606.03498, on a physics feature: it
+        # keeps the softmax shapes from collapsing onto single cells while the critic is far ahead)
         angle_loss = (measured_angle(fake) - train.angle_rad[idx]).abs().mean()
-        loss_g = -critic(critic_input(fake), conditions).mean() + config.angle_weight * angle_loss
+        real_cells = (torch.expm1(real_view) * CELL_SCALE_GEV).permute(0, 2, 3, 1)  # (B, X, Y, Z) GeV
+        width_loss = (torch.log(layer_widths(fake).mean(0)) - torch.log(layer_widths(real_cells).mean(0))).abs().mean()
+        loss_g = (-critic(critic_input(fake), conditions).mean() + config.angle_weight * angle_loss
+                  + config.width_weight * width_loss)
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()
@@ -232,7 +250,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         if state["step"] % monitor_every == 0:
             figures = monitor_figures(model, holdout, cells_holdout, config.seed)
             record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": loss_d.item(),
-                      "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(), **figures}
+                      "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(),
+                      "width_loss": width_loss.item(), **figures}
             state["monitor"] = record
             with open(run / "monitor.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
