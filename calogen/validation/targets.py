@@ -116,9 +116,11 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("separation_mean", "separation power", "mean separation power of the shower observables' "
                "histograms, 0 = identical (CaloChallenge)", 0.0, -_INF, 0.05),
     MetricSpec("classifier_auc_high", "classifier AUC (features)", "AUC of a classifier telling generated "
-               "from Monte Carlo showers by their observables; 0.5 = cannot tell", 0.5, -_INF, 0.7, ".2f"),
+               "from Monte Carlo showers by their observables; 0.5 = cannot tell, and an AUC far below 0.5 separates "
+               "as well as one far above", 0.5, 0.3, 0.7, ".2f"),
     MetricSpec("classifier_auc_low", "classifier AUC (cells)", "AUC of a classifier telling generated from "
-               "Monte Carlo showers by their cells; 0.5 = cannot tell", 0.5, -_INF, 0.7, ".2f"),
+               "Monte Carlo showers by their cells; 0.5 = cannot tell, and an AUC far below 0.5 separates as well as "
+               "one far above", 0.5, 0.3, 0.7, ".2f"),
     MetricSpec("bmre_profile_z", "longitudinal profile error", "binned mean relative error of the mean "
                "energy per layer", 0.0, -_INF, 0.1),
     MetricSpec("shape_mse", "profile shape MSE", "mean squared error of the normalised mean x, y and layer "
