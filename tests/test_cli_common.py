@@ -110,7 +110,8 @@ def test_figures_are_described_with_unit_target_verdict_and_meaning():
     assert describe_figure("sf_mre", 2.127).startswith(
         "sf_mre=2.127: SF error 212.7 %, target <= 5 %: FAIL (mean relative error of the mean sampling fraction")
     assert describe_figure("classifier_auc_high", 0.52).startswith(
-        "classifier_auc_high=0.52: classifier AUC (features) 0.52, target <= 0.7: pass (")
+        "classifier_auc_high=0.52: classifier AUC (features) 0.52, target 0.3-0.7: pass (")
+    assert ": FAIL (" in describe_figure("classifier_auc_low", 0.2)  # far below 0.5 separates as well as far above
     assert "n/a" in describe_figure("nn_ratio", float("nan")) and "no value" in describe_figure("nn_ratio", None)
     assert describe_figure("not_a_known_figure", 1.5) == "not_a_known_figure=1.5"
 
@@ -128,7 +129,7 @@ def test_models_lists_headline_figures_in_words(tmp_path, capsys):
     assert lines[1].split()[:4] == ["m", "conv2d", "2-500", "60-120"]
     text = "\n".join(lines)
     assert "sf_mre=2.127: SF error 212.7 %, target <= 5 %: FAIL" in text
-    assert "classifier AUC (features) 1.00, target <= 0.7: FAIL (AUC of a classifier" in text
+    assert "classifier AUC (features) 1.00, target 0.3-0.7: FAIL (AUC of a classifier" in text
     assert "shape_mse" not in text  # headline figures only
     assert "not validated yet: python -m calogen validate --model new" in text
     assert main(["models", "--models-dir", str(tmp_path)]) == 0
