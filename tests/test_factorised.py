@@ -16,19 +16,20 @@ from calogen.gan.factorised.campaign import (
     export_model,
     layer_widths,
     run_campaign,
+    soft_hits,
     train_energy_flow,
 )
 from calogen.gan.factorised.data import load_training_data
 from calogen.gan.factorised.energy_flow import EnergyFlowConfig, from_flow_space, to_flow_space
 from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
-from calogen.gan.factorised.shape_nets import ShapeConfig, _layer_shapes, build_shape_generator
+from calogen.gan.factorised.shape_nets import ShapeConfig, _layer_shapes, _Speckle, build_shape_generator
 from calogen.gan.generate import ModelLoadError, load_generator
 from calogen.io import write_showers
 from calogen.showers import ShowerSet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SMALL_SHAPE = {"channels": [8, 8, 4], "latent_dim": 8}
+SMALL_SHAPE = {"channels": [8, 8, 4], "latent_dim": 12, "speckle_dim": 4, "threshold_gev": 5e-5}
 
 
 def _toy_showers(n: int, seed: int) -> ShowerSet:
@@ -91,6 +92,44 @@ def test_cells_far_below_their_layer_are_exactly_empty() -> None:
     torch.testing.assert_close(shapes.sum(dim=(1, 2)), torch.ones(1, 25))
 
 
+def test_an_energy_threshold_empties_cells_but_never_a_layer() -> None:
+    torch.manual_seed(5)
+    config = ShapeConfig(channels=(8, 8, 4), latent_dim=12, speckle_dim=4, threshold_gev=5e-5)
+    net = build_shape_generator(config)
+    layer_energy = torch.full((2, 25), 0.1)
+    layer_energy[:, 24] = 1e-5  # a layer holding less than one threshold
+    with torch.no_grad():
+        cells = net(torch.randn(2, 12), torch.randn(2, 27), layer_energy) * layer_energy[:, None, None, :]
+    assert float(cells[cells > 0].min()) > 0.0
+    occupied = cells[:, :, :, :24]
+    assert float(occupied[occupied > 0].min()) >= 0.0 and int((occupied > 0).sum()) < occupied.numel()
+    # every non-empty cell of a normal layer was above 0.05 MeV before renormalisation, so above it after
+    assert float(occupied[occupied > 0].min()) >= 5e-5
+    torch.testing.assert_close(cells.sum(dim=(1, 2)), layer_energy, rtol=1e-5, atol=1e-9)  # the tiny layer lives
+    with pytest.raises(ValueError, match="speckle_dim"):
+        build_shape_generator(ShapeConfig(latent_dim=8, speckle_dim=8))
+
+
+def test_the_speckle_field_is_unit_normal_and_a_function_of_the_noise() -> None:
+    speckle = _Speckle(32, (51, 51, 25))
+    noise = torch.randn(4, 32, generator=torch.Generator().manual_seed(0))
+    field = speckle(noise)
+    assert field.shape == (4, 51, 51, 25)
+    assert float(field.mean()) == pytest.approx(0.0, abs=0.02) and float(field.std()) == pytest.approx(1.0, abs=0.03)
+    torch.testing.assert_close(_Speckle(32, (51, 51, 25))(noise), field)  # rebuilt: the same field
+    torch.testing.assert_close(speckle(noise[2:3]), field[2:3])  # independent of the batch
+    corr = np.corrcoef(field[0].flatten().numpy()[:2000], field[0].flatten().numpy()[1:2001])[0, 1]
+    assert abs(corr) < 0.1  # neighbouring cells are independent
+
+
+def test_soft_hits_count_cells_above_0_2_mev() -> None:
+    showers = torch.zeros(1, 51, 51, 25)
+    showers[0, :10, 0, 0] = 1e-3  # ten cells of 1 MeV
+    showers[0, :5, 1, 1] = 1e-5  # five of 0.01 MeV in the next layer
+    assert float(soft_hits(showers)[0, 0]) == pytest.approx(10.0, abs=0.05)
+    assert float(soft_hits(showers)[0, 1]) < 1e-4
+
+
 def test_generator_layers_carry_the_flow_energies() -> None:
     torch.manual_seed(1)
     model = build_factorised("factorised-conv2d", {"shape": SMALL_SHAPE})
@@ -123,7 +162,8 @@ def test_energy_flow_learns_the_sampling_fraction(toy_file: Path) -> None:
 def test_campaign_improves_the_hit_count_resumes_and_exports(toy_file: Path, tmp_path: Path) -> None:
     torch.manual_seed(4)
     config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), batch_size=16, flow_epochs=2,
-                            holdout=32, seed=4, shape=SMALL_SHAPE, lr_generator=1e-3, lr_critic=1e-3)
+                            holdout=32, seed=4, shape=SMALL_SHAPE, lr_generator=1e-3, lr_critic=1e-3,
+                            instance_noise=0.0)
     run = tmp_path / "run"
     first = run_campaign(config, run, minutes=30.0, steps=15, monitor_every=15, log=lambda _: None)
     assert first["step"] == 15 and first["showers_seen"] == 15 * 16
@@ -163,3 +203,20 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
     write_showers(path, _toy_showers(4, seed=1))
     with pytest.raises(ValueError, match="never trained on"):
         load_training_data(path)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--speckle-dim", "70"], "speckle_dim=70 must be at least 0 and below latent_dim=64"),
+    (["--channels", "0", "8", "4"], "every count must be at least 1"),
+    (["--lr-critic", "0"], "learning rates must be positive"),
+])
+def test_campaign_cli_refuses_bad_settings_before_training(flags: list[str], message: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from calogen.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["campaign", "--arch", "factorised-conv2d", "--data", str(tmp_path), "--run", "r", "--minutes", "1"]
+    assert main(argv + flags) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "r").exists()  # nothing was started or written

@@ -43,12 +43,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the card's one-line account of how far the campaign got (default: in progress)")
     parser.add_argument("--batch-size", type=int, default=64, help="showers per step (default 64)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--lr-generator", type=float, default=1e-4, help="shape generator learning rate (1e-4)")
+    parser.add_argument("--lr-critic", type=float, default=2e-4, help="critic learning rate (2e-4)")
+    parser.add_argument("--instance-noise", type=float, default=0.0,
+                        help="std of the noise on the critic's log1p view at step 0, falling to 0 over 20,000 steps")
+    parser.add_argument("--channels", type=int, nargs=3, metavar=("C0", "C1", "C2"), default=None,
+                        help="shape generator channels at the coarse, middle and full resolution (default 64 32 8; "
+                        "conv2d uses the first two)")
+    parser.add_argument("--speckle-dim", type=int, default=None,
+                        help="noise values behind the per-cell speckle field (default 32; 0: a smooth shape)")
+    parser.add_argument("--threshold-mev", type=float, default=None,
+                        help="cells below this energy are empty, MeV (default 0.05)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the campaign session, then export when asked."""
-    from calogen.gan.factorised.campaign import CampaignConfig, export_model, run_campaign
+    from calogen.gan.factorised.campaign import DEFAULT_SHAPE, CampaignConfig, export_model, run_campaign
+    from calogen.gan.factorised.model import build_factorised
     from calogen.gan.jobs import RunError, run_path
 
     if args.minutes < 0 or (args.minutes == 0 and not args.export):
@@ -65,7 +77,22 @@ def run(args: argparse.Namespace) -> int:
         folder = export_model(run_dir, args.export, status=args.status)
         print(f"wrote {folder} from {run_dir}")
         return 0
-    config = CampaignConfig(arch=args.arch, data=args.data, batch_size=args.batch_size, seed=args.seed)
+    shape = dict(DEFAULT_SHAPE)
+    if args.channels is not None:
+        if min(args.channels) < 1:
+            raise CliError(f"--channels {' '.join(map(str, args.channels))}: every count must be at least 1")
+        shape["channels"] = list(args.channels)
+    if args.speckle_dim is not None:
+        shape["speckle_dim"] = args.speckle_dim
+    if args.threshold_mev is not None:
+        shape["threshold_gev"] = args.threshold_mev / 1000.0
+    try:
+        config = CampaignConfig(arch=args.arch, data=args.data, batch_size=args.batch_size, seed=args.seed,
+                                shape=shape, lr_generator=args.lr_generator, lr_critic=args.lr_critic,
+                                instance_noise=args.instance_noise)
+        build_factorised(args.arch, {"shape": shape})  # a setting the nets refuse fails here, not after the flow
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     state = run_campaign(config, run_dir, minutes=args.minutes, command=command,
                          log=lambda line: print(line, flush=True))
     print(f"{run_dir}: step {state['step']}, {state['showers_seen']} showers seen, "

@@ -35,9 +35,22 @@ from calogen.showers import TRAINING_RANGE
 from calogen.validation import features
 from calogen.version import __version__
 
-__all__ = ["CampaignConfig", "export_model", "layer_widths", "monitor_figures", "run_campaign", "train_energy_flow"]
+__all__ = [
+    "DEFAULT_SHAPE",
+    "CampaignConfig",
+    "export_model",
+    "layer_widths",
+    "monitor_figures",
+    "run_campaign",
+    "soft_hits",
+    "train_energy_flow",
+]
 
 CHECKPOINT = "checkpoint.pt"
+HIT_THRESHOLD_GEV = 2e-4  # a hit is a cell above 0.2 MeV (the 3DGAN analyses' threshold)
+DEFAULT_SHAPE: dict[str, Any] = {"speckle_dim": 32, "threshold_gev": 5e-5}
+"""Shape generator settings of a new campaign: a per-cell speckle field and a 0.05 MeV cell threshold (cells below
+it hold 0.07 % of the Monte Carlo's energy but 6 % of its non-empty cells)."""
 
 
 @dataclass(frozen=True)
@@ -51,19 +64,24 @@ class CampaignConfig:
     lr_critic: float = 2e-4
     angle_weight: float = 1.0  # weight of the measured-angle constraint (radians of mean absolute error)
     width_weight: float = 1.0  # weight of the layer-width constraint (mean |log width| difference per layer)
+    hits_weight: float = 1.0  # weight of the hit-count constraint (mean |log(1 + hits)| difference per layer)
+    instance_noise: float = 0.0  # std of the Gaussian noise added to what the critic sees (log1p units) at step 0
+    instance_noise_steps: int = 20000  # the instance noise falls linearly to zero over this many steps
     flow_epochs: int = 40
     flow_batch: int = 256
     flow_lr: float = 1e-3
     holdout: int = 400  # the last showers of the data, kept out of training to monitor it
     seed: int = 1
     max_showers: int | None = None  # read at most this many showers (tests; None = all)
-    shape: dict[str, Any] = field(default_factory=dict)  # ShapeConfig overrides (channels, latent_dim)
+    shape: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SHAPE))  # ShapeConfig overrides
 
     def __post_init__(self) -> None:
         if self.arch not in FACTORISED_ARCHITECTURES:
             raise ValueError(f"arch={self.arch!r}: use one of {', '.join(FACTORISED_ARCHITECTURES)}")
         if self.batch_size < 2 or self.flow_batch < 2:
             raise ValueError("batch sizes must be at least 2 showers")
+        if min(self.lr_generator, self.lr_critic) <= 0.0 or self.instance_noise < 0.0:
+            raise ValueError("learning rates must be positive and the instance noise not negative")
 
 
 def _cpu_seconds() -> float:
@@ -143,6 +161,17 @@ def layer_widths(showers_gev: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(spread.clamp(min=1e-6))[:, 0, 0, :]
 
 
+def soft_hits(showers_gev: torch.Tensor, width: float = 0.25) -> torch.Tensor:
+    """(B, Z) differentiable hit counts per layer: sum over cells of sigmoid((ln cell - ln 0.2 MeV) / width)."""
+    log_cell = torch.log(showers_gev.clamp(min=1e-12))
+    return torch.sigmoid((log_cell - math.log(HIT_THRESHOLD_GEV)) / width).sum(dim=(1, 2))
+
+
+def _noisy(view: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The critic's view with Gaussian instance noise of std ``sigma`` (log1p units); unchanged for sigma 0."""
+    return view + sigma * torch.randn_like(view) if sigma > 0.0 else view
+
+
 def _holdout_cells(holdout: TrainingData) -> np.ndarray:
     """GeV cells of the monitoring showers, recovered from the critic view (float16 log1p, ~1e-3 relative)."""
     view = holdout.critic_view.float()
@@ -188,16 +217,20 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if saved["state"]["config"]["arch"] != config.arch:
             raise ValueError(f"{checkpoint} trains {saved['state']['config']['arch']}, not {config.arch}")
+        if saved["state"]["config"].get("shape", {}) != config.shape:
+            raise ValueError(f"{checkpoint} trains a shape generator with {saved['state']['config'].get('shape')}, "
+                             f"not {config.shape}: resume with the same settings or start a new run")
         model.load_state_dict(saved["model"])
         critic.load_state_dict(saved["critic"])
         opt_g.load_state_dict(saved["opt_g"])
         opt_d.load_state_dict(saved["opt_d"])
         state = saved["state"]
+        state["config"] = asdict(config)  # a session may change the learning rates or the data; each keeps its own
         log(f"resumed {checkpoint} at step {state['step']} ({state['showers_seen']} showers seen)")
     state["command"] = command
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "start_step": state["step"],
                "command": command, "host": platform.node(), "threads": torch.get_num_threads(),
-               "data_showers": len(data)}
+               "data_showers": len(data), "config": asdict(config)}
     if not state["flow_history"]:
         state["flow_history"] = train_energy_flow(model, train, holdout, config, log)
 
@@ -227,21 +260,26 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         conditions = torch.cat([context_features(energy, theta),
                                 model.energy_flow.standardised(layers, energy)], 1).detach()
         latent = torch.randn(config.batch_size, model.shape_config.latent_dim)
-        fake = model.shape(latent, conditions) * layers[:, None, None, :]  # (B, X, Y, Z) GeV
-        # (1) critic step: hinge loss on real and generated showers at the same conditions
-        loss_d = (F.relu(1.0 - critic(real_view, conditions)).mean()
-                  + F.relu(1.0 + critic(critic_input(fake.detach()), conditions)).mean())
+        fake = model.shape(latent, conditions, layers) * layers[:, None, None, :]  # (B, X, Y, Z) GeV
+        # (1) critic step: hinge loss on real and generated showers at the same conditions, both seen through
+        # instance noise (Sonderby et al. arXiv:1610.04490) so that the critic cannot win on cell-level details
+        # (float16 storage, the cell threshold) before the shapes are right
+        sigma = config.instance_noise * max(0.0, 1.0 - state["step"] / max(config.instance_noise_steps, 1))
+        loss_d = (F.relu(1.0 - critic(_noisy(real_view, sigma), conditions)).mean()
+                  + F.relu(1.0 + critic(_noisy(critic_input(fake.detach()), sigma), conditions)).mean())
         opt_d.zero_grad()
         loss_d.backward()
         opt_d.step()
-        # (2) generator step: fool the critic, keep the measured angle of the Monte Carlo shower and the batch's
-        # mean layer widths (a feature-matching term, Salimans et al. arXiv:1606.03498, on a physics feature: it
-        # keeps the softmax shapes from collapsing onto single cells while the critic is far ahead)
+        # (2) generator step: fool the critic, keep the measured angle of the Monte Carlo shower, the batch's
+        # mean layer widths and mean hit counts per layer (feature matching, Salimans et al. arXiv:1606.03498, on
+        # physics features: they keep the softmax shapes from collapsing onto few cells while the critic is ahead)
         angle_loss = (measured_angle(fake) - train.angle_rad[idx]).abs().mean()
         real_cells = (torch.expm1(real_view) * CELL_SCALE_GEV).permute(0, 2, 3, 1)  # (B, X, Y, Z) GeV
         width_loss = (torch.log(layer_widths(fake).mean(0)) - torch.log(layer_widths(real_cells).mean(0))).abs().mean()
-        loss_g = (-critic(critic_input(fake), conditions).mean() + config.angle_weight * angle_loss
-                  + config.width_weight * width_loss)
+        real_hits = (real_cells > HIT_THRESHOLD_GEV).float().sum(dim=(1, 2)).mean(0)  # (Z,)
+        hits_loss = (torch.log1p(soft_hits(fake).mean(0)) - torch.log1p(real_hits)).abs().mean()
+        loss_g = (-critic(_noisy(critic_input(fake), sigma), conditions).mean() + config.angle_weight * angle_loss
+                  + config.width_weight * width_loss + config.hits_weight * hits_loss)
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()
@@ -251,7 +289,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             figures = monitor_figures(model, holdout, cells_holdout, config.seed)
             record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": loss_d.item(),
                       "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(),
-                      "width_loss": width_loss.item(), **figures}
+                      "width_loss": width_loss.item(), "hits_loss": hits_loss.item(), "instance_noise": sigma,
+                      **figures}
             state["monitor"] = record
             with open(run / "monitor.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")

@@ -43,7 +43,7 @@ class FactorisedGenerator(nn.Module):
                 latent: torch.Tensor) -> torch.Tensor:
         """(B, X, Y, Z) GeV: the shape generator's layers scaled to the given layer energies (B, 25), GeV."""
         conditions = shape_conditions(self.energy_flow, energy_gev, theta_rad, layer_energy_gev)
-        return self.shape(latent, conditions) * layer_energy_gev[:, None, None, :]
+        return self.shape(latent, conditions, layer_energy_gev) * layer_energy_gev[:, None, None, :]
 
     def forward(self, energy_gev: torch.Tensor, theta_rad: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """energy_gev (B,), theta_rad (B,), noise (B, latent_dim) standard normal -> showers (B, X, Y, Z), GeV."""

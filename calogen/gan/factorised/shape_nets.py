@@ -8,6 +8,13 @@ softmax over each layer's cells followed by a ReLU below a floor, so cells can b
 sparsity) while no layer can die, and each layer sums to one; the shower is the shape times the layer energies
 from the energy model.
 
+Monte Carlo showers are speckled: about 1 % of the cells are hit, and a cell is either empty or holds at least the
+deposit of a few crossing particles. Two things let a generator draw that rather than a smooth mean shape (with
+``speckle_dim > 0`` and ``threshold_gev > 0``): the logits are ``mean + spread x eps``, both maps produced by the
+network and ``eps`` a per-cell standard normal field (a fixed random projection of ``speckle_dim`` noise values, so a
+seed gives the same shower on every device, like the noise inputs of StyleGAN, Karras et al. arXiv:1812.04948); and
+the sparsity floor is an energy, ``threshold_gev`` per cell, instead of a fraction of the layer.
+
 The critic (:class:`ShapeCritic`) sees ``log1p(cell / 0.1 MeV)`` with the layers as channels and the conditions
 through a projection term (Miyato & Koyama, arXiv:1802.05637), with spectral normalisation on every layer
 (Miyato et al., arXiv:1802.05957) for the hinge loss.
@@ -49,19 +56,62 @@ class ShapeConfig:
     n_conditions: int = 27  # log energy, angle, 25 layer-energy variables
     grid: tuple[int, int, int] = (51, 51, 25)  # cells x, y, layers
     channels: tuple[int, int, int] = (64, 32, 8)  # conv3d uses all three, conv2d the first two
+    speckle_dim: int = 0  # noise values projected onto the per-cell field eps (0: a smooth shape, no eps)
+    threshold_gev: float = 0.0  # cells below this energy are empty (0: the floor is SPARSITY_FLOOR of the layer)
 
 
-def _layer_shapes(logits: torch.Tensor) -> torch.Tensor:
+def _layer_shapes(logits: torch.Tensor, floor: torch.Tensor | None = None) -> torch.Tensor:
     """(B, X, Y, Z) logits -> (B, X, Y, Z) non-negative shapes, each layer summing to one.
 
-    A softmax over the cells of each layer, then ``relu(p - SPARSITY_FLOOR)`` renormalised: cells below the floor
-    are exactly empty (the 3DGAN's sparsity through a ReLU), while a layer can never die, because its largest
-    cell always holds at least 1/(X Y) of the layer, far above the floor.
+    A softmax over the cells of each layer, then renormalised after the cells below a floor are emptied. Without
+    ``floor`` the cut is ``relu(p - SPARSITY_FLOOR)`` (the 3DGAN's sparsity through a ReLU). With ``floor``
+    ((B, Z) fractions of each layer, an energy threshold over the layer energy) cells below it are set to zero and
+    the others kept, so every non-empty cell holds at least the threshold. Either floor is capped at half the
+    layer's largest cell, so a layer can never die.
     """
     b, nx, ny, nz = logits.shape
     p = torch.softmax(logits.reshape(b, nx * ny, nz), dim=1)
-    sparse = F.relu(p - SPARSITY_FLOOR)
+    cap = 0.5 * p.amax(dim=1, keepdim=True).detach()  # (B, 1, Z)
+    if floor is None:
+        sparse = F.relu(p - torch.minimum(torch.full_like(cap, SPARSITY_FLOOR), cap))
+    else:
+        sparse = p * (p >= torch.minimum(floor[:, None, :], cap)).to(p.dtype)
     return (sparse / sparse.sum(dim=1, keepdim=True)).reshape(b, nx, ny, nz)
+
+
+class _Speckle(nn.Module):
+    """A per-cell standard normal field eps (B, X, Y, Z) from ``speckle_dim`` noise values (B, k).
+
+    ``eps = noise @ W / |noise|`` with W (k, X Y Z) standard normal, drawn once from a fixed seed (not trained, not
+    stored): over the cells of a shower eps is a unit normal field whatever the noise's norm, nearby cells are
+    uncorrelated, and the field is a pure function of the noise, so a seeded sample is reproducible on any device
+    and in any batch.
+    """
+
+    def __init__(self, k: int, grid: tuple[int, int, int]) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(20261202)
+        weight = torch.randn(k, grid[0] * grid[1] * grid[2], generator=generator)
+        self.register_buffer("weight", weight, persistent=False)
+        self.grid = grid
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        weight: torch.Tensor = self.weight  # type: ignore[assignment]
+        direction = noise / noise.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        return (direction @ weight.to(noise.dtype)).view(-1, *self.grid)
+
+
+def _split_latent(config: ShapeConfig, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, latent_dim) -> the network's latent (B, latent_dim - speckle_dim) and the speckle noise (B, speckle_dim)."""
+    k = config.speckle_dim
+    return latent[:, :config.latent_dim - k], latent[:, config.latent_dim - k:]
+
+
+def _floor(config: ShapeConfig, layer_energy_gev: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, Z) floor fractions for an absolute cell threshold, or None for the default fraction."""
+    if config.threshold_gev <= 0.0 or layer_energy_gev is None:
+        return None
+    return config.threshold_gev / layer_energy_gev.clamp(min=1e-12)
 
 
 class ShapeGenerator2D(nn.Module):
@@ -73,20 +123,28 @@ class ShapeGenerator2D(nn.Module):
         c0, c1, _ = config.channels
         nx, ny, nz = config.grid
         self._coarse = (c0, (nx + 3) // 4, (ny + 3) // 4)
-        self.dense = nn.Linear(config.latent_dim + config.n_conditions, c0 * self._coarse[1] * self._coarse[2])
+        n_in = config.latent_dim - config.speckle_dim + config.n_conditions
+        self.dense = nn.Linear(n_in, c0 * self._coarse[1] * self._coarse[2])
         self.conv = nn.Conv2d(c0 + 2, c1, 3, padding=1)
-        self.up = nn.ConvTranspose2d(c1, nz, 4, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(c1, nz * (2 if config.speckle_dim else 1), 4, stride=2, padding=1)
+        self.speckle = _Speckle(config.speckle_dim, config.grid) if config.speckle_dim else None
 
-    def forward(self, latent: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """latent (B, latent_dim), conditions (B, 27) -> shapes (B, X, Y, Z), each layer summing to one."""
-        nx, ny, _ = self.config.grid
+    def forward(self, latent: torch.Tensor, conditions: torch.Tensor,
+                layer_energy_gev: torch.Tensor | None = None) -> torch.Tensor:
+        """latent (B, latent_dim), conditions (B, 27), layer energies (B, Z) GeV (for the cell threshold) ->
+        shapes (B, X, Y, Z), each layer summing to one."""
+        nx, ny, nz = self.config.grid
         c0, cx, cy = self._coarse
-        h = F.leaky_relu(self.dense(torch.cat([latent, conditions], 1)), 0.2).view(-1, c0, cx, cy)  # (B, C, 13, 13)
+        z, speckle = _split_latent(self.config, latent)
+        h = F.leaky_relu(self.dense(torch.cat([z, conditions], 1)), 0.2).view(-1, c0, cx, cy)  # (B, C, 13, 13)
         h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, C, 26, 26)
         h = torch.cat([h, conditions[:, :2, None, None].expand(-1, -1, 2 * cx, 2 * cy)], 1)
         h = F.leaky_relu(self.conv(h), 0.2)
-        logits = self.up(h)[:, :, :nx, :ny]  # (B, Z, 52, 52) -> (B, Z, X, Y)
-        return _layer_shapes(logits.permute(0, 2, 3, 1))  # (B, X, Y, Z)
+        out = self.up(h)[:, :, :nx, :ny].permute(0, 2, 3, 1)  # (B, 52, 52, Z or 2Z) -> (B, X, Y, Z or 2Z)
+        logits = out[..., :nz]
+        if self.speckle is not None:
+            logits = logits + F.softplus(out[..., nz:]) * self.speckle(speckle)
+        return _layer_shapes(logits, _floor(self.config, layer_energy_gev))  # (B, X, Y, Z)
 
 
 class ShapeGenerator3D(nn.Module):
@@ -98,26 +156,38 @@ class ShapeGenerator3D(nn.Module):
         c0, c1, c2 = config.channels
         nx, ny, nz = config.grid
         self._coarse = (c0, (nx + 3) // 4, (ny + 3) // 4, (nz + 3) // 4)
-        self.dense = nn.Linear(config.latent_dim + config.n_conditions,
-                               c0 * self._coarse[1] * self._coarse[2] * self._coarse[3])
+        n_in = config.latent_dim - config.speckle_dim + config.n_conditions
+        self.dense = nn.Linear(n_in, c0 * self._coarse[1] * self._coarse[2] * self._coarse[3])
         self.conv = nn.Conv3d(c0 + 2, c1, 3, padding=1)
         self.up1 = nn.ConvTranspose3d(c1, c2, 4, stride=2, padding=1)
-        self.up2 = nn.ConvTranspose3d(c2, 1, 4, stride=2, padding=1)
+        self.up2 = nn.ConvTranspose3d(c2, 2 if config.speckle_dim else 1, 4, stride=2, padding=1)
+        self.speckle = _Speckle(config.speckle_dim, config.grid) if config.speckle_dim else None
 
-    def forward(self, latent: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """latent (B, latent_dim), conditions (B, 27) -> shapes (B, X, Y, Z), each layer summing to one."""
+    def forward(self, latent: torch.Tensor, conditions: torch.Tensor,
+                layer_energy_gev: torch.Tensor | None = None) -> torch.Tensor:
+        """latent (B, latent_dim), conditions (B, 27), layer energies (B, Z) GeV (for the cell threshold) ->
+        shapes (B, X, Y, Z), each layer summing to one."""
         nx, ny, nz = self.config.grid
         c0, cx, cy, cz = self._coarse
-        h = F.leaky_relu(self.dense(torch.cat([latent, conditions], 1)), 0.2).view(-1, c0, cx, cy, cz)
+        z, speckle = _split_latent(self.config, latent)
+        h = F.leaky_relu(self.dense(torch.cat([z, conditions], 1)), 0.2).view(-1, c0, cx, cy, cz)
         h = torch.cat([h, conditions[:, :2, None, None, None].expand(-1, -1, cx, cy, cz)], 1)  # (B, C0+2, 13, 13, 7)
         h = F.leaky_relu(self.conv(h), 0.2)
         h = F.leaky_relu(self.up1(h), 0.2)  # (B, C2, 26, 26, 14)
-        logits = self.up2(h)[:, 0, :nx, :ny, :nz]  # (B, 52, 52, 28) -> (B, X, Y, Z)
-        return _layer_shapes(logits)
+        out = self.up2(h)[:, :, :nx, :ny, :nz]  # (B, 1 or 2, 52, 52, 28) -> (B, 1 or 2, X, Y, Z)
+        logits = out[:, 0]
+        if self.speckle is not None:
+            logits = logits + F.softplus(out[:, 1]) * self.speckle(speckle)
+        return _layer_shapes(logits, _floor(self.config, layer_energy_gev))
 
 
 def build_shape_generator(config: ShapeConfig) -> nn.Module:
     """The generator of ``config.kind``."""
+    if not 0 <= config.speckle_dim < config.latent_dim:
+        raise ValueError(f"speckle_dim={config.speckle_dim} must be at least 0 and below "
+                         f"latent_dim={config.latent_dim}")
+    if config.threshold_gev < 0.0:
+        raise ValueError(f"threshold_gev={config.threshold_gev} must not be negative")
     if config.kind == "conv2d":
         return ShapeGenerator2D(config)
     if config.kind == "conv3d":
