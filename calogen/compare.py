@@ -94,6 +94,8 @@ def _bin_row(reference: ShowerSet, candidate: ShowerSet, ref_sum: dict[str, Any]
     means = {f"{name}_{which}": float(np.mean(summary["scalars"][name][mask]))
              for name in ("measured_angle_rad", "barycentre_z_layer", "n_hits")
              for which, summary, mask in (("reference", ref_sum, mr), ("candidate", cand_sum, mc))}
+    means["core_5mm_reference"] = float(np.mean(F.core_containment(reference.showers[mr], 5.1)))
+    means["core_5mm_candidate"] = float(np.mean(F.core_containment(candidate.showers[mc], 5.1)))
     mean_r = reference.showers[mr].mean(axis=0, dtype=np.float64)
     mean_c = candidate.showers[mc].mean(axis=0, dtype=np.float64)
     l1, l1e4 = (ssim(mean_r, mean_c, data_range=d) for d in SSIM_DATA_RANGES)

@@ -85,6 +85,7 @@ def _run_model(args: argparse.Namespace) -> int:
     from calogen.compare import validate_model
     from calogen.gan.cards import write_validation
     from calogen.gan.generate import resolve_model_dir
+    from calogen.validation.bin_table import bin_table_lines
     from calogen.validation.comparison import Comparison
 
     command = "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -102,6 +103,8 @@ def _run_model(args: argparse.Namespace) -> int:
               f"{args.reference} inside the model's trained range, one generated shower per reference shower")
         for key in _MODEL_SUMMARY:
             print("  " + describe_figure(key, comparison.metrics.get(key)))
+        print("per bin (SF err = |relative error|; hits err, angle d and core d = generated minus reference):")
+        print("\n".join("  " + line for line in bin_table_lines(comparison.bins)))
     return 0
 
 

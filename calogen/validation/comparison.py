@@ -81,7 +81,8 @@ class BinRow:
     of each sample and its standard error; sf_relative_error = |<SF_ref> - <SF_cand>| / <SF_ref>; sf_resolution_*:
     std / mean of the sampling fraction; separation_sf: separation power of the two SF histograms; shape_mse_* and
     bmre_profile_*: of the mean profiles along x, y, z; *_reference / *_candidate: sample means of the measured
-    angle (rad), the longitudinal barycentre (layers) and the hit count; ssim_l1, ssim_l1e4: SSIM of the two mean
+    angle (rad), the longitudinal barycentre (layers), the hit count (cells above 0.2 MeV) and the core containment
+    (fraction within 5.1 mm); ssim_l1, ssim_l1e4: SSIM of the two mean
     showers with L = 1 and 1e-4 GeV.
     """
 
@@ -109,6 +110,8 @@ class BinRow:
     barycentre_z_layer_candidate: float | None = None
     n_hits_reference: float | None = None
     n_hits_candidate: float | None = None
+    core_5mm_reference: float | None = None  # mean fraction of the energy within 5.1 mm of the shower axis
+    core_5mm_candidate: float | None = None
     ssim_l1: float | None = None
     ssim_l1e4: float | None = None
 
@@ -121,11 +124,14 @@ class BinRow:
         return out
 
     def to_card_json(self) -> dict[str, Any]:
-        """The row as a model card records it: counts, sampling fractions, profile errors, and the bin as
+        """The row as a model card records it: counts, sampling fractions, profile errors, the means of the
+        measured angle (rad), hit count, longitudinal barycentre and core containment, and the bin as
         ``energy_bin_gev`` (rounded to 1 MeV) and ``theta_bin_deg`` (degrees, rounded to 0.01)."""
         keys = ("n_reference", "n_candidate", "sf_reference", "sf_reference_err", "sf_candidate",
                 "sf_candidate_err", "sf_relative_error", "shape_mse_z", "bmre_profile_x", "bmre_profile_y",
-                "bmre_profile_z")
+                "bmre_profile_z", "measured_angle_rad_reference", "measured_angle_rad_candidate",
+                "n_hits_reference", "n_hits_candidate", "barycentre_z_layer_reference",
+                "barycentre_z_layer_candidate", "core_5mm_reference", "core_5mm_candidate")
         out: dict[str, Any] = {key: getattr(self, key) for key in keys}
         out["energy_bin_gev"] = [round(v, 3) for v in self.energy_gev]
         out["theta_bin_deg"] = [round(math.degrees(v), 2) for v in self.theta_rad]

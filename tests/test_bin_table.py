@@ -1,0 +1,59 @@
+"""The per-bin physics table: a 1.1x scaled sample misses the SF target in every bin, its hits and angle do not
+change, and a card's rows carry the hit count, measured angle and core containment that the table reads."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from synthetic import synthetic_showers
+
+from calogen.compare import compare_samples
+from calogen.showers import ShowerSet
+from calogen.validation.bin_table import bin_table_lines, judge_bin
+from calogen.validation.binning import ConditionBins
+from calogen.validation.comparison import BinRow
+
+BINS = ConditionBins(((50.0, 100.0), (100.0, 150.0)), ((1.5, 1.65),))
+
+
+@pytest.fixture(scope="module")
+def scaled_rows() -> list[BinRow]:
+    ref = synthetic_showers(200, seed=1)
+    scaled = ShowerSet(ref.showers * np.float32(1.10), ref.energy_gev, ref.theta_rad, {"source": "x1.1"})
+    return compare_samples(ref, scaled, bins=BINS, classifier=False, seed=0).bins
+
+
+def test_scaled_cells_miss_only_the_sf_target(scaled_rows: list[BinRow]) -> None:
+    for row in scaled_rows:
+        verdict = judge_bin(row)
+        assert verdict.sf_relative_error == pytest.approx(0.10, rel=1e-5)
+        assert verdict.angle_difference_deg == pytest.approx(0.0, abs=1e-6)  # barycentres do not move
+        assert verdict.core_5mm_difference == pytest.approx(0.0, abs=1e-6)  # fractions do not change
+        assert row.core_5mm_reference is not None and 0.0 < row.core_5mm_reference < 1.0
+        assert verdict.hits_relative_error is not None and verdict.hits_relative_error >= 0.0  # more cells pass
+        assert "sf_relative_error" in verdict.failed and "angle_difference_deg" not in verdict.failed
+    lines = bin_table_lines(scaled_rows)
+    assert "sf_relative_error within 2 %: 0 of 2 bins" in lines
+    assert "angle_difference_deg within 2 deg: 2 of 2 bins" in lines
+    assert any(line.strip().startswith("50-100") and "10.0%" in line for line in lines)
+
+
+def test_card_rows_keep_the_table_figures(scaled_rows: list[BinRow]) -> None:
+    back = [BinRow.from_json(row.to_card_json()) for row in scaled_rows]
+    for original, read in zip(scaled_rows, back, strict=True):
+        assert read.n_hits_candidate == original.n_hits_candidate
+        assert read.core_5mm_reference == original.core_5mm_reference
+        assert judge_bin(read) == judge_bin(original)
+
+
+def test_a_bin_off_by_three_degrees_and_twenty_percent_hits_fails_both() -> None:
+    row = BinRow(energy_gev=(2.0, 3.0), theta_rad=(1.0, 1.2), n_reference=10, n_candidate=10,
+                 sf_relative_error=0.01, measured_angle_rad_reference=1.1,
+                 measured_angle_rad_candidate=1.1 + math.radians(3.0), n_hits_reference=100.0,
+                 n_hits_candidate=80.0)
+    verdict = judge_bin(row)
+    assert verdict.failed == ("hits_relative_error", "angle_difference_deg")
+    assert verdict.hits_relative_error == pytest.approx(-0.2) and verdict.core_5mm_difference is None
+    assert "n/a" in bin_table_lines([row])[2]  # the core was not measured
