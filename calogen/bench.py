@@ -27,7 +27,9 @@ import torch
 from calogen.showers import Conditions
 
 __all__ = [
+    "ArchitectureRow",
     "BenchResult",
+    "architecture_table",
     "auto_batch_size",
     "conv3d_paths",
     "run_benchmark",
@@ -308,3 +310,61 @@ def run_benchmark(
         if published_ms is not None and row.kind == "arch":
             row.speedup_vs_published = published_ms / row.ms_per_shower
     return results
+
+
+@dataclass
+class ArchitectureRow:
+    """One trained generator in the Conv2D-versus-Conv3D comparison (Rehm et al., arXiv:2103.10142, Table 3):
+    its cost to train and to run, and its physics figures measured against the same held-out reference."""
+
+    name: str
+    arch: str
+    parameters: int  # trainable parameters of the whole generator
+    train_cpu_ms_per_shower: float  # CPU time of the campaign per shower seen (card: cpu_hours / showers_seen)
+    generation_ms_per_shower: float  # timed now, in this process, through calogen.sources.sample
+    shape_mse: float | None  # from the card's validation
+    sf_mre: float | None
+    classifier_auc_low: float | None
+    classifier_auc_high: float | None
+    reference: str  # the reference file and seed the card's figures were measured on
+
+
+def architecture_table(model_dirs: list[str | Path], *, device: str | torch.device = "cpu", batch_size: int = 64,
+                       energy_gev: float = 100.0, theta_rad: float = math.pi / 2, repeats: int = 5,
+                       warmup: int = 1) -> list[ArchitectureRow]:
+    """The Rehm et al. table for trained generators (campaign cards): parameters, training CPU time per shower,
+    generation time per shower (timed here, one process, same conditions and batch) and the validation figures of
+    each card. Raises ValueError when a card has no validation or the cards were validated on different
+    reference samples (the figures would not be comparable)."""
+    from calogen import sources
+    from calogen.gan.generate import load_generator
+
+    dev = torch.device(device)
+    rows: list[ArchitectureRow] = []
+    conditions = Conditions.broadcast(energy_gev, theta_rad, batch_size)
+    for folder in model_dirs:
+        loaded = load_generator(folder, device=dev, fast=True)
+        card = loaded.card
+        validation, training = card.get("validation") or {}, card.get("training") or {}
+        if not validation:
+            raise ValueError(f"{folder}: the card has no validation; run python -m calogen validate --model "
+                             f"{folder} --reference data/reference.h5 --update-card first")
+        reference = validation.get("reference") or {}
+        loaded.batch_size = batch_size
+        fn = partial(sources.sample, loaded, conditions, seed=0, allow_extrapolation=True)
+        sec, _ = time_call(fn, n_showers=batch_size, device=dev, warmup=warmup, repeats=repeats)
+        seen = float(training.get("showers_seen") or 0.0)
+        cpu_ms = 3.6e6 * float(training.get("cpu_hours") or math.nan) / seen if seen else math.nan
+        rows.append(ArchitectureRow(
+            name=loaded.name, arch=str(card.get("arch")),
+            parameters=sum(p.numel() for p in loaded.module.parameters()),
+            train_cpu_ms_per_shower=cpu_ms, generation_ms_per_shower=1e3 * sec,
+            shape_mse=validation.get("shape_mse"), sf_mre=validation.get("sf_mre"),
+            classifier_auc_low=validation.get("classifier_auc_low"),
+            classifier_auc_high=validation.get("classifier_auc_high"),
+            reference=f"{reference.get('file')} (seed {reference.get('seed')}, {reference.get('showers')} showers)",
+        ))
+    if len({row.reference for row in rows}) > 1:
+        raise ValueError("the cards were validated on different reference samples: "
+                         + "; ".join(f"{row.name}: {row.reference}" for row in rows))
+    return rows

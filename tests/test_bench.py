@@ -81,3 +81,48 @@ def test_cli_rejects_bad_arguments():
     args.theta = 170.0  # GFlash takes 30-150 deg: refused before anything is timed
     with pytest.raises(OutOfRangeError, match="angle 170 deg is outside 30-150 deg, the range GFlash accepts"):
         bench_cli.run(args)
+
+
+def _factorised_model(folder, arch: str, reference_seed: int, shape_mse: float, validated: bool = True):
+    from calogen.gan.factorised.model import build_factorised
+    from calogen.gan.generate import save_model
+    from calogen.showers import TRAINING_RANGE
+
+    model = build_factorised(arch, {"shape": {"channels": [8, 8, 4], "latent_dim": 12, "speckle_dim": 4}})
+    card = {"name": folder.name, "arch": arch, "config": model.config_json(),
+            "condition_range": TRAINING_RANGE.to_json(), "preprocessing": {"kind": "identity"},
+            "training": {"cpu_hours": 0.5, "showers_seen": 90_000}}
+    if validated:
+        card["validation"] = {"shape_mse": shape_mse, "sf_mre": 0.01, "classifier_auc_low": 0.9,
+                              "classifier_auc_high": 0.8,
+                              "reference": {"file": "reference.h5", "seed": reference_seed, "showers": 10}}
+    return save_model(folder, model, card)
+
+
+def test_architecture_table_times_both_and_reads_their_figures(tmp_path, capsys):
+    from calogen.bench import architecture_table
+
+    two = _factorised_model(tmp_path / "c2", "factorised-conv2d", 7, 0.03)
+    three = _factorised_model(tmp_path / "c3", "factorised-conv3d", 7, 0.02)
+    rows = architecture_table([two, three], batch_size=2, repeats=1, warmup=0)
+    assert [r.arch for r in rows] == ["factorised-conv2d", "factorised-conv3d"]
+    assert rows[0].train_cpu_ms_per_shower == pytest.approx(0.5 * 3.6e6 / 90_000)  # 20 ms
+    assert rows[1].shape_mse == 0.02 and rows[0].parameters > 0 and rows[1].generation_ms_per_shower > 0
+    args = argparse.Namespace(device="cpu", batch=2, energy=100.0, theta=90.0, mc_showers=1, repeats=1,
+                              no_mc=True, no_onnx=True, compile=False, json=None,
+                              architectures=[str(two), str(three)])
+    assert bench_cli.run(args) == 0
+    out = capsys.readouterr().out
+    assert "factorised-conv3d" in out and "0.0200" in out and "1.00x" in out
+
+
+def test_architecture_table_refuses_figures_from_different_references(tmp_path):
+    from calogen.bench import architecture_table
+
+    two = _factorised_model(tmp_path / "c2", "factorised-conv2d", 7, 0.03)
+    other = _factorised_model(tmp_path / "c3", "factorised-conv3d", 8, 0.02)
+    with pytest.raises(ValueError, match="different reference samples"):
+        architecture_table([two, other], batch_size=2, repeats=1, warmup=0)
+    bare = _factorised_model(tmp_path / "c4", "factorised-conv3d", 7, 0.02, validated=False)
+    with pytest.raises(ValueError, match="has no validation"):
+        architecture_table([two, bare], batch_size=2, repeats=1, warmup=0)

@@ -13,6 +13,7 @@ import torch
 
 from calogen.gan.factorised.campaign import (
     CampaignConfig,
+    core_fraction,
     export_model,
     layer_widths,
     run_campaign,
@@ -220,3 +221,13 @@ def test_campaign_cli_refuses_bad_settings_before_training(flags: list[str], mes
     assert main(argv + flags) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs" / "r").exists()  # nothing was started or written
+
+
+def test_core_fraction_matches_the_validation_feature() -> None:
+    rng = np.random.default_rng(3)
+    showers = rng.exponential(1.0, (3, 51, 51, 25)).astype(np.float32) * (rng.random((3, 51, 51, 25)) < 0.02)
+    showers[:, 20:23, 30:32, :] += 5.0  # a core off the window centre
+    from calogen.validation.features import core_containment
+
+    np.testing.assert_allclose(core_fraction(torch.from_numpy(showers)).numpy(), core_containment(showers, 5.1),
+                               rtol=1e-5)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from calogen.cli._common import CliError, add_device_arg, deg_to_rad, resolve_device
 
-__all__ = ["format_table", "register", "run"]
+__all__ = ["format_architecture_table", "format_table", "register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime path")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on a CPU)")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("--architectures", nargs="+", metavar="MODEL_DIR", default=None,
+                   help="instead: the Conv2D-versus-Conv3D table (Rehm et al.) of these trained, validated models: "
+                   "parameters, training CPU ms per shower, generation ms per shower timed here, shape MSE, SF "
+                   "error and classifier AUCs, with each one's ratio to the first")
 
 
 def format_table(rows: list[dict]) -> str:
@@ -40,8 +44,29 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_architecture_table(rows: list) -> str:
+    """The Rehm et al. comparison as text; ratios are to the first row."""
+    def num(value: float | None, fmt: str) -> str:
+        return "n/a" if value is None or not math.isfinite(value) else format(value, fmt)
+
+    first = rows[0]
+    head = (f"{'model':12s} {'arch':20s} {'params':>9s} {'train ms/shower':>15s} {'gen ms/shower':>13s} "
+            f"{'gen ratio':>9s} {'shape MSE':>9s} {'SF error':>8s} {'AUC low':>7s} {'AUC high':>8s}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.name[:12]:12s} {r.arch[:20]:20s} {r.parameters:9d} "
+                     f"{num(r.train_cpu_ms_per_shower, '.1f'):>15s} "
+                     f"{num(r.generation_ms_per_shower, '.2f'):>13s} "
+                     f"{num(r.generation_ms_per_shower / first.generation_ms_per_shower, '.2f'):>8s}x "
+                     f"{num(r.shape_mse, '.4f'):>9s} {num(r.sf_mre, '.3f'):>8s} {num(r.classifier_auc_low, '.2f'):>7s} "
+                     f"{num(r.classifier_auc_high, '.2f'):>8s}")
+    lines.append(f"figures from each card's validation against {first.reference}; generation timed here, one "
+                 "process, same batch and conditions")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
-    from calogen.bench import run_benchmark
+    from calogen.bench import architecture_table, run_benchmark
 
     device = resolve_device(args.device)
     if args.batch is not None and args.batch <= 0:
@@ -52,6 +77,17 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--theta {args.theta:g} deg: give an angle between 0 and 180 deg (90 = normal incidence)")
     if args.mc_showers <= 0 or args.repeats <= 0:
         raise CliError("--mc-showers and --repeats must be positive integers")
+    if args.architectures:
+        from calogen.gan.generate import ModelLoadError
+
+        try:
+            table = architecture_table(args.architectures, device=device, batch_size=args.batch or 64,
+                                       energy_gev=args.energy, theta_rad=float(deg_to_rad(args.theta)),
+                                       repeats=args.repeats)
+        except (ValueError, ModelLoadError) as exc:
+            raise CliError(str(exc)) from None
+        print(format_architecture_table(table))
+        return 0
     results = run_benchmark(  # the Monte Carlo and GFlash check the conditions against their own ranges
         device=device, batch_size=args.batch, energy_gev=args.energy, theta_rad=float(deg_to_rad(args.theta)),
         mc_showers=args.mc_showers, repeats=args.repeats, include_mc=not args.no_mc,

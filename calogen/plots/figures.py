@@ -8,6 +8,7 @@ draws every figure of several comparisons at once, and :func:`overlay_values` bi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from calogen.validation.comparison import Comparison, Correlations, Occupancy, Profile, SfPoint
@@ -70,23 +72,33 @@ CELL_MM = CELL_SIZE_MM  # transverse cell size of the CLIC ECAL readout, mm
 FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 14, "color": "#1a1a1a"}
 
 
-def _style_axis(axis: Any) -> None:
-    axis.update(tickfont={"size": 13, "color": "#1a1a1a"}, title_font={"size": 14, "color": "#1a1a1a"},
-                exponentformat="power", linecolor="#555", showline=True, ticks="outside", tickcolor="#555")
-    if axis.type == "log":
-        # decades labelled as powers of ten; the 2-9 in between are unlabelled minor ticks
-        axis.update(dtick=1, minor={"ticks": "outside", "ticklen": 3, "tickcolor": "#777", "showgrid": False})
+_AXIS_STYLE = {"tickfont": {"size": 13, "color": "#1a1a1a"}, "title_font": {"size": 14, "color": "#1a1a1a"},
+               "exponentformat": "power", "linecolor": "#555", "showline": True, "ticks": "outside",
+               "tickcolor": "#555"}
+# decades labelled as powers of ten; the 2-9 in between are unlabelled minor ticks
+_LOG_AXIS_STYLE = {"exponentformat": "power", "dtick": 1,
+                   "minor": {"ticks": "outside", "ticklen": 3, "tickcolor": "#777", "showgrid": False}}
+
+
+@functools.lru_cache(maxsize=1)
+def _template() -> go.layout.Template:
+    """plotly_white with the project's axes (every x and y axis of a figure takes them), built once: styling
+    each axis of each figure through plotly's validators took ~30 ms an axis, the bulk of a page's rerun."""
+    template = go.layout.Template(pio.templates["plotly_white"])
+    template.layout.update(xaxis=_AXIS_STYLE, yaxis=_AXIS_STYLE)
+    return template
 
 
 def style_figure(fig: go.Figure, *, font_size: int = 14) -> go.Figure:
     """The project's look, in place and returned: white background, dark readable fonts (``font_size`` for
     titles and legends, one point less for ticks), powers of ten instead of SI prefixes (no "100u GeV"),
     log axes labelled only at decades."""
-    fig.update_layout(template="plotly_white", font={**FONT, "size": font_size},
+    fig.update_layout(template=_template(), font={**FONT, "size": font_size},
                       title_font={"size": font_size + 2, "color": "#1a1a1a"},
                       legend={"font": {"size": font_size - 1, "color": "#1a1a1a"}})
-    fig.for_each_xaxis(_style_axis)
-    fig.for_each_yaxis(_style_axis)
+    for axis in (*fig.select_xaxes(), *fig.select_yaxes()):
+        if axis.type == "log":
+            axis.update(_LOG_AXIS_STYLE)
     return fig
 
 

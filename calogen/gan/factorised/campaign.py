@@ -38,6 +38,7 @@ from calogen.version import __version__
 __all__ = [
     "DEFAULT_SHAPE",
     "CampaignConfig",
+    "core_fraction",
     "export_model",
     "layer_widths",
     "monitor_figures",
@@ -65,6 +66,7 @@ class CampaignConfig:
     angle_weight: float = 1.0  # weight of the measured-angle constraint (radians of mean absolute error)
     width_weight: float = 1.0  # weight of the layer-width constraint (mean |log width| difference per layer)
     hits_weight: float = 1.0  # weight of the hit-count constraint (mean |log(1 + hits)| difference per layer)
+    core_weight: float = 5.0  # weight of the core constraint (|difference of the batch mean 5.1 mm containment|)
     instance_noise: float = 0.0  # std of the Gaussian noise added to what the critic sees (log1p units) at step 0
     instance_noise_steps: int = 20000  # the instance noise falls linearly to zero over this many steps
     flow_epochs: int = 40
@@ -165,6 +167,21 @@ def soft_hits(showers_gev: torch.Tensor, width: float = 0.25) -> torch.Tensor:
     """(B, Z) differentiable hit counts per layer: sum over cells of sigmoid((ln cell - ln 0.2 MeV) / width)."""
     log_cell = torch.log(showers_gev.clamp(min=1e-12))
     return torch.sigmoid((log_cell - math.log(HIT_THRESHOLD_GEV)) / width).sum(dim=(1, 2))
+
+
+def core_fraction(showers_gev: torch.Tensor) -> torch.Tensor:
+    """(B,) fraction of each shower's energy within one cell pitch (5.1 mm) of its transverse barycentre, all
+    layers projected (as :func:`calogen.validation.features.core_containment` at 5.1 mm); differentiable in the
+    cell energies (the cell selection itself is not)."""
+    projection = showers_gev.sum(dim=3)  # (B, X, Y)
+    _, nx, ny = projection.shape
+    total = projection.sum(dim=(1, 2)).clamp(min=1e-12)
+    x = torch.arange(nx, dtype=projection.dtype)
+    y = torch.arange(ny, dtype=projection.dtype)
+    bx = (projection.sum(dim=2) * x).sum(dim=1) / total
+    by = (projection.sum(dim=1) * y).sum(dim=1) / total
+    d2 = (x[None, :, None] - bx[:, None, None]) ** 2 + (y[None, None, :] - by[:, None, None]) ** 2
+    return (projection * (d2 <= 1.0).detach().to(projection.dtype)).sum(dim=(1, 2)) / total
 
 
 def _noisy(view: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -271,15 +288,18 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         loss_d.backward()
         opt_d.step()
         # (2) generator step: fool the critic, keep the measured angle of the Monte Carlo shower, the batch's
-        # mean layer widths and mean hit counts per layer (feature matching, Salimans et al. arXiv:1606.03498, on
-        # physics features: they keep the softmax shapes from collapsing onto few cells while the critic is ahead)
-        angle_loss = (measured_angle(fake) - train.angle_rad[idx]).abs().mean()
+        # mean layer widths, hit counts per layer and core containment (feature matching, Salimans et al.
+        # arXiv:1606.03498, on physics features: they hold the shapes while the critic is far ahead)
+        angle_error = measured_angle(fake) - train.angle_rad[idx]
+        angle_loss = angle_error.abs().mean() + angle_error.mean().abs()  # per shower, and the batch's bias
         real_cells = (torch.expm1(real_view) * CELL_SCALE_GEV).permute(0, 2, 3, 1)  # (B, X, Y, Z) GeV
         width_loss = (torch.log(layer_widths(fake).mean(0)) - torch.log(layer_widths(real_cells).mean(0))).abs().mean()
         real_hits = (real_cells > HIT_THRESHOLD_GEV).float().sum(dim=(1, 2)).mean(0)  # (Z,)
         hits_loss = (torch.log1p(soft_hits(fake).mean(0)) - torch.log1p(real_hits)).abs().mean()
+        core_loss = (core_fraction(fake).mean() - core_fraction(real_cells).mean()).abs()
         loss_g = (-critic(_noisy(critic_input(fake), sigma), conditions).mean() + config.angle_weight * angle_loss
-                  + config.width_weight * width_loss + config.hits_weight * hits_loss)
+                  + config.width_weight * width_loss + config.hits_weight * hits_loss
+                  + config.core_weight * core_loss)
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()
@@ -289,7 +309,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             figures = monitor_figures(model, holdout, cells_holdout, config.seed)
             record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": loss_d.item(),
                       "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(),
-                      "width_loss": width_loss.item(), "hits_loss": hits_loss.item(), "instance_noise": sigma,
+                      "width_loss": width_loss.item(), "hits_loss": hits_loss.item(), "core_loss": core_loss.item(),
+                      "instance_noise": sigma,
                       **figures}
             state["monitor"] = record
             with open(run / "monitor.jsonl", "a") as fh:
