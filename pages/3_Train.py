@@ -67,7 +67,7 @@ if not runs:
 st.subheader("Runs")
 
 
-@st.fragment(run_every=REFRESH_S if any(r.get("state") in ("queued", "running") for r in runs) else None)
+@st.fragment(run_every=REFRESH_S if any(r.get("state") in jobs.ACTIVE_STATES for r in runs) else None)
 def _table() -> None:
     st.dataframe(jobs.runs_table(root), hide_index=True, column_config={
         "total_steps": st.column_config.NumberColumn("total steps"),
@@ -81,7 +81,7 @@ chosen_dir = st.session_state.get("_run")
 default = names.index(Path(chosen_dir).name) if chosen_dir and Path(chosen_dir).name in names else 0
 run_name = st.selectbox("Run", names, index=default)
 run_dir = jobs.run_path(run_name, root)
-active = jobs.read_status(run_dir, root=root).get("state") in ("queued", "running")
+active = jobs.read_status(run_dir, root=root).get("state") in jobs.ACTIVE_STATES
 
 
 @st.fragment(run_every=REFRESH_S if active else None)
@@ -97,6 +97,8 @@ def _live(run_dir: Path) -> None:
     cols[4].metric("SF error", f"{status['sf_error']:.4f}" if "sf_error" in status else "-")
     if done["percent"] is not None:
         st.progress(min(float(done["percent"]) / 100.0, 1.0), text=f"{done['percent']:.1f} % of the planned steps")
+    if state == "preparing" and status.get("phase"):
+        st.caption(f"Before the first step: {status['phase']}.")
     if status.get("exit_reason"):
         st.caption(f"Exit reason: {status['exit_reason']}")
     metrics = jobs.read_metrics(run_dir, root=root)
@@ -114,7 +116,7 @@ def _live(run_dir: Path) -> None:
     else:
         st.caption("No metrics yet (the first steps are on their way).")
     st.code("\n".join(jobs.tail_log(run_dir, 15, root=root)) or "(log is empty)", language=None)
-    if state != "running" and state != "queued" and active:
+    if state not in jobs.ACTIVE_STATES and active:
         st.rerun()  # the run just stopped: refresh the buttons and the table
 
 

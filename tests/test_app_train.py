@@ -94,3 +94,22 @@ def test_running_run_shows_step_total_percent_and_eta(runs: Path) -> None:
     at.run()
     assert at.dataframe[0].value.iloc[0]["step"] == 5
     assert {m.label: m.value for m in at.metric}["Step"] == "5 / 10"
+
+
+def test_a_run_simulating_its_held_out_showers_says_so(runs: Path) -> None:
+    import json
+    import os
+    import time
+
+    run_dir = runs / "warming"
+    run_dir.mkdir()
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    phase = "simulating 100 held-out Monte Carlo showers (minutes on a CPU)"
+    (run_dir / "status.json").write_text(json.dumps({"state": "preparing", "pid": os.getpid(),
+                                                     "pgid": os.getpgid(0), "phase": phase, "updated": now,
+                                                     "queued": now}))
+    at = _train_page()
+    assert at.dataframe[0].value.iloc[0]["state"] == f"preparing: {phase}"  # not "queued"
+    assert {m.label: m.value for m in at.metric}["State"] == "preparing"
+    assert any(f"Before the first step: {phase}." == c.value for c in at.caption)
+    assert not _widget(at.button, "Cancel run").disabled  # it can be cancelled while it prepares

@@ -37,7 +37,7 @@ def test_background_run_lifecycle(tmp_path: Path, run_config, wait_for) -> None:
     root = tmp_path / "runs"
     run_dir = jobs.start_run(run_config("bg"), root=root)
     assert run_dir == root / "bg"
-    assert jobs.read_status(run_dir)["state"] in ("queued", "running")  # queued is written before launch
+    assert jobs.read_status(run_dir)["state"] in jobs.ACTIVE_STATES  # queued is written before launch
     with pytest.raises(jobs.RunError, match="already exists"):
         jobs.start_run(run_config("bg"), root=root)  # a second tab cannot start the same run
     with pytest.raises(jobs.RunError, match="cancel it before resuming"):
@@ -180,3 +180,21 @@ def test_runs_table_reads_progress_from_the_status_file(tmp_path: Path) -> None:
     assert (row["name"], row["state"], row["step"], row["total_steps"], row["percent"]) == (
         "going", "running", 2, 10, 20.0)
     assert row["eta"] in ("10 min", "9 min")
+
+
+def test_a_preparing_run_says_what_it_does_and_is_checked_for_its_process(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    (root / "prep").mkdir(parents=True)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    phase = "simulating 100 held-out Monte Carlo showers (minutes on a CPU)"
+    (root / "prep" / "status.json").write_text(json.dumps({
+        "state": "preparing", "pid": os.getpid(), "phase": phase, "updated": now, "queued": now}))
+    (row,) = jobs.runs_table(root)
+    assert row["state"] == f"preparing: {phase}" and row["eta"] == "-"  # no ETA before the first step
+    assert jobs.read_status(root / "prep")["state"] == "preparing"  # its process (this one) is alive
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (root / "prep" / "status.json").write_text(json.dumps({
+        "state": "preparing", "pid": dead.pid, "phase": phase, "updated": now, "queued": now}))
+    status = jobs.read_status(root / "prep")
+    assert status["state"] == "failed" and "process disappeared" in status["exit_reason"]

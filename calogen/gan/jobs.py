@@ -32,6 +32,7 @@ from calogen.gan.train import TrainConfig, check_config
 from calogen.paths import repo_root, runs_dir
 
 __all__ = [
+    "ACTIVE_STATES",
     "CANCEL_GRACE_S",
     "RUN_NAME_MAX_CHARS",
     "RunError",
@@ -214,11 +215,15 @@ def progress(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def runs_table(root: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """One row per run for a table, newest first: name, state, step, total_steps, percent, eta, arch, recipe,
-    queued, ended and exit_reason, all read from the runs' status and config files."""
+    """One row per run for a table, newest first: name, state (a preparing run says what it is doing), step,
+    total_steps, percent, eta, arch, recipe, queued, ended and exit_reason, all read from the runs' status and
+    config files."""
     rows = []
     for status in list_runs(root):
-        rows.append({"name": status["name"], "state": status.get("state"), **progress(status),
+        state = status.get("state")
+        if state == "preparing" and status.get("phase"):
+            state = f"preparing: {status['phase']}"
+        rows.append({"name": status["name"], "state": state, **progress(status),
                      "arch": status.get("arch"), "recipe": status.get("recipe"), "queued": status.get("queued"),
                      "ended": status.get("ended"), "exit_reason": status.get("exit_reason")})
     return rows

@@ -4,7 +4,8 @@
 A run lives in one directory::
 
     config.json          the resolved training configuration
-    status.json          state (queued / running / finished / failed / cancelled), pid, pgid, times, exit_reason,
+    status.json          state (queued / preparing / running / finished / failed / cancelled; ``phase`` says what a
+                         preparing run is doing), pid, pgid, times, exit_reason,
                          step, total_steps, percent, s_per_step, eta_s (written atomically, merged on update)
     metrics.csv          one row per step (losses, heads), one per epoch end (sf_error), columns METRIC_COLUMNS
     log.txt              human-readable log (also printed on stderr)
@@ -62,7 +63,7 @@ METRIC_COLUMNS = ("step", "epoch", "stage", "loss_d", "loss_g", "bce", "energy_m
                   "time_s")
 LOCK_ENV = "CALOGEN_RUN_LOCK"  # token a launcher put in run_dir/lock before starting the trainer
 PROGRESS_EVERY_S = 10.0  # seconds between progress lines (log.txt and the terminal)
-ACTIVE_STATES = ("queued", "running")
+ACTIVE_STATES = ("queued", "preparing", "running")
 TERMINAL_STATES = ("finished", "failed", "cancelled")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -223,7 +224,8 @@ def checked_status(run_dir: Path) -> dict[str, Any]:
     if not status:
         return {"state": "unknown", "run_dir": str(run_dir), "exit_reason": "no status.json in this directory"}
     if status.get("state") in ACTIVE_STATES:
-        pid = status.get("pid") if status.get("state") == "running" else read_json(run_dir / "launch.json").get("pid")
+        own = status.get("state") in ("preparing", "running")  # the trainer has written its own pid
+        pid = status.get("pid") if own else read_json(run_dir / "launch.json").get("pid")
         if pid is not None and not process_alive(int(pid)):
             if run.read_status().get("state") in ACTIVE_STATES:  # it may have finished between the two reads
                 run.status("failed", exit_reason="process disappeared (see output.txt and log.txt)")

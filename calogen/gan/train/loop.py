@@ -138,6 +138,15 @@ def _ac(module: torch.nn.Module, device: torch.device, bf16: bool) -> torch.nn.M
     return _AutocastModule(module, device) if bf16 and device.type == "cuda" else module
 
 
+def _heldout_phase(config: TrainConfig) -> str:
+    """What a preparing run does before its first step, in words, for the status and the app."""
+    if config.heldout is not None:
+        return f"reading the held-out showers of {config.heldout}"
+    if config.data == "mc":
+        return f"simulating {config.heldout_mc} held-out Monte Carlo showers (minutes on a CPU)"
+    return f"reading the held-out tail of {config.data}"
+
+
 def _latent_dim(generator: torch.nn.Module) -> int:
     """The generator's noise size (every calogen generator has a ``latent_dim`` attribute)."""
     return int(cast(int, generator.latent_dim))
@@ -229,6 +238,7 @@ def _train(config: TrainConfig, run: RunDirectory, stop: Stop, *, rank: int, wor
     broadcast_module(generator, world)
     broadcast_module(discriminator, world)
     run.prepare(config.to_dict())
+    run.status("preparing", pid=os.getpid(), pgid=os.getpgid(0), phase=_heldout_phase(config))
     with stop.interruptible():  # simulating the held-out showers can take minutes on a CPU
         heldout, data_stop = heldout_showers(config, run, needed=run.writer, device=device)
     if config.data == "mc":
@@ -236,6 +246,7 @@ def _train(config: TrainConfig, run: RunDirectory, stop: Stop, *, rank: int, wor
     else:
         source = ShowerFileSource(config.data, config, device=device, rank=rank, world=world, stop=data_stop)
     if config.recipe == "wgan-gp":
+        run.status("preparing", phase="pre-training the condition regressor")
         with stop.interruptible():
             _prepare_regressor(config, run, nets, source, heldout, ckpt, device=device, world=world, state=state)
     objective: GANObjective = build_objective(config.recipe, preprocessing=config.preprocessing,
@@ -243,7 +254,7 @@ def _train(config: TrainConfig, run: RunDirectory, stop: Stop, *, rank: int, wor
     # fixed monitoring batch: conditions and noise seed
     monitor_e, monitor_t = sample_conditions(config.condition_range, 16, np.random.default_rng([config.seed, 5]))
     progress = Progress(total=planned_steps(config, world=world), first_step=state.step)
-    run.status("running", pid=os.getpid(), pgid=os.getpgid(0), started=utc_now(), world_size=world,
+    run.status("running", pid=os.getpid(), pgid=os.getpgid(0), started=utc_now(), world_size=world, phase=None,
                step=state.step, epoch=state.epoch, total_epochs=total_epochs, resumed=resume,
                exit_reason=None, ended=None, **progress.fields(state.step))
     run.log(f"{'resumed' if resume else 'started'} {config.recipe} training of {config.arch} on {config.data}: "
