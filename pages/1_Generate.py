@@ -45,17 +45,18 @@ if st.session_state.get("w_source") not in ranges:  # a model removed since the 
 st.session_state.w_energy = min(max(float(st.session_state.w_energy), e_lo), e_hi)
 st.session_state.w_theta = min(max(float(st.session_state.w_theta), t_lo), t_hi)
 left, right = st.columns([1, 1])
-with left:
-    st.slider("Energy (GeV)", e_lo, e_hi, step=1.0, format="%.0f" if e_lo >= 1.0 else "%.1f", key="w_energy",
-              help=f"{st.session_state.w_source} accepts {ranges[st.session_state.w_source].describe()}.")
-    st.slider("Angle theta (deg, 90 = normal incidence)", t_lo, t_hi, step=1.0, format="%.0f", key="w_theta")
-with right:
+with right:  # outside the form: a new source changes the sliders' ranges at once
     st.selectbox("Source", list(available), key="w_source",
                  format_func=lambda n: f"{n} ({available[n].origin})")
     source_verdict(available[st.session_state.w_source])
+with left, st.form("w_settings", border=False):  # the settings take effect together, when Generate is pressed
+    st.slider("Energy (GeV)", e_lo, e_hi, step=1.0, format="%.0f" if e_lo >= 1.0 else "%.1f", key="w_energy",
+              help=f"{st.session_state.w_source} accepts {ranges[st.session_state.w_source].describe()}.")
+    st.slider("Angle theta (deg, 90 = normal incidence)", t_lo, t_hi, step=1.0, format="%.0f", key="w_theta")
     col_n, col_seed = st.columns(2)
     col_n.number_input("Showers", 1, MAX_SHOWERS, key="w_n")
     col_seed.number_input("Seed", 0, 2**31 - 1, key="w_seed")
+    pressed = st.form_submit_button("Generate", type="primary")
 state = ViewState(
     energy_gev=float(st.session_state.w_energy), theta_deg=float(st.session_state.w_theta),
     n_showers=int(st.session_state.w_n), seed=int(st.session_state.w_seed), source=st.session_state.w_source,
@@ -70,7 +71,7 @@ if available[state.source].kind == "mc":
 linked = st.session_state.pop("_url_conditions", False) and available[state.source].kind != "mc"
 if linked and st.session_state.get("_batch", (None,))[0] == state:
     linked = False  # that batch is already on screen
-if st.button("Generate", type="primary") or linked:
+if pressed or linked:
     entry = available[state.source]
     stop_slot = st.empty()
     stop_slot.button("Stop", key="w_stop", help="End the run; the batch shown before stays.")

@@ -177,8 +177,8 @@ def test_generate_monte_carlo_higher_energy_deposits_more(folders: dict[str, Pat
     at.button[0].click().run()
     _no_errors(at)
     low = _deposited(at)
-    at.slider(key="w_energy").set_value(10.0).run()
-    at.button[0].click().run()
+    at.slider(key="w_energy").set_value(10.0)
+    at.button[0].click().run()  # the settings form takes the new energy with the Generate press
     _no_errors(at)
     high = _deposited(at)
     assert high > 2 * low > 0  # deposited energy scales with the primary energy (sampling fraction ~1-2%)
@@ -200,7 +200,9 @@ def test_generate_sliders_follow_the_chosen_source(folders: dict[str, Path]) -> 
     assert _bounds(at, "w_energy") == (0.1, 5000.0) and _bounds(at, "w_theta") == (30.0, 150.0)
     assert at.slider(key="w_energy").value == 400.0  # kept: inside GFlash's range too
     at.slider(key="w_energy").set_value(3000.0)
-    at.slider(key="w_theta").set_value(40.0).run()
+    at.slider(key="w_theta").set_value(40.0)
+    at.number_input(key="w_n").set_value(1)
+    at.button[0].click().run()
     _no_errors(at)
     assert at.query_params["energy"] in ("3000", ["3000"]) and at.query_params["theta"] in ("40", ["40"])
     at.selectbox(key="w_source").set_value("tiny").run()  # back to the model: the values move to its edges
@@ -257,10 +259,12 @@ def test_generate_widgets_win_over_a_lagging_url(folders: dict[str, Path]) -> No
     _tiny_model(folders["models"])
     at = _open("1_Generate.py", {"source": "tiny", "energy": "50", "n": "1"})
     assert at.slider(key="w_energy").value == 50.0
-    at.slider(key="w_energy").set_value(55.0).run()
+    at.slider(key="w_energy").set_value(55.0)
+    at.button[0].click().run()
     assert at.query_params["energy"] == ["55"] or at.query_params["energy"] == "55"
     at.query_params["energy"] = "50"  # the browser's URL, one interrupted run behind
-    at.slider(key="w_theta").set_value(80.0).run()
+    at.slider(key="w_theta").set_value(80.0)
+    at.button[0].click().run()
     _no_errors(at)
     assert at.slider(key="w_energy").value == 55.0 and at.slider(key="w_theta").value == 80.0
     assert at.query_params["energy"] in ("55", ["55"])  # and the URL follows the widgets again
@@ -287,22 +291,26 @@ def test_generate_link_without_conditions_waits_for_the_button(folders: dict[str
 
 
 def test_generate_stale_batch_keeps_its_own_reference(folders: dict[str, Path]) -> None:
-    """Moving a slider without pressing Generate keeps the batch and its Monte Carlo comparison together."""
+    """Moving a slider without pressing Generate changes nothing on screen (the settings form waits for the
+    press); a new source, which takes effect at once, is named as differing from the batch on screen."""
     _tiny_model(folders["models"])
     _toy_reference(folders["data"])  # toy showers deposit 5 % of 10 or 50 GeV
     at = _open("1_Generate.py", {"source": "tiny", "energy": "10", "n": "1"})
     at.button[0].click().run()
     _no_errors(at)
     assert not _stale(at)
-    at.slider(key="w_energy").set_value(50.0).run()  # no Generate
+    at.slider(key="w_energy").set_value(50.0).run()  # no Generate: the form keeps the value to itself
     _no_errors(at)
-    warning = " ".join(w.value for w in at.warning)
-    assert "energy 50 GeV (shown: 10 GeV)" in warning and "press Generate" in warning
+    assert not _stale(at) and at.query_params["energy"] in ("10", ["10"])
     assert any("near 10 GeV" in c.value for c in at.caption)
     mc_mean = next(t for t in _figure(at, "Longitudinal profile")["data"] if t["name"].startswith("Monte Carlo"))
     # the 10 GeV reference (0.5 GeV deposited), not the 50 GeV one
     assert float(np.sum(_array(mc_mean["y"]))) == pytest.approx(0.05 * 10, rel=0.25)
-    at.slider(key="w_energy").set_value(10.0).run()  # back to the batch's settings: no warning
+    at.selectbox(key="w_source").set_value(sources.GFLASH).run()  # no Generate
+    warning = " ".join(at.warning[i].value for i in range(len(at.warning)))
+    assert "source GFlash (shown: tiny)" in warning and "press Generate" in warning
+    assert any("near 10 GeV" in c.value for c in at.caption)  # still the batch's own reference
+    at.selectbox(key="w_source").set_value("tiny").run()  # back to the batch's settings: no warning
     assert not _stale(at)
 
 
