@@ -26,8 +26,9 @@ from pages import (
 
 page_setup("Generate", "⚡")
 st.title("Generate showers")
-st.markdown("Pick a source and the conditions of the primary electron; each request has its own seed, so the "
-            "same settings give the same showers. The Monte Carlo runs at a few seconds per shower on a CPU.")
+st.markdown("Pick a source and the conditions of the primary electron, then press **Generate**: the settings take "
+            "effect together, and each request has its own seed, so the same settings give the same showers. The "
+            "Monte Carlo runs at a few seconds per shower on a CPU.")
 
 ranked = sources.rank_sources(sources.list_sources())  # best generator first
 ranges = source_ranges(ranked)  # what each source accepts: the sliders follow the chosen one

@@ -37,7 +37,7 @@ def test_scaled_cells_miss_only_the_sf_target(scaled_rows: list[BinRow]) -> None
     lines = bin_table_lines(scaled_rows)
     assert "sf_relative_error within 2 %: 0 of 2 bins" in lines
     assert "angle_difference_deg within 2 deg: 2 of 2 bins" in lines
-    assert any(line.strip().startswith("50-100") and "10.0%" in line for line in lines)
+    assert any(line.strip().startswith("75 +- 25") and "10.0%" in line for line in lines)
 
 
 def test_card_rows_keep_the_table_figures(scaled_rows: list[BinRow]) -> None:
@@ -57,3 +57,10 @@ def test_a_bin_off_by_three_degrees_and_twenty_percent_hits_fails_both() -> None
     assert verdict.failed == ("hits_relative_error", "angle_difference_deg")
     assert verdict.hits_relative_error == pytest.approx(-0.2) and verdict.core_5mm_difference is None
     assert "n/a" in bin_table_lines([row])[2]  # the core was not measured
+
+
+def test_a_bin_around_2_gev_is_named_by_its_centre() -> None:
+    row = BinRow(energy_gev=(-3.0, 7.0), theta_rad=(math.radians(81.0), math.radians(99.0)), n_reference=5,
+                 n_candidate=5)
+    line = bin_table_lines([row])[2]
+    assert line.split()[:3] == ["2", "+-", "5"] and "-3" not in line

@@ -13,6 +13,7 @@ import torch
 
 from calogen.gan.factorised.campaign import (
     CampaignConfig,
+    axis_distance,
     core_fraction,
     export_model,
     layer_widths,
@@ -164,7 +165,7 @@ def test_campaign_improves_the_hit_count_resumes_and_exports(toy_file: Path, tmp
     torch.manual_seed(4)
     config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), batch_size=16, flow_epochs=2,
                             holdout=32, seed=4, shape=SMALL_SHAPE, lr_generator=1e-3, lr_critic=1e-3,
-                            instance_noise=0.0)
+                            instance_noise=0.0, axis_weight=0.0)  # the axis term has its own test
     run = tmp_path / "run"
     first = run_campaign(config, run, minutes=30.0, steps=15, monitor_every=15, log=lambda _: None)
     assert first["step"] == 15 and first["showers_seen"] == 15 * 16
@@ -231,3 +232,14 @@ def test_core_fraction_matches_the_validation_feature() -> None:
 
     np.testing.assert_allclose(core_fraction(torch.from_numpy(showers)).numpy(), core_containment(showers, 5.1),
                                rtol=1e-5)
+
+
+def test_axis_distance_sees_a_shower_that_does_not_tilt() -> None:
+    tilted = torch.zeros(1, 51, 51, 25)
+    straight = torch.zeros(1, 51, 51, 25)
+    for layer in range(25):
+        tilted[0, 25, 13 + layer, layer] = 1.0  # one cell per layer, one cell further in y per layer
+        straight[0, 25, 25, layer] = 1.0
+    assert float(axis_distance(tilted, tilted)[0]) == 0.0
+    # |13 + l - 25| averaged over the 25 layers with equal weights
+    assert float(axis_distance(straight, tilted)[0]) == pytest.approx(np.mean(np.abs(np.arange(25) - 12)))

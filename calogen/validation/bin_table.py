@@ -68,7 +68,9 @@ def bin_table_lines(rows: Sequence[BinRow]) -> list[str]:
     for row in rows:
         verdict = judge_bin(row)
         verdicts.append(verdict)
-        energy = f"{row.energy_gev[0]:.4g}-{row.energy_gev[1]:.4g}"
+        # a bin around an energy point (2 GeV +- 5) is named by its centre, never by a negative edge
+        lo, hi = row.energy_gev
+        energy = f"{0.5 * (lo + hi):.4g} +- {0.5 * (hi - lo):.3g}"
         theta = f"{math.degrees(row.theta_rad[0]):.0f}-{math.degrees(row.theta_rad[1]):.0f}"
         sf_ref = None if row.sf_reference is None else 100.0 * row.sf_reference
         lines.append(

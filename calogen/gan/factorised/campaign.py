@@ -38,6 +38,7 @@ from calogen.version import __version__
 __all__ = [
     "DEFAULT_SHAPE",
     "CampaignConfig",
+    "axis_distance",
     "core_fraction",
     "export_model",
     "layer_widths",
@@ -67,6 +68,7 @@ class CampaignConfig:
     width_weight: float = 1.0  # weight of the layer-width constraint (mean |log width| difference per layer)
     hits_weight: float = 1.0  # weight of the hit-count constraint (mean |log(1 + hits)| difference per layer)
     core_weight: float = 5.0  # weight of the core constraint (|difference of the batch mean 5.1 mm containment|)
+    axis_weight: float = 1.0  # weight of the shower-axis constraint (layer barycentre distance, cells)
     instance_noise: float = 0.0  # std of the Gaussian noise added to what the critic sees (log1p units) at step 0
     instance_noise_steps: int = 20000  # the instance noise falls linearly to zero over this many steps
     flow_epochs: int = 40
@@ -143,12 +145,18 @@ def monitor_figures(model: FactorisedGenerator, holdout: TrainingData, cells_hol
     core_fake = features.core_containment(fake, 5.1)
     core_real = features.core_containment(cells_holdout, 5.1)
     angle_fake = measured_angle(torch.from_numpy(fake)).numpy()
-    return {
+    out = {
         "sf_rel_error": float(sf_fake.mean() / sf_real.mean() - 1.0),
         "hits_rel_error": float(hits_fake.mean() / hits_real.mean() - 1.0),
         "core_5mm_difference": float(core_fake.mean() - core_real.mean()),
         "angle_difference_deg": float(np.degrees(np.mean(angle_fake) - holdout.angle_rad.numpy().mean())),
     }
+    theta = holdout.theta_rad.numpy()
+    for label, mask in (("below_80deg", theta < math.radians(80.0)), ("above_100deg", theta > math.radians(100.0))):
+        if mask.any():  # the mean over all angles hides a shower axis that does not tilt enough
+            out[f"angle_difference_deg_{label}"] = float(np.degrees(np.mean(angle_fake[mask])
+                                                                    - holdout.angle_rad.numpy()[mask].mean()))
+    return out
 
 
 def layer_widths(showers_gev: torch.Tensor) -> torch.Tensor:
@@ -182,6 +190,25 @@ def core_fraction(showers_gev: torch.Tensor) -> torch.Tensor:
     by = (projection.sum(dim=1) * y).sum(dim=1) / total
     d2 = (x[None, :, None] - bx[:, None, None]) ** 2 + (y[None, None, :] - by[:, None, None]) ** 2
     return (projection * (d2 <= 1.0).detach().to(projection.dtype)).sum(dim=(1, 2)) / total
+
+
+def layer_axis(showers_gev: torch.Tensor) -> torch.Tensor:
+    """(B, Z, 2) energy-weighted x and y barycentre of each layer, cells; showers (B, X, Y, Z)."""
+    _, nx, ny, _ = showers_gev.shape
+    total = showers_gev.sum(dim=(1, 2)).clamp(min=1e-12)  # (B, Z)
+    x = (showers_gev.sum(dim=2) * torch.arange(nx, dtype=showers_gev.dtype)[None, :, None]).sum(dim=1) / total
+    y = (showers_gev.sum(dim=1) * torch.arange(ny, dtype=showers_gev.dtype)[None, :, None]).sum(dim=1) / total
+    return torch.stack([x, y], dim=2)
+
+
+def axis_distance(fake_gev: torch.Tensor, real_gev: torch.Tensor) -> torch.Tensor:
+    """(B,) distance in cells between the layer barycentres of two showers with the same layer energies, averaged
+    over the layers with the real shower's layer-energy fractions as weights: the shower axis, which the incident
+    angle tilts (a low-noise form of the 3DGAN angle constraint)."""
+    layers = real_gev.sum(dim=(1, 2))  # (B, Z)
+    weights = layers / layers.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    gap = (layer_axis(fake_gev) - layer_axis(real_gev)).abs().sum(dim=2)  # (B, Z)
+    return (weights * gap).sum(dim=1)
 
 
 def _noisy(view: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -297,9 +324,10 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         real_hits = (real_cells > HIT_THRESHOLD_GEV).float().sum(dim=(1, 2)).mean(0)  # (Z,)
         hits_loss = (torch.log1p(soft_hits(fake).mean(0)) - torch.log1p(real_hits)).abs().mean()
         core_loss = (core_fraction(fake).mean() - core_fraction(real_cells).mean()).abs()
+        axis_loss = axis_distance(fake, real_cells).mean()
         loss_g = (-critic(_noisy(critic_input(fake), sigma), conditions).mean() + config.angle_weight * angle_loss
                   + config.width_weight * width_loss + config.hits_weight * hits_loss
-                  + config.core_weight * core_loss)
+                  + config.core_weight * core_loss + config.axis_weight * axis_loss)
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()
@@ -310,6 +338,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": loss_d.item(),
                       "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(),
                       "width_loss": width_loss.item(), "hits_loss": hits_loss.item(), "core_loss": core_loss.item(),
+                      "axis_loss_cells": axis_loss.item(),
                       "instance_noise": sigma,
                       **figures}
             state["monitor"] = record
