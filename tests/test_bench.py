@@ -72,7 +72,7 @@ def test_cli_rejects_bad_arguments():
     from calogen.cli._common import CliError
 
     args = argparse.Namespace(device="cpu", batch=0, energy=100.0, theta=90.0, mc_showers=1, repeats=1,
-                              no_mc=True, no_onnx=True, compile=False, json=None)
+                              no_mc=True, no_onnx=True, compile=False, json=None, architectures=None)
     with pytest.raises(CliError, match="--batch 0"):
         bench_cli.run(args)
     args.batch, args.theta = 2, 200.0
