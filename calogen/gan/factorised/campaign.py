@@ -165,8 +165,8 @@ def layer_widths(showers_gev: torch.Tensor) -> torch.Tensor:
     x = torch.arange(nx, dtype=showers_gev.dtype)[None, :, None, None]
     y = torch.arange(ny, dtype=showers_gev.dtype)[None, None, :, None]
     total = showers_gev.sum(dim=(1, 2), keepdim=True).clamp(min=1e-12)  # (B, 1, 1, Z)
-    x_mean = (showers_gev * x).sum(dim=(1, 2), keepdim=True) / total
-    y_mean = (showers_gev * y).sum(dim=(1, 2), keepdim=True) / total
+    axis = layer_axis(showers_gev)  # (B, Z, 2)
+    x_mean, y_mean = axis[:, None, None, :, 0], axis[:, None, None, :, 1]
     spread = (showers_gev * ((x - x_mean) ** 2 + (y - y_mean) ** 2)).sum(dim=(1, 2), keepdim=True) / total
     return torch.sqrt(spread.clamp(min=1e-6))[:, 0, 0, :]
 
