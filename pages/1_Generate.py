@@ -14,8 +14,8 @@ from calogen.plots import views
 from pages import (
     cached_reference,
     cached_source,
-    chart,
     device,
+    live_chart,
     page_setup,
     remember,
     show_error,
@@ -105,6 +105,7 @@ if n_made > 1:
     st.session_state.w_shower = min(int(st.session_state.get("w_shower", 0)), n_made - 1)
     index = int(st.slider("Shower shown", 0, n_made - 1, key="w_shower"))
 shower = batch.showers[index]
+shown_label = f"{shown.energy_gev:g} GeV, {shown.theta_deg:g} deg, seed {shown.seed}, shower {index}"
 numbers = texts.shower_numbers(shower, float(batch.energy_gev[index]), float(batch.theta_rad[index]))
 cols = st.columns(5)
 cols[0].metric("Deposited energy", f"{numbers['deposited_gev']:.3g} GeV")
@@ -120,8 +121,9 @@ cols[4].metric("Layer of maximum", f"{numbers['max_layer']}")
 
 mode = st.radio("3D view", ["points", "volume"], horizontal=True,
                 help="points: cells above 0.2 MeV coloured by log energy; volume: log-energy isosurfaces")
-chart(views.shower_3d_figure(shower, mode=mode), key="shower3d")
-chart(views.projections_figure(shower, title=f"Shower {index}: log10 energy projections"))
+live_chart(views.shower_3d_figure(shower, mode=mode), key="shower3d", label=f"{shown_label}, {mode}")
+live_chart(views.projections_figure(shower, title=f"Shower {index}: log10 energy projections"), key="projections",
+           label=shown_label)
 
 reference, ref_file = cached_reference(shown.energy_gev, shown.theta_rad, 16)
 with st.expander(f"Monte Carlo at the batch's conditions ({shown.energy_gev:g} GeV, {shown.theta_deg:g} deg)",
@@ -147,23 +149,24 @@ with st.expander(f"Monte Carlo at the batch's conditions ({shown.energy_gev:g} G
     else:
         st.info("No reference file in data/ and no Monte Carlo to simulate one.")
     if reference is not None:
-        chart(views.projections_figure(
+        live_chart(views.projections_figure(
             reference.showers[0], title=f"Monte Carlo shower at {float(reference.energy_gev[0]):.3g} GeV, "
-                                        f"{texts.angle_label(float(reference.theta_rad[0]))}"))
+                                        f"{texts.angle_label(float(reference.theta_rad[0]))}"),
+            key="mc_projections", label=shown_label)
 
 # like with like: the mean of the batch against the mean of the Monte Carlo showers
 curves = {f"{shown.source} (mean of {n_made})": batch.showers}
 if reference is not None and shown.source != sources.MONTE_CARLO:
     curves[f"Monte Carlo (mean of {len(reference)})"] = reference.showers
 left, right = st.columns(2)
-chart(views.longitudinal_profile_figure(curves), where=left)
-chart(views.lateral_profile_figure(curves), where=right)
+live_chart(views.longitudinal_profile_figure(curves), key="longitudinal", label=shown_label, where=left)
+live_chart(views.lateral_profile_figure(curves), key="lateral", label=shown_label, where=right)
 
 st.subheader(f"The batch ({n_made} showers)")
-chart(views.mean_images_figure(batch.showers))
+live_chart(views.mean_images_figure(batch.showers), key="batch_mean", label=shown_label)
 spread = {shown.source: (batch.showers, batch.energy_gev)}
 if reference is not None:
     spread["Monte Carlo reference"] = (reference.showers, reference.energy_gev)
-chart(views.sampling_fraction_figure(spread))
+live_chart(views.sampling_fraction_figure(spread), key="sampling_fraction", label=shown_label)
 st.download_button("Download the batch (HDF5)", showers_to_bytes(batch), mime="application/x-hdf5",
                    file_name=f"showers_{shown.energy_gev:g}GeV_{shown.theta_deg:g}deg.h5")

@@ -9,7 +9,7 @@ from calogen import paths, sources
 from calogen.app.texts import angle_label
 from calogen.plots import views
 from calogen.showers import Conditions
-from pages import cached_reference, cached_source, chart, device, page_setup, show_error
+from pages import cached_reference, cached_source, device, live_chart, page_setup, show_error
 
 page_setup("Seminar")
 st.html("<style>.stMainBlockContainer p, .stMainBlockContainer label p { font-size: 1.35rem; }"
@@ -61,11 +61,13 @@ cols[0].metric(f"Sampling fraction, {source.name}", f"{sf_gen:.4f}", f"{(sf_gen 
 cols[1].metric("Sampling fraction, Monte Carlo", f"{sf_mc:.4f}")
 cols[2].metric("Showers compared", f"{len(batch)} / {len(reference)}")
 
-chart(views.side_by_side_figure(
+shown = f"{energy:g} GeV, {angle_label(theta)}, {source.name}"  # what the charts show, on each chart's element
+live_chart(views.side_by_side_figure(
     {f"{source.name}, one shower": batch.showers[0], "Monte Carlo, one shower": reference.showers[0],
      f"{source.name}, mean of {len(batch)}": batch.showers.mean(axis=0),
      f"Monte Carlo, mean of {len(reference)}": reference.showers.mean(axis=0)},
-    plane="yz", title=f"Side view at {energy:g} GeV, {angle_label(theta)} (one colour scale)", font_size=18))
-chart(views.layer_animation_figure(
+    plane="yz", title=f"Side view at {energy:g} GeV, {angle_label(theta)} (one colour scale)", font_size=18),
+    key="s_side", label=shown)
+live_chart(views.layer_animation_figure(
     {f"{source.name} (mean)": batch.showers.mean(axis=0), "Monte Carlo (mean)": reference.showers.mean(axis=0)},
-    title="Layer by layer, front view (press Play or drag the slider)", font_size=18), key="s_layers")
+    title="Layer by layer, front view (press Play or drag the slider)", font_size=18), key="s_layers", label=shown)

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import plotly
 import streamlit as st
+import streamlit.components.v1 as components_v1
 
 from calogen import paths, sources
 from calogen.app import texts
@@ -30,6 +32,7 @@ __all__ = [
     "chart",
     "device",
     "figures_table",
+    "live_chart",
     "measured_speedup",
     "page_setup",
     "remember",
@@ -107,6 +110,30 @@ def chart(fig: Any, *, key: str | None = None, where: Any = None) -> None:
     """Draw a plotly figure as calogen styled it (calogen.plots.figures.style_figure), not re-themed by Streamlit,
     in ``where`` (a column or container; default the page)."""
     (where or st).plotly_chart(fig, key=key, theme=None, config={"displaylogo": False})
+
+
+# plotly.js as installed with the plotly package (the version its figures are written for), served by the app
+# itself: nothing is fetched from outside, so a laptop without network draws every chart.
+_PLOTLY_JS = components_v1.declare_component("plotly_js", path=str(Path(plotly.__file__).parent / "package_data"))
+_LIVE_CHART = st.components.v2.component(
+    "calogen_live_chart", js=(Path(__file__).parent / "live_chart.js").read_text(encoding="utf-8"),
+    isolate_styles=False)
+
+
+def live_chart(fig: Any, *, key: str, label: str, where: Any = None) -> None:
+    """Draw a plotly figure that later reruns update in place (Plotly.react on the chart already drawn).
+
+    A page that redraws the same charts for new data (Generate: each new batch) uses this instead of
+    :func:`chart`: st.plotly_chart makes a new chart for every new figure, and in a browser without GPU a new 3D
+    chart costs most of a second. key: the chart's name on the page, the same at every rerun. label: what the
+    figure shows (conditions, view); the chart's element carries ``data-drawn=label`` once it is on screen."""
+    data = {"figure": fig.to_json(), "label": label, "src": f"component/{_PLOTLY_JS.name}/plotly.min.js",
+            "config": {"displaylogo": False, "responsive": True}}
+    if where is None:
+        _LIVE_CHART(key=key, data=data)
+        return
+    with where:
+        _LIVE_CHART(key=key, data=data)
 
 
 def show_error(what: str, exc: BaseException) -> None:

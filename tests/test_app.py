@@ -81,10 +81,21 @@ def _no_errors(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+def _live_charts(at: AppTest) -> list[tuple[str, dict]]:
+    """The charts drawn with pages.live_chart: (element id, its data {figure, label, src, config})."""
+    return [(element.proto.id, json.loads(element.proto.json)) for element in at.get("bidi_component")
+            if element.proto.component_name == "calogen_live_chart"]
+
+
+def _charts(at: AppTest) -> list[dict]:
+    """Every plotly figure on the page (as dicts), st.plotly_chart and live charts alike, in page order."""
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return figures + [json.loads(data["figure"]) for _, data in _live_charts(at)]
+
+
 def _figure(at: AppTest, title: str) -> dict:
     """The plotly figure (as a dict) whose title text is ``title``."""
-    for chart in at.get("plotly_chart"):
-        figure = json.loads(chart.proto.spec)
+    for figure in _charts(at):
         if figure.get("layout", {}).get("title", {}).get("text") == title:
             return figure
     raise AssertionError(f"no figure titled {title!r}")
@@ -148,7 +159,7 @@ def test_generate_widgets_and_tiny_model(folders: dict[str, Path]) -> None:
     assert at.number_input(key="w_n").value == 2
     at.button[0].click().run()
     _no_errors(at)
-    assert len(at.get("plotly_chart")) == 6
+    assert len(_charts(at)) == 6
     assert len(at.get("download_button")) == 1
     first = _deposited(at)
     at.slider(key="w_shower").set_value(1).run()  # the second shower of the same batch
@@ -157,17 +168,35 @@ def test_generate_widgets_and_tiny_model(folders: dict[str, Path]) -> None:
     assert at.query_params["shower"] == "1" and at.query_params["energy"] == "20"
 
 
+def test_generate_redraws_the_same_charts_in_place(folders: dict[str, Path]) -> None:
+    """A new batch updates the charts already on the page (same element ids, so the browser calls Plotly.react
+    on them instead of building new charts) with figures and labels for the new conditions."""
+    _tiny_model(folders["models"])
+    at = _open("1_Generate.py", {"source": "tiny", "energy": "20", "n": "2"})
+    at.button[0].click().run()
+    before = _live_charts(at)
+    at.slider(key="w_energy").set_value(40.0)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    _no_errors(at)
+    after = _live_charts(at)
+    assert [i for i, _ in after] == [i for i, _ in before] and len(after) == 6
+    assert all(d["label"].startswith("20 GeV, 90 deg") for _, d in before)
+    assert all(d["label"].startswith("40 GeV, 90 deg") for _, d in after)
+    assert after[0][1]["label"].endswith("points") and after[0][1]["figure"] != before[0][1]["figure"]
+    assert all(d["src"].endswith("/plotly.min.js") and not d["src"].startswith("http") for _, d in after)
+
+
 def test_generate_model_next_to_live_monte_carlo(folders: dict[str, Path]) -> None:
     _tiny_model(folders["models"])
     at = _open("1_Generate.py", {"source": "tiny", "energy": "2", "n": "1"})
     at.button[0].click().run()
     _no_errors(at)
-    assert len(at.get("plotly_chart")) == 6
+    assert len(_charts(at)) == 6
     live = next(b for b in at.button if b.label == "Simulate Monte Carlo showers")
     next(n for n in at.number_input if n.label == "Monte Carlo showers to simulate").set_value(1)
     live.click().run()
     _no_errors(at)
-    assert len(at.get("plotly_chart")) == 7  # plus the Monte Carlo shower's projections
+    assert len(_charts(at)) == 7  # plus the Monte Carlo shower's projections
     names = [trace["name"] for trace in _figure(at, "Longitudinal profile")["data"]]
     assert names == ["tiny (mean of 1)", "Monte Carlo (mean of 1)"]  # like with like: mean against mean
 
@@ -212,7 +241,7 @@ def test_generate_sliders_follow_the_chosen_source(folders: dict[str, Path]) -> 
     linked = _open("1_Generate.py", {"source": sources.GFLASH, "energy": "3000", "theta": "40", "n": "1"})
     _no_errors(linked)  # a link to GFlash beyond 500 GeV is not refused, and draws its showers
     assert not [w.value for w in linked.warning if "in the URL" in w.value]
-    assert linked.slider(key="w_energy").value == 3000.0 and len(linked.get("plotly_chart")) == 6
+    assert linked.slider(key="w_energy").value == 3000.0 and len(_charts(linked)) == 6
 
 
 def test_generate_bad_query_params_warn_and_fall_back(folders: dict[str, Path]) -> None:
@@ -274,20 +303,20 @@ def test_generate_deep_link_draws_the_showers_on_load(folders: dict[str, Path]) 
     _tiny_model(folders["models"])
     at = _open("1_Generate.py", {"source": "tiny", "energy": "20", "theta": "70", "n": "2", "shower": "1"})
     _no_errors(at)
-    assert len(at.get("plotly_chart")) == 6  # no click needed
+    assert len(_charts(at)) == 6  # no click needed
     assert not _stale(at)
     assert at.slider(key="w_shower").value == 1
     title = "Shower 1: log10 energy projections"
     assert _figure(at, title)
     at.run()  # a rerun does not generate again, and keeps the batch
-    assert len(at.get("plotly_chart")) == 6
+    assert len(_charts(at)) == 6
 
 
 def test_generate_link_without_conditions_waits_for_the_button(folders: dict[str, Path]) -> None:
     _tiny_model(folders["models"])
     at = _open("1_Generate.py")
     _no_errors(at)
-    assert not at.get("plotly_chart") and any("Press **Generate**" in i.value for i in at.info)
+    assert not _charts(at) and any("Press **Generate**" in i.value for i in at.info)
 
 
 def test_generate_stale_batch_keeps_its_own_reference(folders: dict[str, Path]) -> None:
@@ -357,7 +386,7 @@ def test_benchmark_page_times_a_model(folders: dict[str, Path]) -> None:
     table = at.dataframe[0].value
     assert table["source"].tolist() == ["tiny · generate() conv3d, GeV out"]
     assert float(table["showers_per_s"].iloc[0]) > 0
-    assert len(at.get("plotly_chart")) == 1
+    assert len(_charts(at)) == 1
 
 
 def test_train_page_background_run_cancel_and_listed_after_restart(folders: dict[str, Path]) -> None:

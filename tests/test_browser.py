@@ -111,7 +111,9 @@ def test_deep_link_draws_showers_and_keyboard_slider_edits_stick(server: tuple[s
             slider = page.get_by_role("slider", name="Energy (GeV)")
             expect(slider).to_be_visible(timeout=60_000)
             expect(slider).to_have_value("50")
-            expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=120_000)
+            # every chart drawn (plotly.js served by the app) with the linked conditions
+            drawn_at = "div.calogen-live-chart.js-plotly-plot[data-drawn^='{} GeV, 90 deg']"
+            expect(page.locator(drawn_at.format(50))).to_have_count(6, timeout=120_000)
             print(f"\ndeep link -> all plots drawn: {time.perf_counter() - start:.2f} s")
             expect(page.get_by_text("Deposited energy")).to_be_visible()
 
@@ -130,7 +132,8 @@ def test_deep_link_draws_showers_and_keyboard_slider_edits_stick(server: tuple[s
             start = time.perf_counter()
             page.get_by_role("button", name="Generate", exact=True).click()
             expect(page.get_by_text("conditions (55 GeV, 90 deg)")).to_be_visible(timeout=120_000)
-            expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=120_000)
+            expect(page.locator(drawn_at.format(55))).to_have_count(6, timeout=120_000)  # the same charts, redrawn
+            expect(page.locator(".js-plotly-plot")).to_have_count(6)
             page.wait_for_function("window.location.search.includes('energy=55')", timeout=20_000)
             print(f"Generate at 55 GeV -> all plots drawn: {time.perf_counter() - start:.2f} s")
             page.wait_for_timeout(1500)
