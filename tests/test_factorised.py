@@ -122,6 +122,20 @@ def test_the_speckle_field_is_unit_normal_and_a_function_of_the_noise() -> None:
     torch.testing.assert_close(speckle(noise[2:3]), field[2:3])  # independent of the batch
     corr = np.corrcoef(field[0].flatten().numpy()[:2000], field[0].flatten().numpy()[1:2001])[0, 1]
     assert abs(corr) < 0.1  # neighbouring cells are independent
+    # the layers-first layout the Conv2D generator works in is the same field, transposed
+    torch.testing.assert_close(speckle(noise, layers_first=True), field.permute(0, 3, 1, 2))
+
+
+def test_layer_shapes_take_any_memory_layout() -> None:
+    """The shapes of (B, X, Y, Z) logits do not depend on how the logits lie in memory (the Conv2D generator
+    hands them over laid out layer first): every layer sums to one and cells below the floor are empty."""
+    logits = torch.randn(3, 51, 51, 25, generator=torch.Generator().manual_seed(1)) * 3.0
+    floor = torch.full((3, 25), 1e-3)
+    shapes = _layer_shapes(logits, floor)
+    transposed = _layer_shapes(logits.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1), floor)
+    torch.testing.assert_close(transposed, shapes)
+    torch.testing.assert_close(shapes.sum(dim=(1, 2)), torch.ones(3, 25))
+    assert float(shapes[shapes > 0].min()) >= 1e-3
 
 
 def test_soft_hits_count_cells_above_0_2_mev() -> None:
