@@ -18,6 +18,7 @@ from calogen.gan.factorised.campaign import (
     export_model,
     layer_widths,
     run_campaign,
+    ring_hits,
     soft_hits,
     train_energy_flow,
 )
@@ -136,6 +137,18 @@ def test_layer_shapes_take_any_memory_layout() -> None:
     torch.testing.assert_close(transposed, shapes)
     torch.testing.assert_close(shapes.sum(dim=(1, 2)), torch.ones(3, 25))
     assert float(shapes[shapes > 0].min()) >= 1e-3
+
+
+def test_ring_hits_count_hits_by_distance_from_the_layer_axis() -> None:
+    showers = torch.zeros(1, 51, 51, 25)
+    showers[0, 25, 25, 3] = 0.1  # the core: the layer's barycentre
+    showers[0, 27, 25, 3] = 1e-3  # 2 cells out
+    showers[0, 25, 45, 3] = 1e-3  # 20 cells out: the rest of the window
+    showers[0, 25, 30, 3] = 1e-5  # below 0.2 MeV: no hit anywhere
+    hard = ring_hits(showers, soft=False)
+    assert hard.shape == (1, 25, 5)
+    assert hard[0, 3].tolist() == [1.0, 1.0, 0.0, 0.0, 1.0] and float(hard.sum()) == 3.0
+    torch.testing.assert_close(ring_hits(showers), hard, atol=0.01, rtol=0.0)  # the soft count agrees
 
 
 def test_soft_hits_count_cells_above_0_2_mev() -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "export_model",
     "layer_widths",
     "monitor_figures",
+    "ring_hits",
     "run_campaign",
     "soft_hits",
     "train_energy_flow",
@@ -50,6 +51,9 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 HIT_THRESHOLD_GEV = 2e-4  # a hit is a cell above 0.2 MeV (the 3DGAN analyses' threshold)
+RING_EDGES_CELLS = (1.5, 3.0, 6.0, 12.0)
+"""Edges of the rings around each layer's barycentre, cells, in which hits are counted (core, near, halo, far,
+the rest of the window)."""
 DEFAULT_SHAPE: dict[str, Any] = {"speckle_dim": 32, "threshold_gev": 5e-5}
 """Shape generator settings of a new campaign: a per-cell speckle field and a 0.05 MeV cell threshold (cells below
 it hold 0.07 % of the Monte Carlo's energy but 6 % of its non-empty cells)."""
@@ -69,6 +73,7 @@ class CampaignConfig:
     hits_weight: float = 1.0  # weight of the hit-count constraint (mean |log(1 + hits)| difference per layer)
     core_weight: float = 5.0  # weight of the core constraint (|difference of the batch mean 5.1 mm containment|)
     axis_weight: float = 1.0  # weight of the shower-axis constraint (layer barycentre distance, cells)
+    ring_weight: float = 1.0  # weight of the hits-by-distance constraint (mean |log(1 + hits)| per layer and ring)
     instance_noise: float = 0.0  # std of the Gaussian noise added to what the critic sees (log1p units) at step 0
     instance_noise_steps: int = 20000  # the instance noise falls linearly to zero over this many steps
     flow_epochs: int = 40
@@ -130,8 +135,8 @@ def monitor_figures(model: FactorisedGenerator, holdout: TrainingData, cells_hol
     """Figures of the current generator against the monitoring showers (never the reference).
 
     ``cells_holdout``: float32 (N, X, Y, Z) GeV of the monitoring showers. Returns relative errors of the mean
-    sampling fraction, hit count (> 0.2 MeV) and core containment (5.1 mm), and the mean measured-angle
-    difference in degrees, generated minus Monte Carlo.
+    sampling fraction, hit count (> 0.2 MeV), hits beyond 6 cells of the layer axis and core containment
+    (5.1 mm), and the mean measured-angle difference in degrees, generated minus Monte Carlo.
     """
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(len(holdout), model.latent_dim, generator=generator)
@@ -145,9 +150,13 @@ def monitor_figures(model: FactorisedGenerator, holdout: TrainingData, cells_hol
     core_fake = features.core_containment(fake, 5.1)
     core_real = features.core_containment(cells_holdout, 5.1)
     angle_fake = measured_angle(torch.from_numpy(fake)).numpy()
+    far_fake = float(ring_hits(torch.from_numpy(fake), soft=False)[:, :, 3:].sum(dim=(1, 2)).mean())
+    far_real = float(ring_hits(torch.from_numpy(cells_holdout), soft=False)[:, :, 3:].sum(dim=(1, 2)).mean())
     out = {
         "sf_rel_error": float(sf_fake.mean() / sf_real.mean() - 1.0),
         "hits_rel_error": float(hits_fake.mean() / hits_real.mean() - 1.0),
+        # hits further than 6 cells from their layer's axis: where a generator strews noise
+        "far_hits_rel_error": far_fake / max(far_real, 1e-9) - 1.0,
         "core_5mm_difference": float(core_fake.mean() - core_real.mean()),
         "angle_difference_deg": float(np.degrees(np.mean(angle_fake) - holdout.angle_rad.numpy().mean())),
     }
@@ -175,6 +184,25 @@ def soft_hits(showers_gev: torch.Tensor, width: float = 0.25) -> torch.Tensor:
     """(B, Z) differentiable hit counts per layer: sum over cells of sigmoid((ln cell - ln 0.2 MeV) / width)."""
     log_cell = torch.log(showers_gev.clamp(min=1e-12))
     return torch.sigmoid((log_cell - math.log(HIT_THRESHOLD_GEV)) / width).sum(dim=(1, 2))
+
+
+def ring_hits(showers_gev: torch.Tensor, *, soft: bool = True,
+              edges_cells: tuple[float, ...] = RING_EDGES_CELLS) -> torch.Tensor:
+    """(B, Z, R) hit counts per layer in R = len(edges) + 1 rings around the layer's barycentre (cells; the last
+    ring is the rest of the window): where the hits are, not only how many. ``soft``: the differentiable count of
+    :func:`soft_hits`; otherwise cells above 0.2 MeV. showers (B, X, Y, Z) GeV."""
+    _, nx, ny, _ = showers_gev.shape
+    axis = layer_axis(showers_gev).detach()  # (B, Z, 2)
+    x = torch.arange(nx, dtype=showers_gev.dtype)[None, :, None, None]
+    y = torch.arange(ny, dtype=showers_gev.dtype)[None, None, :, None]
+    distance = torch.sqrt((x - axis[:, None, None, :, 0]) ** 2 + (y - axis[:, None, None, :, 1]) ** 2)
+    if soft:
+        hit = torch.sigmoid((torch.log(showers_gev.clamp(min=1e-12)) - math.log(HIT_THRESHOLD_GEV)) / 0.25)
+    else:
+        hit = (showers_gev > HIT_THRESHOLD_GEV).to(showers_gev.dtype)
+    bounds = (0.0, *edges_cells, math.inf)
+    return torch.stack([(hit * ((distance >= lo) & (distance < hi)).to(hit.dtype)).sum(dim=(1, 2))
+                        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)], dim=2)
 
 
 def core_fraction(showers_gev: torch.Tensor) -> torch.Tensor:
@@ -325,9 +353,13 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         hits_loss = (torch.log1p(soft_hits(fake).mean(0)) - torch.log1p(real_hits)).abs().mean()
         core_loss = (core_fraction(fake).mean() - core_fraction(real_cells).mean()).abs()
         axis_loss = axis_distance(fake, real_cells).mean()
+        # hits by distance from the layer's axis: a hit count can be right with hits strewn over the window
+        ring_loss = (torch.log1p(ring_hits(fake).mean(0)) - torch.log1p(ring_hits(real_cells, soft=False).mean(0)))
+        ring_loss = ring_loss.abs().mean()
         loss_g = (-critic(_noisy(critic_input(fake), sigma), conditions).mean() + config.angle_weight * angle_loss
                   + config.width_weight * width_loss + config.hits_weight * hits_loss
-                  + config.core_weight * core_loss + config.axis_weight * axis_loss)
+                  + config.core_weight * core_loss + config.axis_weight * axis_loss
+                  + config.ring_weight * ring_loss)
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()
@@ -338,7 +370,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": loss_d.item(),
                       "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(),
                       "width_loss": width_loss.item(), "hits_loss": hits_loss.item(), "core_loss": core_loss.item(),
-                      "axis_loss_cells": axis_loss.item(),
+                      "axis_loss_cells": axis_loss.item(), "ring_loss": ring_loss.item(),
                       "instance_noise": sigma,
                       **figures}
             state["monitor"] = record
