@@ -331,9 +331,10 @@ class ArchitectureRow:
 
 def architecture_table(model_dirs: list[str | Path], *, device: str | torch.device = "cpu", batch_size: int = 64,
                        energy_gev: float = 100.0, theta_rad: float = math.pi / 2, repeats: int = 5,
-                       warmup: int = 1) -> list[ArchitectureRow]:
+                       warmup: int = 3) -> list[ArchitectureRow]:
     """The Rehm et al. table for trained generators (campaign cards): parameters, training CPU time per shower,
-    generation time per shower (timed here, one process, same conditions and batch) and the validation figures of
+    generation time per shower (timed here, one process, same conditions and batch, after ``warmup`` untimed
+    batches: the first calls of a network build oneDNN's kernels and cost ~40 % more) and the validation figures of
     each card. Raises ValueError when a card has no validation or the cards were validated on different
     reference samples (the figures would not be comparable)."""
     from calogen import sources

@@ -11,6 +11,7 @@ the flow, step, showers seen, CPU time and sessions), ``progress.json`` and ``mo
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -202,7 +203,7 @@ def ring_hits(showers_gev: torch.Tensor, *, soft: bool = True,
         hit = (showers_gev > HIT_THRESHOLD_GEV).to(showers_gev.dtype)
     bounds = (0.0, *edges_cells, math.inf)
     return torch.stack([(hit * ((distance >= lo) & (distance < hi)).to(hit.dtype)).sum(dim=(1, 2))
-                        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)], dim=2)
+                        for lo, hi in itertools.pairwise(bounds)], dim=2)
 
 
 def core_fraction(showers_gev: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,14 @@ class FactorisedGenerator(nn.Module):
         self.shape_config = shape_config
         self.latent_dim = flow_config.n_layers + shape_config.latent_dim
 
+    def use_fast_path(self, enabled: bool = True) -> FactorisedGenerator:
+        """Switch the shape generator's exact speed-ups on or off, where it has them (the Conv2D net's
+        channels-last convolutions). Returns self."""
+        use = getattr(self.shape, "use_fast_path", None)
+        if callable(use):
+            use(enabled)
+        return self
+
     def showers(self, energy_gev: torch.Tensor, theta_rad: torch.Tensor, layer_energy_gev: torch.Tensor,
                 latent: torch.Tensor) -> torch.Tensor:
         """(B, X, Y, Z) GeV: the shape generator's layers scaled to the given layer energies (B, 25), GeV."""

