@@ -15,7 +15,7 @@ from calogen.simulation.mc import physics
 from calogen.simulation.mc.constants import ELECTRON_MASS_MEV
 from calogen.simulation.mc.cross_sections import brems_integrals, elastic_tables
 from calogen.simulation.mc.particles import rotate
-from calogen.simulation.mc.response import step_convergence
+from calogen.simulation.mc.response import mip_sampling_fractions, response_point, step_convergence
 from calogen.simulation.mc.stopping import density_correction, density_effect_parameters
 from calogen.simulation.mc.transport import Cascade, Geometry, Particles
 
@@ -136,3 +136,21 @@ def test_response_converges_when_every_step_limit_is_halved() -> None:
     study = step_convergence("e-", 2.0, n=250, seed=3)
     for name, figure in study.items():
         assert abs(figure["change"]) < 0.005 + 3.0 * figure["error"], (name, figure)
+
+
+def test_a_mip_samples_half_as_much_behind_the_thick_tungsten() -> None:
+    """ECalBarrel_o1_v01: 17 layers of 2.40 mm W, then 8 of 4.80 mm, each with 0.50 mm Si, 0.10 mm GroundOrHVMix
+    and 0.80 mm siPCBMix: a minimum-ionising particle leaves ~3.3 % of its layer loss in the silicon of a thin
+    layer and ~1.8 % in a thick one, which is why the response falls as showers reach deeper with energy."""
+    share = mip_sampling_fractions("clic_ecal")
+    assert share.shape == (25,)
+    assert np.allclose(share[1:17], share[1]) and np.allclose(share[17:], share[17])
+    assert 0.031 < share[1] < 0.035 and 0.016 < share[17] < 0.019
+    assert share[17] / share[1] == pytest.approx(0.54, abs=0.02)
+
+
+def test_response_books_where_the_energy_goes() -> None:
+    point = response_point("e-", 2.0, n=20, seed=4)
+    # the silicon's share of the deposited energy is e/mip (0.5-0.8 in W/Si) times the thin layers' mip share
+    assert 0.5 * 0.033 < point.silicon_share < 0.8 * 0.033
+    assert 0.0 < point.rear_leakage < 0.01  # a 2 GeV shower is contained in 23 X0

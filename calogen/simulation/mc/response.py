@@ -11,7 +11,10 @@ From the command line (JSON lines on stdout, the whole table with ``--out``)::
 The figures: the sampling fraction (silicon deposit in the readout window over the primary energy), the
 energy-weighted mean layer (0-based), and the core containment (:func:`calogen.validation.features.core_containment`,
 5.1 / 9.5 / 19 / 28.5 mm: one cell, about one Moliere radius of the stack, two and three), each with its
-statistical error; the wall time per shower.
+statistical error; where the energy goes (the silicon's share of all the energy deposited in the stack, the
+energy leaving through the back); the wall time per shower. :func:`mip_sampling_fractions` gives, layer by
+layer, the silicon's share of a minimum-ionising particle's energy loss: the sampling a shower would see with
+e/mip = 1.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from calogen.validation.features import core_containment
 
-__all__ = ["CONTAINMENT_RADII_MM", "ResponsePoint", "main", "response_point", "step_convergence"]
+__all__ = ["CONTAINMENT_RADII_MM", "ResponsePoint", "main", "mip_sampling_fractions", "response_point",
+           "step_convergence"]
 
 CONTAINMENT_RADII_MM = (5.1, 9.5, 19.0, 28.5)  # mm
 
@@ -51,6 +56,8 @@ class ResponsePoint:
     layer_barycentre_error: float
     containment: dict[str, float] = field(default_factory=dict)  # radius (mm, as text) -> fraction
     containment_error: dict[str, float] = field(default_factory=dict)
+    silicon_share: float = 0.0  # silicon deposit over all the energy deposited in the stack (window or not)
+    rear_leakage: float = 0.0  # energy leaving through the back of the stack over the primary energy
     ms_per_shower: float = 0.0  # wall time, ms
 
 
@@ -68,9 +75,10 @@ def response_point(
     from calogen.simulation.mc import simulate
 
     start = time.perf_counter()
-    showers = simulate(energy_gev, math.radians(theta_deg), n=n, particle=particle, seed=seed, device=device,
-                       step_scale=step_scale)
+    showers, book = simulate(energy_gev, math.radians(theta_deg), n=n, particle=particle, seed=seed,
+                             device=device, step_scale=step_scale, return_bookkeeping=True)
     elapsed = time.perf_counter() - start
+    deposited = book.deposited_sensitive + book.deposited_passive + book.below_cut
     cells = showers.showers.astype(np.float64)
     deposit = cells.sum(axis=(1, 2, 3))
     sf = deposit / energy_gev
@@ -87,8 +95,36 @@ def response_point(
         step_scale=float(step_scale), sampling_fraction=float(sf.mean()),
         sampling_fraction_error=float(sf.std() / root_n), resolution=float(deposit.std() / deposit.mean()),
         layer_barycentre=float(barycentre.mean()), layer_barycentre_error=float(barycentre.std() / root_n),
-        containment=containment, containment_error=containment_error, ms_per_shower=1000.0 * elapsed / n,
+        containment=containment, containment_error=containment_error,
+        silicon_share=float(book.deposited_sensitive.sum() / deposited.sum()),
+        rear_leakage=float((book.leak_back / book.primary).mean()), ms_per_shower=1000.0 * elapsed / n,
     )
+
+
+def mip_sampling_fractions(detector: str | None = None, *, beta_gamma: float = 3.5) -> npt.NDArray[np.float64]:
+    """(n_layers,) the silicon's share of the collision energy loss of a minimum-ionising particle (``beta_gamma``
+    about 3.5, the minimum of dE/dx; PDG section 34.2.3) crossing each layer at normal incidence.
+
+    A layer is the slabs after the previous sensitive slab up to its own (absorber, supports, silicon); the front
+    face and the plates behind the last silicon belong to none. dE/dx of each material from
+    :func:`calogen.simulation.mc.stopping.restricted_dedx_mev_per_mm` without a delta-ray cut. For a shower the
+    sampling fraction is this times e/mip (about 0.6-0.7 in tungsten-silicon), averaged over where it deposits.
+    """
+    from calogen.detector import get_detector
+    from calogen.simulation.mc.constants import ELECTRON_MASS_MEV
+    from calogen.simulation.mc.stopping import restricted_dedx_mev_per_mm
+
+    det = get_detector(detector)
+    kinetic = ELECTRON_MASS_MEV * (math.sqrt(1.0 + beta_gamma**2) - 1.0)
+    t = np.array([kinetic])
+    out, layer_loss = [], 0.0
+    for slab in det.slabs:
+        loss = float(restricted_dedx_mev_per_mm(slab.material, t, cut_mev=kinetic)[0]) * slab.thickness_mm
+        layer_loss += loss
+        if slab.sensitive:
+            out.append(loss / layer_loss)
+            layer_loss = 0.0
+    return np.asarray(out)
 
 
 def step_convergence(
