@@ -239,6 +239,29 @@ def test_campaign_improves_the_hit_count_resumes_and_exports(toy_file: Path, tmp
         load_generator(folder)
 
 
+def test_sigterm_ends_a_campaign_session_with_its_checkpoint(toy_file: Path, tmp_path: Path) -> None:
+    """A campaign asked to stop (SIGTERM, as a shell's kill or a job runner sends) finishes the step it is in,
+    writes its checkpoint and returns; the next session resumes from there."""
+    import signal
+
+    config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), batch_size=8, flow_epochs=1, holdout=32,
+                            seed=5, shape=SMALL_SHAPE)
+    run = tmp_path / "run"
+
+    def stop_at_first_monitor(line: str) -> None:
+        if line.startswith("step="):
+            signal.raise_signal(signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    state = run_campaign(config, run, minutes=30.0, steps=10_000, monitor_every=3, log=stop_at_first_monitor)
+    assert state["step"] == 3  # the step of the signal, not the 10,000 asked for
+    assert signal.getsignal(signal.SIGTERM) == before  # the process's own handling is back
+    saved = json.loads((run / "progress.json").read_text())
+    assert saved["step"] == 3 and saved["sessions"][-1]["end_step"] == 3
+    resumed = run_campaign(config, run, minutes=30.0, steps=5, log=lambda _: None)
+    assert resumed["step"] == 5 and len(resumed["sessions"]) == 2
+
+
 def test_layer_widths_of_known_showers() -> None:
     showers = torch.zeros(1, 51, 51, 25)
     showers[0, 25, 25, 0] = 1.0  # one cell: no spread

@@ -11,14 +11,17 @@ the flow, step, showers seen, CPU time and sessions), ``progress.json`` and ``mo
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
 import os
 import platform
 import resource
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,6 +266,27 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def _stop_on_signal(log: Callable[[str], None]) -> Iterator[threading.Event]:
+    """An event that SIGTERM and SIGINT set while the block runs (in the main thread; elsewhere it is never set):
+    a training loop that checks it ends cleanly, checkpoint written, when its process is asked to stop."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request(signum: int, _frame: object) -> None:
+        stop.set()
+        log(f"{signal.Signals(signum).name}: ending the session after this step, the checkpoint is saved")
+
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float, steps: int | None = None,
                  command: str = "", log: Callable[[str], None] = print, checkpoint_minutes: float = 5.0,
                  monitor_every: int = 250) -> dict[str, Any]:
@@ -270,7 +294,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     first (resuming ``run_dir/checkpoint.pt`` when present); returns the state.
 
     The checkpoint is written every ``checkpoint_minutes`` and at the end; ``progress.json`` says where the
-    campaign stands (step, showers seen, CPU hours, sessions, the last monitoring figures).
+    campaign stands (step, showers seen, CPU hours, sessions, the last monitoring figures). SIGTERM or Ctrl-C
+    (SIGINT) ends the session after the current step, with the checkpoint written, as a deadline would.
     """
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -326,62 +351,64 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     rng = np.random.default_rng(config.seed + state["step"])
     last_save = time.monotonic()
     deadline = started + 60.0 * minutes
-    while time.monotonic() < deadline and (steps is None or state["step"] < steps):
-        idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size))
-        real_view = train.critic_view[idx].float()
-        energy, theta, layers = train.energy_gev[idx], train.theta_rad[idx], train.layer_energy[idx]
-        conditions = torch.cat([context_features(energy, theta),
-                                model.energy_flow.standardised(layers, energy)], 1).detach()
-        latent = torch.randn(config.batch_size, model.shape_config.latent_dim)
-        fake = model.shape(latent, conditions, layers) * layers[:, None, None, :]  # (B, X, Y, Z) GeV
-        # (1) critic step: hinge loss on real and generated showers at the same conditions, both seen through
-        # instance noise (Sonderby et al. arXiv:1610.04490) so that the critic cannot win on cell-level details
-        # (float16 storage, the cell threshold) before the shapes are right
-        sigma = config.instance_noise * max(0.0, 1.0 - state["step"] / max(config.instance_noise_steps, 1))
-        loss_d = (F.relu(1.0 - critic(_noisy(real_view, sigma), conditions)).mean()
-                  + F.relu(1.0 + critic(_noisy(critic_input(fake.detach()), sigma), conditions)).mean())
-        opt_d.zero_grad()
-        loss_d.backward()
-        opt_d.step()
-        # (2) generator step: fool the critic, keep the measured angle of the Monte Carlo shower, the batch's
-        # mean layer widths, hit counts per layer and core containment (feature matching, Salimans et al.
-        # arXiv:1606.03498, on physics features: they hold the shapes while the critic is far ahead)
-        angle_error = measured_angle(fake) - train.angle_rad[idx]
-        angle_loss = angle_error.abs().mean() + angle_error.mean().abs()  # per shower, and the batch's bias
-        real_cells = (torch.expm1(real_view) * CELL_SCALE_GEV).permute(0, 2, 3, 1)  # (B, X, Y, Z) GeV
-        width_loss = (torch.log(layer_widths(fake).mean(0)) - torch.log(layer_widths(real_cells).mean(0))).abs().mean()
-        real_hits = (real_cells > HIT_THRESHOLD_GEV).float().sum(dim=(1, 2)).mean(0)  # (Z,)
-        hits_loss = (torch.log1p(soft_hits(fake).mean(0)) - torch.log1p(real_hits)).abs().mean()
-        core_loss = (core_fraction(fake).mean() - core_fraction(real_cells).mean()).abs()
-        axis_loss = axis_distance(fake, real_cells).mean()
-        # hits by distance from the layer's axis: a hit count can be right with hits strewn over the window
-        ring_loss = (torch.log1p(ring_hits(fake).mean(0)) - torch.log1p(ring_hits(real_cells, soft=False).mean(0)))
-        ring_loss = ring_loss.abs().mean()
-        loss_g = (-critic(_noisy(critic_input(fake), sigma), conditions).mean() + config.angle_weight * angle_loss
-                  + config.width_weight * width_loss + config.hits_weight * hits_loss
-                  + config.core_weight * core_loss + config.axis_weight * axis_loss
-                  + config.ring_weight * ring_loss)
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
-        state["step"] += 1
-        state["showers_seen"] += config.batch_size
-        if state["step"] % monitor_every == 0:
-            figures = monitor_figures(model, holdout, cells_holdout, config.seed)
-            record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": loss_d.item(),
-                      "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(),
-                      "width_loss": width_loss.item(), "hits_loss": hits_loss.item(), "core_loss": core_loss.item(),
-                      "axis_loss_cells": axis_loss.item(), "ring_loss": ring_loss.item(),
-                      "instance_noise": sigma,
-                      **figures}
-            state["monitor"] = record
-            with open(run / "monitor.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        if time.monotonic() - last_save > 60.0 * checkpoint_minutes:
-            save()
-            last_save = time.monotonic()
-    save()
+    with _stop_on_signal(log) as stop:
+        while time.monotonic() < deadline and (steps is None or state["step"] < steps) and not stop.is_set():
+            idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size))
+            real_view = train.critic_view[idx].float()
+            energy, theta, layers = train.energy_gev[idx], train.theta_rad[idx], train.layer_energy[idx]
+            conditions = torch.cat([context_features(energy, theta),
+                                    model.energy_flow.standardised(layers, energy)], 1).detach()
+            latent = torch.randn(config.batch_size, model.shape_config.latent_dim)
+            fake = model.shape(latent, conditions, layers) * layers[:, None, None, :]  # (B, X, Y, Z) GeV
+            # (1) critic step: hinge loss on real and generated showers at the same conditions, both seen through
+            # instance noise (Sonderby et al. arXiv:1610.04490) so that the critic cannot win on cell-level details
+            # (float16 storage, the cell threshold) before the shapes are right
+            sigma = config.instance_noise * max(0.0, 1.0 - state["step"] / max(config.instance_noise_steps, 1))
+            loss_d = (F.relu(1.0 - critic(_noisy(real_view, sigma), conditions)).mean()
+                      + F.relu(1.0 + critic(_noisy(critic_input(fake.detach()), sigma), conditions)).mean())
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
+            # (2) generator step: fool the critic, keep the measured angle of the Monte Carlo shower, the batch's
+            # mean layer widths, hit counts per layer and core containment (feature matching, Salimans et al.
+            # arXiv:1606.03498, on physics features: they hold the shapes while the critic is far ahead)
+            angle_error = measured_angle(fake) - train.angle_rad[idx]
+            angle_loss = angle_error.abs().mean() + angle_error.mean().abs()  # per shower, and the batch's bias
+            real_cells = (torch.expm1(real_view) * CELL_SCALE_GEV).permute(0, 2, 3, 1)  # (B, X, Y, Z) GeV
+            width_loss = (torch.log(layer_widths(fake).mean(0))
+                          - torch.log(layer_widths(real_cells).mean(0))).abs().mean()
+            real_hits = (real_cells > HIT_THRESHOLD_GEV).float().sum(dim=(1, 2)).mean(0)  # (Z,)
+            hits_loss = (torch.log1p(soft_hits(fake).mean(0)) - torch.log1p(real_hits)).abs().mean()
+            core_loss = (core_fraction(fake).mean() - core_fraction(real_cells).mean()).abs()
+            axis_loss = axis_distance(fake, real_cells).mean()
+            # hits by distance from the layer's axis: a hit count can be right with hits strewn over the window
+            ring_loss = (torch.log1p(ring_hits(fake).mean(0)) - torch.log1p(ring_hits(real_cells, soft=False).mean(0)))
+            ring_loss = ring_loss.abs().mean()
+            loss_g = (-critic(_noisy(critic_input(fake), sigma), conditions).mean() + config.angle_weight * angle_loss
+                      + config.width_weight * width_loss + config.hits_weight * hits_loss
+                      + config.core_weight * core_loss + config.axis_weight * axis_loss
+                      + config.ring_weight * ring_loss)
+            opt_g.zero_grad()
+            loss_g.backward()
+            opt_g.step()
+            state["step"] += 1
+            state["showers_seen"] += config.batch_size
+            if state["step"] % monitor_every == 0:
+                figures = monitor_figures(model, holdout, cells_holdout, config.seed)
+                record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": loss_d.item(),
+                          "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(),
+                          "width_loss": width_loss.item(), "hits_loss": hits_loss.item(), "core_loss": core_loss.item(),
+                          "axis_loss_cells": axis_loss.item(), "ring_loss": ring_loss.item(),
+                          "instance_noise": sigma,
+                          **figures}
+                state["monitor"] = record
+                with open(run / "monitor.jsonl", "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            if time.monotonic() - last_save > 60.0 * checkpoint_minutes:
+                save()
+                last_save = time.monotonic()
+        save()
     return state
 
 
