@@ -13,9 +13,11 @@ import torch
 
 from calogen.gan.factorised.campaign import (
     CampaignConfig,
+    angle_groups,
     axis_distance,
     core_fraction,
     export_model,
+    grouped_gap,
     layer_widths,
     ring_hits,
     run_campaign,
@@ -260,6 +262,23 @@ def test_sigterm_ends_a_campaign_session_with_its_checkpoint(toy_file: Path, tmp
     assert saved["step"] == 3 and saved["sessions"][-1]["end_step"] == 3
     resumed = run_campaign(config, run, minutes=30.0, steps=5, log=lambda _: None)
     assert resumed["step"] == 5 and len(resumed["sessions"]) == 2
+
+
+def test_batch_means_are_compared_within_angle_groups() -> None:
+    """A generator whose cores are too narrow at 62 deg and as much too wide at 90 deg matches the Monte Carlo's
+    batch mean; within the angle groups the gap shows."""
+    theta = torch.tensor([math.radians(a) for a in (62.0, 65.0, 90.0, 92.0, 118.0)])
+    groups = angle_groups(theta)
+    assert [m.tolist() for m in groups] == [[True, True, False, False, False], [False, False, True, True, False],
+                                            [False, False, False, False, True]]
+    real = torch.tensor([[0.25], [0.25], [0.65], [0.65], [0.25]])
+    fake = real + torch.tensor([[0.1], [0.1], [-0.1], [-0.1], [0.0]])
+    assert float((fake.mean() - real.mean()).abs()) < 1e-6  # the whole batch: no gap
+    assert float(grouped_gap(fake, real, groups)) == pytest.approx(0.2 / 3)
+    assert len(angle_groups(torch.full((4,), math.pi / 2))) == 1  # empty groups are left out
+    counts = torch.tensor([[9.0], [9.0]])
+    assert float(grouped_gap(counts, counts * 0.0, [torch.tensor([True, True])], log1p=True)) == pytest.approx(
+        math.log(10.0))
 
 
 def test_layer_widths_of_known_showers() -> None:
