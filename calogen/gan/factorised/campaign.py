@@ -188,10 +188,14 @@ def layer_widths(showers_gev: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(spread.clamp(min=1e-6))[:, 0, 0, :]
 
 
+def _soft_hit(showers_gev: torch.Tensor, width: float = 0.25) -> torch.Tensor:
+    """(B, X, Y, Z) differentiable hit indicator of each cell: sigmoid((ln cell - ln 0.2 MeV) / width)."""
+    return torch.sigmoid((torch.log(showers_gev.clamp(min=1e-12)) - math.log(HIT_THRESHOLD_GEV)) / width)
+
+
 def soft_hits(showers_gev: torch.Tensor, width: float = 0.25) -> torch.Tensor:
     """(B, Z) differentiable hit counts per layer: sum over cells of sigmoid((ln cell - ln 0.2 MeV) / width)."""
-    log_cell = torch.log(showers_gev.clamp(min=1e-12))
-    return torch.sigmoid((log_cell - math.log(HIT_THRESHOLD_GEV)) / width).sum(dim=(1, 2))
+    return _soft_hit(showers_gev, width).sum(dim=(1, 2))
 
 
 def ring_hits(showers_gev: torch.Tensor, *, soft: bool = True,
@@ -205,7 +209,7 @@ def ring_hits(showers_gev: torch.Tensor, *, soft: bool = True,
     y = torch.arange(ny, dtype=showers_gev.dtype)[None, None, :, None]
     distance = torch.sqrt((x - axis[:, None, None, :, 0]) ** 2 + (y - axis[:, None, None, :, 1]) ** 2)
     if soft:
-        hit = torch.sigmoid((torch.log(showers_gev.clamp(min=1e-12)) - math.log(HIT_THRESHOLD_GEV)) / 0.25)
+        hit = _soft_hit(showers_gev)
     else:
         hit = (showers_gev > HIT_THRESHOLD_GEV).to(showers_gev.dtype)
     bounds = (0.0, *edges_cells, math.inf)
@@ -403,12 +407,13 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             # wide at 90 deg averages out (the shipped cards showed it for the core and the hit counts)
             groups = angle_groups(theta)
             width_loss = grouped_gap(torch.log(layer_widths(fake)), torch.log(layer_widths(real_cells)), groups)
-            real_hits = (real_cells > HIT_THRESHOLD_GEV).float().sum(dim=(1, 2))  # (B, Z)
-            hits_loss = grouped_gap(soft_hits(fake), real_hits, groups, log1p=True)
+            # hits per layer and ring (B, Z, R); the rings cover the window, so their sum is the layer's count
+            fake_rings, real_rings = ring_hits(fake), ring_hits(real_cells, soft=False)
+            hits_loss = grouped_gap(fake_rings.sum(dim=2), real_rings.sum(dim=2), groups, log1p=True)
             core_loss = grouped_gap(core_fraction(fake)[:, None], core_fraction(real_cells)[:, None], groups)
             axis_loss = axis_distance(fake, real_cells).mean()
             # hits by distance from the layer's axis: a hit count can be right with hits strewn over the window
-            ring_loss = grouped_gap(ring_hits(fake), ring_hits(real_cells, soft=False), groups, log1p=True)
+            ring_loss = grouped_gap(fake_rings, real_rings, groups, log1p=True)
             loss_g = (-critic(_noisy(critic_input(fake), sigma), conditions).mean() + config.angle_weight * angle_loss
                       + config.width_weight * width_loss + config.hits_weight * hits_loss
                       + config.core_weight * core_loss + config.axis_weight * axis_loss

@@ -26,7 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calogen.gan.nets.layers import DiscriminatorOutput, ShowerHeads, conditioning_input, same_padding_3d
+from calogen.gan.nets.layers import (
+    DiscriminatorOutput,
+    ShowerHeads,
+    conditioning_input,
+    same_padding_3d,
+    set_weight_layout,
+)
 from calogen.gan.preprocess import DEFAULT_POWER, DEFAULT_SCALE
 
 __all__ = ["Conv3dDiscriminator", "Conv3dFeatures", "Conv3dGenerator", "upsample_conv_as_pixel_shuffle"]
@@ -131,10 +137,7 @@ class Conv3dGenerator(nn.Module):
         state-dict keys are unchanged; outputs agree to ~1e-5. Returns self."""
         self.fast_upsample = enabled
         self._channels_last = enabled
-        layout = torch.channels_last_3d if enabled else torch.contiguous_format
-        for param in self.parameters():  # what Module.to(memory_format=...) does: 5-d weights change layout
-            if param.dim() == 5:
-                param.data = param.data.contiguous(memory_format=layout)
+        set_weight_layout(self, torch.channels_last_3d if enabled else torch.contiguous_format)
         return self
 
     def _keras_init(self) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "ecal_sum_gev",
     "measured_angle",
     "same_padding_3d",
+    "set_weight_layout",
 ]
 
 # 3DGAN conditions the generator on E / 100 (energy in units of 100 GeV), Khattak et al. 2021 public code.
@@ -55,6 +56,16 @@ def conditioning_input(energy_gev: torch.Tensor, theta_rad: torch.Tensor, noise:
     e = (energy_gev.to(noise.dtype) / ENERGY_SCALE_GEV).unsqueeze(1)
     t = theta_rad.to(noise.dtype).unsqueeze(1)
     return torch.cat([e, t, noise], dim=1)
+
+
+def set_weight_layout(module: torch.nn.Module, memory_format: torch.memory_format) -> None:
+    """Lay out ``module``'s convolution weights in ``memory_format`` (channels_last: the 4-d ones, channels_last_3d:
+    the 5-d ones, contiguous_format: both back), in place, as Module.to(memory_format=...) does; values and
+    state-dict keys are unchanged."""
+    dims = {torch.channels_last: (4,), torch.channels_last_3d: (5,)}.get(memory_format, (4, 5))
+    for param in module.parameters():
+        if param.dim() in dims:
+            param.data = param.data.contiguous(memory_format=memory_format)
 
 
 def same_padding_3d(kernel: tuple[int, int, int]) -> tuple[int, int, int, int, int, int]:
