@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from calogen.detector import get_material, homogeneous_block
-from calogen.simulation.mc import physics
+from calogen.simulation.mc import physics, simulate
 from calogen.simulation.mc.constants import ELECTRON_MASS_MEV
 from calogen.simulation.mc.cross_sections import brems_integrals, elastic_tables
+from calogen.simulation.mc.fluctuations import LANDAU_MODE, landau_table, restricted_landau_loss
 from calogen.simulation.mc.particles import rotate
 from calogen.simulation.mc.response import mip_sampling_fractions, response_point, step_convergence
 from calogen.simulation.mc.stopping import density_correction, density_effect_parameters
@@ -127,6 +128,47 @@ def test_photoelectron_carries_the_photon_energy_less_the_binding(w_cascade: Cas
     # Sauter: forward-peaked at this energy, but not along the photon
     cos_t = electrons.dir[:, 2]
     assert 0.2 < float(cos_t.mean()) < 0.9
+
+
+def _most_probable(values: np.ndarray, width: float) -> float:
+    """Peak of a histogram of ``values`` (bins of ``width``), refined by a parabola through the top bins."""
+    h, edges = np.histogram(values, bins=np.arange(0.0, float(np.quantile(values, 0.99)), width))
+    c = 0.5 * (edges[1:] + edges[:-1])
+    k = int(np.argmax(h))
+    a, b, _ = np.polyfit(c[k - 3:k + 4], h[k - 3:k + 4], 2)
+    return float(-b / (2.0 * a))
+
+
+def test_restricted_landau_keeps_the_mean_and_peaks_where_landau_does() -> None:
+    table = landau_table(torch.device("cpu"))
+    lam = table.lam[1:]
+    density = torch.diff(table.cdf) / torch.diff(table.lam)
+    # Landau's density: peak 0.1806 at lambda = -0.2228
+    assert float(lam[int(torch.argmax(density))]) == pytest.approx(LANDAU_MODE, abs=0.01)
+    assert float(density.max()) == pytest.approx(0.1806, rel=0.002)
+    n = 400_000
+    mean, xi, t_up = torch.full((n,), 0.18), torch.full((n,), 0.009), torch.full((n,), 0.4)
+    loss = restricted_landau_loss(table, mean, xi, t_up, torch.rand(n, generator=torch.Generator().manual_seed(1)))
+    assert float(loss.mean()) == pytest.approx(0.18, rel=2e-3)  # no energy made or lost
+    assert float(loss.max()) < 0.18 + 0.4  # no soft collision above T_up
+    # the peak lies below the mean by xi (<lambda> - lambda_mode), ln(T_up/xi) - 0.5 for lambda_max >> 1
+    assert _most_probable(loss.numpy(), 0.001) == pytest.approx(0.18 - 0.009 * (math.log(0.4 / 0.009) - 0.3),
+                                                                 abs=0.003)
+
+
+def test_mip_peak_in_half_a_millimetre_of_silicon() -> None:
+    # Landau-Vavilov-Bichsel most probable loss on the density-effect plateau (PDG eq. 34.12 with
+    # delta/2 -> ln(hbar omega_p / I) + ln(beta gamma) - 1/2): Delta_p = xi [ln(2 m c^2 xi / (hbar omega_p)^2) + 0.2],
+    # silicon hbar omega_p = 31.05 eV, xi = (K/2) (Z/A) rho x: 0.145 MeV for 0.5 mm
+    xi = 0.5 * 0.307075 * (14.0 / 28.0855) * 2.329 * 0.05
+    expected = xi * (math.log(2.0 * ELECTRON_MASS_MEV * xi / 31.05e-6**2) + 0.2)
+    assert expected == pytest.approx(0.1447, rel=0.005)
+    slab = homogeneous_block("Si", depth_mm=0.5, n_layers=1, cell_size_mm=4000.0, n_cells=(1, 1))
+    crossings = simulate(2.0, math.pi / 2, n=6000, detector=slab, seed=5, allow_out_of_range=True)
+    deposit_mev = crossings.showers.reshape(6000).astype(np.float64) * 1e3
+    assert _most_probable(deposit_mev, 0.004) == pytest.approx(expected, rel=0.04)
+    # the mean is the restricted loss plus the delta rays that stop in the slab, far above the peak
+    assert 0.17 < deposit_mev.mean() < 0.20
 
 
 def test_response_converges_when_every_step_limit_is_halved() -> None:

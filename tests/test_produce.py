@@ -30,6 +30,7 @@ from calogen.produce import (
     produce,
 )
 from calogen.showers import OutOfRangeError
+from calogen.simulation import mc
 
 THETA = (math.radians(80.0), math.radians(100.0))
 REPO = Path(__file__).resolve().parent.parent
@@ -168,6 +169,19 @@ def test_other_parameters_into_the_same_folder_are_refused(tmp_path: Path, two_w
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
     assert "energy_range_gev [2.0, 5.0] there, [2.0, 6.0] now" in err[0] and "another output folder" in err[0]
+
+
+def test_monte_carlo_of_other_physics_is_not_mixed_in(tmp_path: Path, one_worker: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    first = produce(_config(tmp_path, source="mc", n=2, shard_size=1), client=one_worker)
+    version = mc.PHYSICS_VERSION
+    assert _manifest(tmp_path)["parameters"]["mc_physics"] == version
+    assert read_showers(tmp_path / first.shards[0].file).attrs["mc_physics"] == version
+    (tmp_path / "shard-00001.h5").unlink()
+    monkeypatch.setattr(mc, "PHYSICS_VERSION", "2099.01.01")  # the Monte Carlo's physics changed since
+    with pytest.raises(ProductionMismatch, match=f"mc_physics '{version}' there, '2099.01.01' now"):
+        produce(_config(tmp_path, source="mc", n=2, shard_size=1), client=one_worker)
+    assert not (tmp_path / "shard-00001.h5").exists()  # nothing made
 
 
 def test_a_failed_write_leaves_no_file_and_the_rerun_completes(

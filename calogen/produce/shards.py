@@ -22,6 +22,7 @@ import numpy.typing as npt
 from calogen.io import ShowerSet, atomic_write, write_3dgan, write_calochallenge, write_showers
 from calogen.produce.plan import FileFormat, ProductionConfig, ShardPlan
 from calogen.showers import Conditions, OutOfRangeError, Source
+from calogen.simulation import mc
 from calogen.sources import SourceEntry, load_source, sample
 
 __all__ = [
@@ -199,6 +200,7 @@ def parameters(config: ProductionConfig, entry: SourceEntry, card_sha: str | Non
         "source": entry.name,
         "source_kind": entry.kind,
         "card_sha256": card_sha,
+        "mc_physics": mc.PHYSICS_VERSION if entry.kind == "mc" else None,
         "particle": config.particle,
         "energy_range_gev": list(config.energy_range_gev),
         "theta_range_rad": list(config.theta_range_rad),

@@ -24,7 +24,7 @@ import numpy as np
 
 from calogen.io import ShowerSet, write_showers
 from calogen.showers import Conditions
-from calogen.simulation.mc import CONDITION_RANGE, MonteCarlo
+from calogen.simulation.mc import CONDITION_RANGE, PHYSICS_VERSION, MonteCarlo
 
 __all__ = ["DEFAULT_ENERGIES_GEV", "DEFAULT_THETAS_RAD", "make_reference", "provenance_path"]
 
@@ -107,6 +107,7 @@ def make_reference(
         "wall_time_s": round(wall, 1),
         "per_point": timing,
         "calogen_version": __version__,
+        "mc_physics": PHYSICS_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "mean_sampling_fraction": [
             {"energy_gev": e, "theta_rad": t,

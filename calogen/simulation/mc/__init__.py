@@ -27,7 +27,8 @@ from calogen.showers import TRAINING_RANGE, ConditionRange, Conditions, OutOfRan
 from calogen.simulation.mc.physics import ELECTRON_MASS_MEV, PhysicsTables, build_tables
 from calogen.simulation.mc.transport import BOOK_COLUMNS, Cascade, Geometry, Particles
 
-__all__ = ["CONDITION_RANGE", "NAME", "PARTICLES", "WIDE_CONDITION_RANGE", "Bookkeeping", "MonteCarlo", "simulate"]
+__all__ = ["CONDITION_RANGE", "NAME", "PARTICLES", "PHYSICS_VERSION", "WIDE_CONDITION_RANGE", "Bookkeeping",
+           "MonteCarlo", "simulate"]
 
 NAME = "Monte Carlo"
 PARTICLES = ("e-", "e+", "gamma")
@@ -36,6 +37,10 @@ CONDITION_RANGE = ConditionRange((1.0, 500.0), TRAINING_RANGE.theta_rad)
 60-120 deg."""
 WIDE_CONDITION_RANGE = ConditionRange((0.01, 2000.0), (math.pi / 180.0, 179.0 * math.pi / 180.0))
 """With ``allow_out_of_range``: 0.01-2000 GeV, 1-179 deg (outside the validated range)."""
+PHYSICS_VERSION = "2026.12.02"
+"""The version of the Monte Carlo's physics: it changes with every change that alters the showers of a seed.
+Every shower set records it (attribute ``mc_physics``), and so does every production, so that samples of
+different physics are never mixed (2026.12.02: Landau's restricted loss distribution in the silicon)."""
 _GRID_MARGIN = 32  # cells scored beyond the window on each side, before the window is centred
 _MAX_CHUNK_SHOWERS = 64  # showers simulated at once by default (with at most chunk_energy_gev between them)
 
@@ -222,6 +227,7 @@ def simulate(
         "detector": det.name,
         "seed": int(seed),
         "calogen_version": __version__,
+        "mc_physics": PHYSICS_VERSION,
         "device": str(dev),
     }
     showers = ShowerSet(out / mev_per_gev, energy.astype(np.float32), theta.astype(np.float32), attrs)

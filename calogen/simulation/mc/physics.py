@@ -9,6 +9,7 @@ sources:
   positron annihilation in flight; elastic scattering of e+- (screened Rutherford, Moliere's screening).
 - :mod:`calogen.simulation.mc.stopping`: restricted collision stopping power (Berger-Seltzer with the
   Sternheimer-Peierls density effect), CSDA ranges and the production cuts.
+- :mod:`calogen.simulation.mc.fluctuations`: Landau's distribution of the loss in thin sensitive slabs.
 - :mod:`calogen.simulation.mc.constants`: physical constants, the energy grid, tracking and production cuts.
 """
 
@@ -35,6 +36,7 @@ from calogen.simulation.mc.cross_sections import (
     plasma_energy_mev,
     screening_functions,
 )
+from calogen.simulation.mc.fluctuations import LandauTable, landau_table
 from calogen.simulation.mc.stopping import csda_range, cuts_for, density_effect_parameters, restricted_dedx_mev_per_mm
 
 # the physics functions most callers need, importable from here as well as from their modules
@@ -86,6 +88,7 @@ class PhysicsTables:
     binding_k: torch.Tensor  # (M,) K-shell binding energy of the heaviest element, MeV
     binding_l: torch.Tensor  # (M,) L1-shell binding energy, MeV
     t_cut_list: list[float]
+    landau: LandauTable  # Landau's distribution for the loss fluctuations in sensitive slabs
 
     def lookup(self, table: torch.Tensor, mat: torch.Tensor, energy_mev: torch.Tensor) -> torch.Tensor:
         """Linear interpolation in ln E of table[mat] at energy_mev; mat, energy (N,) -> (N,)."""
@@ -174,5 +177,6 @@ def build_tables(detector: Detector, device: torch.device, dtype: torch.dtype = 
         binding_k=t(bind_k),
         binding_l=t(bind_l),
         t_cut_list=tcut,
+        landau=landau_table(device),
     )
 

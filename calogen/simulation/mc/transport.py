@@ -9,7 +9,8 @@ interactions (hard bremsstrahlung, Moller/Bhabha delta rays, annihilation in fli
 residual range, at one transport mean free path lambda_1, or at the slab's face along the flight (at least a
 quarter of the slab); where a face lies within the residual range the range and lambda_1 limits tighten to 10%
 and 0.2 (a "distance to boundary" step limitation, as Geant4's). Along each step they lose the restricted
-energy loss (Landau-fluctuated in sensitive slabs, Moyal approximation) and scatter elastically.
+energy loss (in sensitive slabs with Landau's fluctuations, restricted to the soft collisions) and scatter
+elastically.
 
 Multiple scattering is a random-hinge condensed history (Fernandez-Varea et al., Nucl. Instrum. Meth. B 73
 (1993) 447; the PENELOPE scheme): a step of true length s is flown as a straight segment of random length
@@ -30,6 +31,7 @@ import math
 import torch
 
 from calogen.simulation.mc.constants import ELECTRON_TRACKING_CUT_MEV, PHOTON_TRACKING_CUT_MEV
+from calogen.simulation.mc.fluctuations import restricted_landau_loss
 from calogen.simulation.mc.interactions import Interactions
 from calogen.simulation.mc.particles import Geometry, Particles, rotate
 from calogen.simulation.mc.state import BACK, BELOW_CUT, BOOK_COLUMNS, FRONT, M_E, PASSIVE, SIDE
@@ -45,7 +47,6 @@ _MAX_TAU_NEAR_FACE = 0.2  # transport mean free paths
 _RANGE_FRACTION_NEAR_FACE = 0.1  # of the residual range
 _MIN_STEP_MM = 1e-3
 _MIN_PHOTON_PASS = 2048  # photons are moved in passes of at least this many while charged particles run
-_MOYAL_MEAN = 0.5772156649 + math.log(2.0)  # mean of the Moyal distribution
 
 
 class Cascade(Interactions):
@@ -234,16 +235,17 @@ class Cascade(Interactions):
         sens = (layer >= 0) & ~ends
         si = sens.nonzero().squeeze(1)
         if si.numel():
-            # Landau fluctuation of the deposit in the sensitive slabs (Moyal form, mean preserved):
-            # Delta = <Delta> + xi (lambda - <lambda>), xi = (K/2)(Z/A) rho s / beta^2 (PDG eq. 34.11)
+            # Landau fluctuation of the deposit in the sensitive slabs (restricted Landau distribution, mean
+            # preserved; calogen.simulation.mc.fluctuations): xi = (K/2)(Z/A) rho s / beta^2 (PDG eq. 34.11),
+            # truncated at the largest soft transfer: the delta-ray threshold, or T/2 (Moller) / T (Bhabha)
             ts, ms, des = T[si], mat[si], de[si]
             gam = ts / M_E + 1.0
             beta2 = 1.0 - 1.0 / (gam * gam)
             xi = t.xi_per_mm[ms] * travelled[si] / beta2
-            zn = self._n(si.numel())
-            lam = -torch.log((zn * zn).clamp_min(1e-30))
-            de_f = (des + xi * (lam - _MOYAL_MEAN)).clamp_min(0.0)
-            de[si] = torch.minimum(torch.minimum(de_f, ts), des + t.t_cut[ms])
+            largest = torch.where(p.charge[si] < 0, 0.5 * ts, ts)
+            t_up = torch.minimum(t.t_cut[ms], largest)
+            de_f = restricted_landau_loss(t.landau, des, xi, t_up, self._u(si.numel())).clamp_min(0.0)
+            de[si] = torch.minimum(de_f, ts)
         T_new = T - de
         de = T - T_new
         # the loss is scored at the hinge (inside the slab, on the path)
