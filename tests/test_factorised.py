@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from calogen.gan.factorised.campaign import (
     soft_hits,
     train_energy_flow,
 )
-from calogen.gan.factorised.data import load_training_data
+from calogen.gan.factorised.data import data_physics, load_training_data
 from calogen.gan.factorised.energy_flow import EnergyFlowConfig, from_flow_space, to_flow_space
 from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
 from calogen.gan.factorised.shape_nets import ShapeConfig, _layer_shapes, _Speckle, build_shape_generator
@@ -262,6 +263,31 @@ def test_sigterm_ends_a_campaign_session_with_its_checkpoint(toy_file: Path, tmp
     assert saved["step"] == 3 and saved["sessions"][-1]["end_step"] == 3
     resumed = run_campaign(config, run, minutes=30.0, steps=5, log=lambda _: None)
     assert resumed["step"] == 5 and len(resumed["sessions"]) == 2
+
+
+def test_data_of_other_monte_carlo_physics_refits_the_energy_flow(toy_file: Path, tmp_path: Path) -> None:
+    """The energy flow carries the sampling fraction, so a session on data of other Monte Carlo physics fits it
+    anew; the shape generator goes on from its checkpoint."""
+    config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), batch_size=8, flow_epochs=1, holdout=32,
+                            seed=6, shape=SMALL_SHAPE)
+    run = tmp_path / "run"
+    lines: list[str] = []
+    first = run_campaign(config, run, minutes=30.0, steps=2, log=lines.append)
+    assert first["flow_data_physics"] is None and sum("energy flow epoch" in line for line in lines) == 1
+    again = run_campaign(config, run, minutes=30.0, steps=3, log=lines.append)  # same data: the flow stays
+    assert sum("energy flow epoch" in line for line in lines) == 1 and again["step"] == 3
+
+    newer = tmp_path / "newer.h5"
+    toy = _toy_showers(160, seed=5)
+    toy.attrs["mc_physics"] = "2099.01.01"
+    write_showers(newer, toy)
+    assert data_physics(newer) == "2099.01.01" and data_physics(toy_file) is None
+    lines.clear()
+    state = run_campaign(replace(config, data=str(newer)), run, minutes=30.0, steps=5, log=lines.append)
+    assert any("fitting the energy flow again" in line for line in lines)
+    assert sum("energy flow epoch" in line for line in lines) == 1
+    assert state["flow_data_physics"] == "2099.01.01" and state["step"] == 5  # the shapes resumed at step 3
+    assert state["sessions"][-1]["data_physics"] == "2099.01.01"
 
 
 def test_batch_means_are_compared_within_angle_groups() -> None:

@@ -1,6 +1,7 @@
 """A resumable training campaign for a factorised generator, sized for a CPU and spread over sessions.
 
-Phases: (1) the energy flow is fitted by maximum likelihood on the layer energies (once; a few minutes);
+Phases: (1) the energy flow is fitted by maximum likelihood on the layer energies (once, a few minutes; again
+when a session's data comes from other Monte Carlo physics, :func:`calogen.gan.factorised.data.data_physics`);
 (2) the shape generator is trained against a critic with the hinge loss (Lim & Ye, arXiv:1705.02894; Miyato et
 al., arXiv:1802.05957), conditioned on the *real* shower's energy, angle and layer energies, plus the 3DGAN
 measured-angle constraint (Khattak et al., arXiv:2103.08497: the angle from layer barycentres of the generated
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from calogen.gan.factorised.data import TrainingData, describe_data, load_training_data
+from calogen.gan.factorised.data import TrainingData, data_physics, describe_data, load_training_data
 from calogen.gan.factorised.energy_flow import context_features, to_flow_space
 from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
 from calogen.gan.factorised.shape_nets import CELL_SCALE_GEV, ShapeCritic, critic_input
@@ -356,9 +357,17 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     state["command"] = command
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "start_step": state["step"],
                "command": command, "host": platform.node(), "threads": torch.get_num_threads(),
-               "data_showers": len(data), "config": asdict(config)}
+               "data_showers": len(data), "data_physics": data_physics(config.data), "config": asdict(config)}
+    physics = session["data_physics"]
+    if state["flow_history"] and state.get("flow_data_physics") != physics:
+        # the energy flow carries the sampling fraction: data of other Monte Carlo physics needs it fitted anew
+        # (the shape generator goes on learning from where it stands)
+        log(f"the data was made by Monte Carlo physics {physics}, the energy flow was fitted on "
+            f"{state.get('flow_data_physics')}: fitting the energy flow again")
+        state["flow_history"] = []
     if not state["flow_history"]:
         state["flow_history"] = train_energy_flow(model, train, holdout, config, log)
+        state["flow_data_physics"] = physics
 
     marks = {"cpu": cpu_start, "wall": started}
 

@@ -21,7 +21,7 @@ from calogen.gan.factorised.shape_nets import critic_input
 from calogen.gan.nets.layers import measured_angle
 from calogen.io import read_showers
 
-__all__ = ["TrainingData", "data_files", "describe_data", "load_training_data"]
+__all__ = ["TrainingData", "data_files", "data_physics", "describe_data", "load_training_data"]
 
 
 @dataclass
@@ -87,6 +87,19 @@ def describe_data(path: str | Path) -> dict[str, Any]:
                                         if (p / s["file"]).exists()).encode()).hexdigest()
         out["shards_sha256"] = digest
     return out
+
+
+def data_physics(path: str | Path) -> str | None:
+    """The Monte Carlo physics version (:data:`calogen.simulation.mc.PHYSICS_VERSION`) the data was made with:
+    a ``produce`` folder's manifest, or a file's ``mc_physics`` attribute; None where it is not recorded (data
+    made before versions were recorded, or not by the Monte Carlo)."""
+    p = Path(path)
+    if p.is_dir():
+        manifest = json.loads((p / "manifest.json").read_text())
+        version = manifest.get("parameters", {}).get("mc_physics")
+    else:
+        version = read_showers(p).attrs.get("mc_physics")
+    return None if version is None else str(version)
 
 
 def load_training_data(path: str | Path, *, max_showers: int | None = None) -> TrainingData:
