@@ -36,7 +36,7 @@ __all__ = [
     "time_call",
 ]
 
-_ACTIVATION_BYTES_PER_SHOWER = 40e6  # conv3d fp32 activations peak at ~30 MB per shower (ANCHORS.md), plus slack
+_ACTIVATION_BYTES_PER_SHOWER = 40e6  # conv3d fp32 activations peak at ~30 MB per shower, plus slack
 
 
 @dataclass

@@ -32,6 +32,7 @@ from calogen.gan.factorised.shape_nets import ShapeConfig, _layer_shapes, _Speck
 from calogen.gan.generate import ModelLoadError, load_generator
 from calogen.io import write_showers
 from calogen.showers import ShowerSet
+from calogen.validation.features import measured_angle
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -152,6 +153,33 @@ def test_ring_hits_count_hits_by_distance_from_the_layer_axis() -> None:
     assert hard.shape == (1, 25, 5)
     assert hard[0, 3].tolist() == [1.0, 1.0, 0.0, 0.0, 1.0] and float(hard.sum()) == 3.0
     torch.testing.assert_close(ring_hits(showers), hard, atol=0.01, rtol=0.0)  # the soft count agrees
+
+
+@pytest.mark.parametrize("kind", ["conv2d", "conv3d"])
+def test_axis_shear_puts_the_layers_on_the_incidence_axis(kind: str) -> None:
+    """A shower drawn straight down its own frame comes out tilted: the measured angle (3DGAN, layer barycentres
+    against depth) is the incidence angle, and the energy-weighted mean depth stays on the window's centre."""
+    torch.manual_seed(8)
+    config = ShapeConfig(kind=kind, channels=(8, 8, 4), latent_dim=8, axis_shear=True)  # type: ignore[arg-type]
+    net = build_shape_generator(config)
+    assert net.shear is not None
+    logits = torch.full((3, 51, 51, 25), -30.0)
+    logits[:, 25, 25, :] = 10.0  # a pencil along the frame's axis
+    theta = torch.tensor([math.radians(a) for a in (62.0, 90.0, 118.0)])
+    layers = torch.rand(3, 25) + 0.1
+    shift = net.shear.shift_cells(theta, layers)
+    assert torch.allclose((shift * layers).sum(1), torch.zeros(3), atol=1e-4)  # the barycentre does not move
+    shower = torch.softmax(net.shear(logits, shift).reshape(3, -1, 25), 1).reshape(3, 51, 51, 25)
+    shower = shower * layers[:, None, None]
+    angle = np.degrees(measured_angle(shower.numpy()))
+    np.testing.assert_allclose(angle, [62.0, 90.0, 118.0], atol=0.5)
+    conditions = torch.cat([torch.zeros(3, 1), ((theta - math.pi / 2) / 0.5)[:, None], torch.zeros(3, 25)], 1)
+    with torch.no_grad():
+        shapes = net(torch.randn(3, 8), conditions, layers)
+    torch.testing.assert_close(shapes.sum(dim=(1, 2)), torch.ones(3, 25))
+    with pytest.raises(ValueError, match="needs the layer energies"):
+        net(torch.randn(3, 8), conditions)
+    assert build_shape_generator(ShapeConfig(kind=kind, channels=(8, 8, 4), latent_dim=8)).shear is None  # type: ignore[arg-type]
 
 
 def test_soft_hits_count_cells_above_0_2_mev() -> None:

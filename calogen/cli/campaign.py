@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="noise values behind the per-cell speckle field (default 32; 0: a smooth shape)")
     parser.add_argument("--threshold-mev", type=float, default=None,
                         help="cells below this energy are empty, MeV (default 0.05)")
+    parser.add_argument("--axis-shear", action="store_true",
+                        help="the shape generator draws each shower in its own frame and a fixed shear puts its "
+                        "layers on the incidence axis (a new run's setting; a run keeps the one it started with)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
 
 
@@ -86,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         shape["speckle_dim"] = args.speckle_dim
     if args.threshold_mev is not None:
         shape["threshold_gev"] = args.threshold_mev / 1000.0
+    if args.axis_shear:
+        shape["axis_shear"] = True
     try:
         config = CampaignConfig(arch=args.arch, data=args.data, batch_size=args.batch_size, seed=args.seed,
                                 shape=shape, lr_generator=args.lr_generator, lr_critic=args.lr_critic,

@@ -52,7 +52,7 @@ Array = npt.NDArray[np.float64]
 Axis = Literal["x", "y", "z"]
 
 EPSILON = 1e-12  # guards every division by an energy sum (GeV) against empty showers
-CELL_SIZE_MM = 5.1  # transverse cell pitch of the CLIC ECAL readout, mm (PHYSICS.md)
+CELL_SIZE_MM = 5.1  # transverse cell pitch of the CLIC ECAL readout, mm (ECalBarrel_o1_v01_01.xml, CartesianGridXY)
 HIT_THRESHOLD_GEV = 2e-4  # a cell counts as a hit above 0.2 MeV, as in the 3DGAN validation
 # R1/R2/R3: energy fractions in layers 1-8, 9-17, 18-25 (0-based half-open ranges); 3DGAN validation.
 LAYER_GROUPS: tuple[tuple[int, int], ...] = ((0, 8), (8, 17), (17, 25))

@@ -15,6 +15,13 @@ network and ``eps`` a per-cell standard normal field (a fixed random projection 
 seed gives the same shower on every device, like the noise inputs of StyleGAN, Karras et al. arXiv:1812.04948); and
 the sparsity floor is an energy, ``threshold_gev`` per cell, instead of a fraction of the layer.
 
+With ``axis_shear`` the network draws the shower in its own frame and a fixed shear puts it on its axis: a
+particle at angle theta crosses layer k at y = (d_k - d) cot(theta) from the shower's barycentre (d_k the layer's
+depth in the stack, d the energy-weighted mean depth, both from the layer energies), so each layer's logits are
+shifted by that many cells along y (linear interpolation) before the softmax. The tilt, which the convolutions
+otherwise have to learn from the angle alone, is then exact, and the network only learns what the angle does
+to the shape around the axis.
+
 The critic (:class:`ShapeCritic`) sees ``log1p(cell / 0.1 MeV)`` with the layers as channels and the conditions
 through a projection term (Miyato & Koyama, arXiv:1802.05637), with spectral normalisation on every layer
 (Miyato et al., arXiv:1802.05957) for the hinge loss.
@@ -25,6 +32,7 @@ Shapes: showers float32 (B, 51, 51, 25) GeV (x, y, layer); conditions float32 (B
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -34,6 +42,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from calogen.gan.nets.layers import set_weight_layout
+from calogen.validation.features import CELL_SIZE_MM, clic_layer_depth_mm
 
 __all__ = [
     "CELL_SCALE_GEV",
@@ -60,6 +69,7 @@ class ShapeConfig:
     channels: tuple[int, int, int] = (64, 32, 8)  # conv3d uses all three, conv2d the first two
     speckle_dim: int = 0  # noise values projected onto the per-cell field eps (0: a smooth shape, no eps)
     threshold_gev: float = 0.0  # cells below this energy are empty (0: the floor is SPARSITY_FLOOR of the layer)
+    axis_shear: bool = False  # draw the shower along its axis: each layer's logits shifted in y by the incidence
 
 
 def _layer_shapes(logits: torch.Tensor, floor: torch.Tensor | None = None) -> torch.Tensor:
@@ -81,6 +91,50 @@ def _layer_shapes(logits: torch.Tensor, floor: torch.Tensor | None = None) -> to
     else:
         sparse = p * (p >= torch.minimum(floor[:, :, None], cap)).to(p.dtype)
     return (sparse / sparse.sum(dim=2, keepdim=True)).reshape(b, nz, nx, ny).permute(0, 2, 3, 1)
+
+
+class _AxisShear(nn.Module):
+    """Shifts each layer's logits along y to the shower axis of the incidence angle (module docstring)."""
+
+    def __init__(self, grid: tuple[int, int, int]) -> None:
+        super().__init__()
+        depth = torch.as_tensor(clic_layer_depth_mm(grid[2]), dtype=torch.float32)
+        self.register_buffer("depth_cells", depth / CELL_SIZE_MM, persistent=False)  # (Z,) in cell sizes
+
+    def shift_cells(self, theta_rad: torch.Tensor, layer_energy_gev: torch.Tensor) -> torch.Tensor:
+        """(B, Z) shift of each layer along +y, cells: (d_k - d) cot(theta), d the energy-weighted mean depth."""
+        depth: torch.Tensor = self.depth_cells  # type: ignore[assignment]
+        weight = layer_energy_gev.detach().clamp(min=0.0)
+        mean_depth = (weight * depth).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp(min=1e-12)
+        cot = torch.cos(theta_rad) / torch.sin(theta_rad)
+        return (depth[None, :] - mean_depth) * cot[:, None]
+
+    def forward(self, logits: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """logits (B, X, Y, Z), shift (B, Z) cells -> logits moved by ``shift`` along y (the edge values beyond)."""
+        b, nx, ny, nz = logits.shape
+        y = torch.arange(ny, device=logits.device, dtype=logits.dtype)
+        source = y[None, :, None] - shift[:, None, :].to(logits.dtype)  # (B, Y, Z): where each cell's logit comes from
+        low = source.floor()
+        frac = (source - low)[:, None]  # (B, 1, Y, Z)
+        index = low.long()
+        first = index.clamp(0, ny - 1)[:, None].expand(b, nx, ny, nz)
+        second = (index + 1).clamp(0, ny - 1)[:, None].expand(b, nx, ny, nz)
+        return logits.gather(2, first) * (1.0 - frac) + logits.gather(2, second) * frac
+
+
+def _theta_rad(conditions: torch.Tensor) -> torch.Tensor:
+    """(B,) incidence angle, radians, from the conditions' second column ((theta - pi/2) / 0.5 rad)."""
+    return 0.5 * conditions[:, 1] + 0.5 * math.pi
+
+
+def _sheared(shear: _AxisShear | None, logits: torch.Tensor, conditions: torch.Tensor,
+             layer_energy_gev: torch.Tensor | None) -> torch.Tensor:
+    """logits (B, X, Y, Z) on the shower axis when the generator shears, else as they are."""
+    if shear is None:
+        return logits
+    if layer_energy_gev is None:
+        raise ValueError("a shape generator with axis_shear needs the layer energies (B, Z) to place the axis")
+    return shear(logits, shear.shift_cells(_theta_rad(conditions), layer_energy_gev))
 
 
 class _Speckle(nn.Module):
@@ -139,6 +193,7 @@ class ShapeGenerator2D(nn.Module):
         self.conv = nn.Conv2d(c0 + 2, c1, 3, padding=1)
         self.up = nn.ConvTranspose2d(c1, nz * (2 if config.speckle_dim else 1), 4, stride=2, padding=1)
         self.speckle = _Speckle(config.speckle_dim, config.grid) if config.speckle_dim else None
+        self.shear = _AxisShear(config.grid) if config.axis_shear else None
         self._channels_last = False
 
     def use_fast_path(self, enabled: bool = True) -> ShapeGenerator2D:
@@ -167,7 +222,8 @@ class ShapeGenerator2D(nn.Module):
         logits = out[:, :nz]
         if self.speckle is not None:
             logits = logits + F.softplus(out[:, nz:]) * self.speckle(speckle, layers_first=True)
-        return _layer_shapes(logits.permute(0, 2, 3, 1), _floor(self.config, layer_energy_gev))  # (B, X, Y, Z)
+        logits = _sheared(self.shear, logits.permute(0, 2, 3, 1), conditions, layer_energy_gev)  # (B, X, Y, Z)
+        return _layer_shapes(logits, _floor(self.config, layer_energy_gev))
 
 
 class ShapeGenerator3D(nn.Module):
@@ -185,6 +241,7 @@ class ShapeGenerator3D(nn.Module):
         self.up1 = nn.ConvTranspose3d(c1, c2, 4, stride=2, padding=1)
         self.up2 = nn.ConvTranspose3d(c2, 2 if config.speckle_dim else 1, 4, stride=2, padding=1)
         self.speckle = _Speckle(config.speckle_dim, config.grid) if config.speckle_dim else None
+        self.shear = _AxisShear(config.grid) if config.axis_shear else None
 
     def forward(self, latent: torch.Tensor, conditions: torch.Tensor,
                 layer_energy_gev: torch.Tensor | None = None) -> torch.Tensor:
@@ -201,6 +258,7 @@ class ShapeGenerator3D(nn.Module):
         logits = out[:, 0]
         if self.speckle is not None:
             logits = logits + F.softplus(out[:, 1]) * self.speckle(speckle)
+        logits = _sheared(self.shear, logits, conditions, layer_energy_gev)
         return _layer_shapes(logits, _floor(self.config, layer_energy_gev))
 
 
