@@ -17,7 +17,6 @@ from calogen.gan.factorised.campaign import (
     angle_groups,
     axis_distance,
     core_fraction,
-    export_model,
     grouped_gap,
     layer_widths,
     ring_hits,
@@ -27,6 +26,7 @@ from calogen.gan.factorised.campaign import (
 )
 from calogen.gan.factorised.data import data_physics, load_training_data
 from calogen.gan.factorised.energy_flow import EnergyFlowConfig, from_flow_space, to_flow_space
+from calogen.gan.factorised.export import export_model
 from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
 from calogen.gan.factorised.shape_nets import ShapeConfig, _layer_shapes, _Speckle, build_shape_generator
 from calogen.gan.generate import ModelLoadError, load_generator

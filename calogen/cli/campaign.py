@@ -62,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the campaign session, then export when asked."""
-    from calogen.gan.factorised.campaign import DEFAULT_SHAPE, CampaignConfig, export_model, run_campaign
+    from calogen.gan.factorised.campaign import DEFAULT_SHAPE, CampaignConfig, run_campaign
+    from calogen.gan.factorised.export import export_model
     from calogen.gan.factorised.model import build_factorised
     from calogen.gan.jobs import RunError, run_path
 

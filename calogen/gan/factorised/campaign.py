@@ -7,7 +7,8 @@ al., arXiv:1802.05957), conditioned on the *real* shower's energy, angle and lay
 measured-angle constraint (Khattak et al., arXiv:2103.08497: the angle from layer barycentres of the generated
 shower matches that of the Monte Carlo shower). The run folder holds one checkpoint (both nets, both optimisers,
 the flow, step, showers seen, CPU time and sessions), ``progress.json`` and ``monitor.jsonl``; calling
-:func:`run_campaign` again resumes it. :func:`export_model` writes the model folder and its card.
+:func:`run_campaign` again resumes it. :func:`calogen.gan.factorised.export.export_model` writes the model
+folder and its card.
 """
 
 from __future__ import annotations
@@ -31,12 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from calogen.gan.factorised.data import TrainingData, data_physics, describe_data, load_training_data
+from calogen.gan.factorised.data import TrainingData, data_physics, load_training_data
 from calogen.gan.factorised.energy_flow import context_features, to_flow_space
 from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
 from calogen.gan.factorised.shape_nets import CELL_SCALE_GEV, ShapeCritic, critic_input
 from calogen.gan.nets.layers import measured_angle
-from calogen.showers import TRAINING_RANGE
 from calogen.validation import features
 from calogen.version import __version__
 
@@ -46,7 +46,6 @@ __all__ = [
     "angle_groups",
     "axis_distance",
     "core_fraction",
-    "export_model",
     "grouped_gap",
     "layer_widths",
     "monitor_figures",
@@ -283,12 +282,6 @@ def _holdout_cells(holdout: TrainingData) -> np.ndarray:
     return (torch.expm1(view) * CELL_SCALE_GEV).permute(0, 2, 3, 1).numpy()
 
 
-def _progress(run: Path) -> dict[str, Any]:
-    """The run's progress.json ({} when absent)."""
-    path = run / "progress.json"
-    return dict(json.loads(path.read_text())) if path.exists() else {}
-
-
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
@@ -449,55 +442,3 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
                 last_save = time.monotonic()
         save()
     return state
-
-
-def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | None = None,
-                 name: str | None = None) -> Path:
-    """Write ``model_dir`` (generator.safetensors + card.json) from the campaign's checkpoint; returns the folder.
-
-    The card records the command, the data's provenance, the device, CPU hours, sessions, steps and showers seen;
-    The card's command is the one that ran the campaign's last session. ``status`` says how far the campaign got
-    (default "in progress: N steps, M showers seen, H CPU hours"). The validation figures are added by
-    ``python -m calogen validate --model ... --update-card``.
-    """
-    from calogen.gan.generate import save_model
-
-    run = Path(run_dir)
-    saved = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
-    state = saved["state"]
-    config = CampaignConfig(**state["config"])
-    model = build_factorised(config.arch, {"shape": config.shape})
-    model.load_state_dict(saved["model"])
-    folder = Path(model_dir)
-    if status is None:
-        status = (f"in progress: {state['step']} steps, {state['showers_seen']} showers seen, "
-                  f"{state['cpu_seconds'] / 3600:.2f} CPU hours")
-    card: dict[str, Any] = {
-        "name": name or folder.name,
-        "arch": config.arch,
-        "config": model.config_json(),
-        "condition_range": TRAINING_RANGE.to_json(),
-        "preprocessing": {"kind": "identity"},
-        "particle": "e-",
-        "detector": "clic_ecal",
-        "training": {
-            "command": state.get("command") or _progress(run).get("command", ""),
-            "data": describe_data(config.data),
-            "device": "cpu",
-            "steps": state["step"],
-            "showers_seen": state["showers_seen"],
-            "batch_size": config.batch_size,
-            "cpu_hours": round(state["cpu_seconds"] / 3600.0, 3),
-            "wall_hours": round(state["wall_seconds"] / 3600.0, 3),
-            "sessions": state["sessions"],
-            "energy_flow_nll_holdout": state["flow_history"][-1]["nll_holdout"] if state["flow_history"] else None,
-            "monitor": state.get("monitor"),
-            "config": state["config"],
-            "calogen_version": __version__,
-            "status": status,
-        },
-    }
-    if not math.isfinite(float(card["training"]["cpu_hours"])):
-        raise ValueError("the checkpoint's CPU time is not finite")
-    save_model(folder, model, card)
-    return folder
