@@ -98,7 +98,7 @@ def data_physics(path: str | Path) -> str | None:
         manifest = json.loads((p / "manifest.json").read_text())
         version = manifest.get("parameters", {}).get("mc_physics")
     else:
-        version = read_showers(p).attrs.get("mc_physics")
+        version = read_showers(p, stop=1).attrs.get("mc_physics")  # the attributes: one shower is read, not all
     return None if version is None else str(version)
 
 
