@@ -293,6 +293,51 @@ def test_sigterm_ends_a_campaign_session_with_its_checkpoint(toy_file: Path, tmp
     assert resumed["step"] == 5 and len(resumed["sessions"]) == 2
 
 
+def test_a_campaign_goes_on_from_its_exported_model_folder(toy_file: Path, tmp_path: Path) -> None:
+    """On a machine whose runs/ is new, the committed model folder starts the run again: the same generator and
+    critic, the step count and sessions go on, the flow is not fitted again; a folder without a critic gets a new
+    one trained alone first; a folder of other settings, or a run that exists, is refused."""
+    from safetensors.torch import load_file
+
+    from calogen.gan.factorised.export import CRITIC_FILE, checkpoint_from_model
+
+    config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), batch_size=8, flow_epochs=1, holdout=32,
+                            seed=7, shape=SMALL_SHAPE)
+    first = run_campaign(config, tmp_path / "runs" / "a", minutes=30.0, steps=3, log=lambda _: None)
+    folder = export_model(tmp_path / "runs" / "a", tmp_path / "models" / "m")
+    critic = load_file(str(folder / CRITIC_FILE))
+    assert json.loads((folder / "card.json").read_text())["training"]["critic"] == CRITIC_FILE
+
+    run = tmp_path / "fresh" / "b"
+    checkpoint_from_model(folder, run, config)
+    saved = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert all(torch.equal(saved["critic"][k], v) for k, v in critic.items())
+    lines: list[str] = []
+    state = run_campaign(config, run, minutes=30.0, steps=5, log=lines.append)
+    assert state["step"] == 5 and state["showers_seen"] == first["showers_seen"] + 2 * 8
+    assert len(state["sessions"]) == 2 and state["cpu_seconds"] >= 3600.0 * round(first["cpu_seconds"] / 3600, 3)
+    assert not any("energy flow epoch" in line for line in lines)  # the folder's flow goes on
+    assert not any("training a new one" in line for line in lines)
+    with pytest.raises(ValueError, match="exists already"):
+        checkpoint_from_model(folder, run, config)
+    assert torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["state"]["step"] == 5
+
+    (folder / CRITIC_FILE).unlink()  # a folder exported before critics were kept
+    checkpoint_from_model(folder, tmp_path / "fresh" / "c", config)
+    lines.clear()
+    state = run_campaign(config, tmp_path / "fresh" / "c", minutes=30.0, steps=4, critic_warmup=3,
+                         log=lines.append)
+    assert any("training a new one alone for 3 steps" in line for line in lines) and state["step"] == 4
+    assert state["sessions"][-1]["critic_warmup_steps"] == 3
+
+    other = replace(config, shape={**SMALL_SHAPE, "speckle_dim": 0})
+    with pytest.raises(ValueError, match="shape settings"):
+        checkpoint_from_model(folder, tmp_path / "fresh" / "d", other)
+    with pytest.raises(ValueError, match="not factorised-conv3d"):
+        checkpoint_from_model(folder, tmp_path / "fresh" / "d", replace(config, arch="factorised-conv3d"))
+    assert not (tmp_path / "fresh" / "d").exists()
+
+
 def test_data_of_other_monte_carlo_physics_refits_the_energy_flow(toy_file: Path, tmp_path: Path) -> None:
     """The energy flow carries the sampling fraction, so a session on data of other Monte Carlo physics fits it
     anew; the shape generator goes on from its checkpoint."""
@@ -354,6 +399,9 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
     (["--speckle-dim", "70"], "speckle_dim=70 must be at least 0 and below latent_dim=64"),
     (["--channels", "0", "8", "4"], "every count must be at least 1"),
     (["--lr-critic", "0"], "learning rates must be positive"),
+    (["--from-model", "nowhere"], "cannot start a run from nowhere: model 'nowhere' not found"),
+    (["--from-model", str(Path(__file__).parents[1] / "models" / "conv2d"), "--speckle-dim", "0"],
+     "was trained with shape settings {'speckle_dim': 32, 'threshold_gev': 5e-05}, not"),
 ])
 def test_campaign_cli_refuses_bad_settings_before_training(flags: list[str], message: str, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch,

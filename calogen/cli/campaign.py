@@ -6,7 +6,12 @@
         --export models/conv2d
     python -m calogen validate --model models/conv2d --reference data/reference.h5 --update-card
 
-Running the same ``campaign`` command again resumes from ``runs/<run>/checkpoint.pt``.
+Running the same ``campaign`` command again resumes from ``runs/<run>/checkpoint.pt``. On a machine whose
+``runs/`` is new, ``--from-model models/conv2d`` starts the run from the committed model folder (its generator,
+critic and the campaign's account in its card) and the campaign goes on from there:
+
+    python -m calogen campaign --arch factorised-conv2d --data runs/train-mc --run campaign3-conv2d --minutes 60 \
+        --from-model models/conv2d --export models/conv2d
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--run", required=True, help="run name: the checkpoint lives in runs/<run>/")
     parser.add_argument("--minutes", type=float, required=True,
                         help="wall-time budget of this session, minutes (0 with --export: export the checkpoint only)")
+    parser.add_argument("--from-model", metavar="MODEL_DIR", default=None,
+                        help="start the run from this model folder (weights, critic, the card's account) when "
+                        "runs/<run> has no checkpoint yet; with one, the run resumes and this is not read")
     parser.add_argument("--export", metavar="MODEL_DIR", default=None,
                         help="write the model folder (weights + card) at the end")
     parser.add_argument("--status", default=None,
@@ -62,8 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the campaign session, then export when asked."""
-    from calogen.gan.factorised.campaign import DEFAULT_SHAPE, CampaignConfig, run_campaign
-    from calogen.gan.factorised.export import export_model
+    from calogen.gan.factorised.campaign import CHECKPOINT, DEFAULT_SHAPE, CampaignConfig, run_campaign
+    from calogen.gan.factorised.export import checkpoint_from_model, export_model
     from calogen.gan.factorised.model import build_factorised
     from calogen.gan.jobs import RunError, run_path
 
@@ -99,6 +107,14 @@ def run(args: argparse.Namespace) -> int:
         build_factorised(args.arch, {"shape": shape})  # a setting the nets refuse fails here, not after the flow
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    if args.from_model and not (run_dir / CHECKPOINT).exists():
+        try:
+            checkpoint_from_model(args.from_model, run_dir, config)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        print(f"started {run_dir} from {args.from_model}", flush=True)
+    elif args.from_model:
+        print(f"{run_dir / CHECKPOINT} exists: resuming it (--from-model starts a new run only)", flush=True)
     state = run_campaign(config, run_dir, minutes=args.minutes, command=command,
                          log=lambda line: print(line, flush=True))
     print(f"{run_dir}: step {state['step']}, {state['showers_seen']} showers seen, "

@@ -8,7 +8,9 @@ measured-angle constraint (Khattak et al., arXiv:2103.08497: the angle from laye
 shower matches that of the Monte Carlo shower). The run folder holds one checkpoint (both nets, both optimisers,
 the flow, step, showers seen, CPU time and sessions), ``progress.json`` and ``monitor.jsonl``; calling
 :func:`run_campaign` again resumes it. :func:`calogen.gan.factorised.export.export_model` writes the model
-folder and its card.
+folder (the generator, its critic and a card that carries the campaign's account), and
+:func:`calogen.gan.factorised.export.checkpoint_from_model` starts a run from one, so that a campaign goes on
+from what was committed on a machine whose ``runs/`` is new.
 """
 
 from __future__ import annotations
@@ -311,13 +313,16 @@ def _stop_on_signal(log: Callable[[str], None]) -> Iterator[threading.Event]:
 
 def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float, steps: int | None = None,
                  command: str = "", log: Callable[[str], None] = print, checkpoint_minutes: float = 5.0,
-                 monitor_every: int = 250) -> dict[str, Any]:
+                 monitor_every: int = 250, critic_warmup: int = 200) -> dict[str, Any]:
     """Train for ``minutes`` of wall time or until the campaign reaches ``steps`` generator steps, whichever comes
     first (resuming ``run_dir/checkpoint.pt`` when present); returns the state.
 
     The checkpoint is written every ``checkpoint_minutes`` and at the end; ``progress.json`` says where the
     campaign stands (step, showers seen, CPU hours, sessions, the last monitoring figures). SIGTERM or Ctrl-C
-    (SIGINT) ends the session after the current step, with the checkpoint written, as a deadline would.
+    (SIGINT) ends the session after the current step, with the checkpoint written, as a deadline would. A
+    checkpoint without a critic (a run started from a shipped model folder) first trains a new critic alone for
+    ``critic_warmup`` steps against the generator as it stands, so that the generator's first steps follow a
+    critic that has seen its showers.
     """
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -333,6 +338,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     state: dict[str, Any] = {"step": 0, "showers_seen": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0,
                              "sessions": [], "flow_history": [], "config": asdict(config)}
     checkpoint = run / CHECKPOINT
+    warmup = 0
     if checkpoint.exists():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if saved["state"]["config"]["arch"] != config.arch:
@@ -341,9 +347,15 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             raise ValueError(f"{checkpoint} trains a shape generator with {saved['state']['config'].get('shape')}, "
                              f"not {config.shape}: resume with the same settings or start a new run")
         model.load_state_dict(saved["model"])
-        critic.load_state_dict(saved["critic"])
-        opt_g.load_state_dict(saved["opt_g"])
-        opt_d.load_state_dict(saved["opt_d"])
+        # a run started from a model folder (calogen.gan.factorised.export.checkpoint_from_model) may have no
+        # critic, and has no optimiser moments: those start afresh (Adam's betas (0, 0.9) forget within ~20 steps)
+        if saved.get("critic") is not None:
+            critic.load_state_dict(saved["critic"])
+        else:
+            warmup = critic_warmup
+        if saved.get("opt_g") is not None and saved.get("opt_d") is not None:
+            opt_g.load_state_dict(saved["opt_g"])
+            opt_d.load_state_dict(saved["opt_d"])
         state = saved["state"]
         state["config"] = asdict(config)  # a session may change the learning rates or the data; each keeps its own
         log(f"resumed {checkpoint} at step {state['step']} ({state['showers_seen']} showers seen)")
@@ -382,6 +394,24 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     last_save = time.monotonic()
     deadline = started + 60.0 * minutes
     with _stop_on_signal(log) as stop:
+        if warmup:
+            log(f"the checkpoint has no critic: training a new one alone for {warmup} steps")
+            session["critic_warmup_steps"] = warmup
+        for _ in range(warmup):
+            idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size))
+            energy, theta, layers = train.energy_gev[idx], train.theta_rad[idx], train.layer_energy[idx]
+            with torch.no_grad():
+                conditions = torch.cat([context_features(energy, theta),
+                                        model.energy_flow.standardised(layers, energy)], 1)
+                latent = torch.randn(config.batch_size, model.shape_config.latent_dim)
+                fake = model.shape(latent, conditions, layers) * layers[:, None, None, :]
+            loss_d = (F.relu(1.0 - critic(train.critic_view[idx].float(), conditions)).mean()
+                      + F.relu(1.0 + critic(critic_input(fake), conditions)).mean())
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
+            if stop.is_set():
+                break
         while time.monotonic() < deadline and (steps is None or state["step"] < steps) and not stop.is_set():
             idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size))
             real_view = train.critic_view[idx].float()

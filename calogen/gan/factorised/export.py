@@ -1,7 +1,14 @@
-"""The model folder of a factorised-generator campaign: weights and a card written from the run's checkpoint.
+"""The model folder of a factorised-generator campaign: weights and a card written from the run's checkpoint, and
+a run started again from such a folder.
 
-    >>> from calogen.gan.factorised.export import export_model
+    >>> from calogen.gan.factorised.export import checkpoint_from_model, export_model
     >>> export_model("runs/campaign2-conv3d", "models/conv3d")      # then: calogen validate --update-card
+    >>> checkpoint_from_model("models/conv3d", "runs/campaign3-conv3d", config)   # on a machine with a new runs/
+
+The folder holds ``generator.safetensors`` (what generation loads), ``critic.safetensors`` (the campaign's
+critic, so that training goes on where it stopped) and ``card.json``, whose ``training`` block is the campaign's
+account: steps, showers seen, CPU and wall hours, sessions, and the Monte Carlo physics the energy flow was
+fitted on. The optimisers' moments are not kept (Adam with betas (0, 0.9) re-estimates them within ~20 steps).
 """
 
 from __future__ import annotations
@@ -9,17 +16,23 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from calogen.gan.factorised.campaign import CHECKPOINT, CampaignConfig
 from calogen.gan.factorised.data import describe_data
-from calogen.gan.factorised.model import build_factorised
+from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
+from calogen.gan.factorised.shape_nets import ShapeCritic
+from calogen.io import atomic_write
 from calogen.showers import TRAINING_RANGE
 from calogen.version import __version__
 
-__all__ = ["export_model"]
+__all__ = ["CRITIC_FILE", "checkpoint_from_model", "export_model"]
+
+CRITIC_FILE = "critic.safetensors"
 
 
 def _progress(run: Path) -> dict[str, Any]:
@@ -68,6 +81,8 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | No
             "wall_hours": round(state["wall_seconds"] / 3600.0, 3),
             "sessions": state["sessions"],
             "energy_flow_nll_holdout": state["flow_history"][-1]["nll_holdout"] if state["flow_history"] else None,
+            "flow_data_physics": state.get("flow_data_physics"),
+            "critic": CRITIC_FILE,
             "monitor": state.get("monitor"),
             "config": state["config"],
             "calogen_version": __version__,
@@ -77,4 +92,62 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | No
     if not math.isfinite(float(card["training"]["cpu_hours"])):
         raise ValueError("the checkpoint's CPU time is not finite")
     save_model(folder, model, card)
+    critic = {k: v.detach().contiguous() for k, v in saved["critic"].items()}
+    atomic_write(folder / CRITIC_FILE, lambda p: save_file(critic, str(p), metadata={"arch": config.arch}))
     return folder
+
+
+def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: CampaignConfig) -> Path:
+    """Write ``run_dir/checkpoint.pt`` from a model folder written by :func:`export_model`, so that
+    :func:`calogen.gan.factorised.campaign.run_campaign` goes on from it; returns the checkpoint's path.
+
+    The generator (flow and shape net) and, where the folder has one, the critic are the folder's; step, showers
+    seen, CPU and wall time, sessions and the flow's fit come from its card. A folder without a critic (one
+    exported before critics were kept) gives a checkpoint without one: the campaign then trains a new critic
+    alone first. Raises ValueError, writing nothing, when ``run_dir`` already holds a checkpoint, when the
+    folder is not a factorised campaign's, or when its architecture or shape settings differ from ``config``'s.
+    """
+    from calogen.gan.generate import ModelLoadError, load_generator
+
+    folder, run = Path(model_dir), Path(run_dir)
+    if (run / CHECKPOINT).exists():
+        raise ValueError(f"{run / CHECKPOINT} exists already: resume that run, or start from {folder} under a new "
+                         "run name")
+    try:
+        loaded = load_generator(folder)
+    except ModelLoadError as exc:
+        raise ValueError(f"cannot start a run from {folder}: {exc}") from None
+    card = loaded.card
+    training = card.get("training") or {}
+    if card.get("arch") != config.arch:
+        raise ValueError(f"{folder} holds a {card.get('arch')} generator, not {config.arch}")
+    module = cast(FactorisedGenerator, loaded.module)  # config.arch is a factorised architecture
+    shape = (training.get("config") or {}).get("shape")
+    if shape != config.shape:
+        raise ValueError(f"{folder} was trained with shape settings {shape}, not {config.shape}: start from it "
+                         "with the same settings (--channels, --speckle-dim, --threshold-mev, --axis-shear)")
+    if not {"steps", "showers_seen", "cpu_hours", "sessions"} <= set(training):
+        raise ValueError(f"{folder / 'card.json'} has no campaign account (steps, showers seen, CPU hours, sessions)")
+    critic_state = None
+    if (folder / CRITIC_FILE).exists():
+        critic = ShapeCritic(module.shape_config)
+        try:
+            tensors = load_file(str(folder / CRITIC_FILE), device="cpu")
+            critic.load_state_dict(tensors, strict=True)
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise ValueError(f"{folder / CRITIC_FILE} does not fit the critic of {config.arch}: {exc}") from None
+        critic_state = critic.state_dict()
+    nll = training.get("energy_flow_nll_holdout")
+    state: dict[str, Any] = {
+        "step": int(training["steps"]), "showers_seen": int(training["showers_seen"]),
+        "cpu_seconds": float(training["cpu_hours"]) * 3600.0,
+        "wall_seconds": float(training.get("wall_hours", 0.0)) * 3600.0,
+        "sessions": list(training["sessions"]),
+        "flow_history": [{"epoch": 0, "nll_holdout": nll, "from": str(folder)}] if nll is not None else [],
+        "flow_data_physics": training.get("flow_data_physics"),
+        "config": training.get("config", {}), "monitor": training.get("monitor"),
+    }
+    run.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": module.state_dict(), "critic": critic_state, "opt_g": None, "opt_d": None,
+                "state": state, "calogen_version": __version__, "started_from": str(folder)}, run / CHECKPOINT)
+    return run / CHECKPOINT
