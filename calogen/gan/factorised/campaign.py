@@ -410,7 +410,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             opt_d.zero_grad()
             loss_d.backward()
             opt_d.step()
-            if stop.is_set():
+            if stop.is_set() or time.monotonic() >= deadline:
                 break
         while time.monotonic() < deadline and (steps is None or state["step"] < steps) and not stop.is_set():
             idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size))
