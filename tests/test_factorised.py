@@ -349,6 +349,9 @@ def test_data_of_other_monte_carlo_physics_refits_the_energy_flow(toy_file: Path
     assert first["flow_data_physics"] is None and sum("energy flow epoch" in line for line in lines) == 1
     again = run_campaign(config, run, minutes=30.0, steps=3, log=lines.append)  # same data: the flow stays
     assert sum("energy flow epoch" in line for line in lines) == 1 and again["step"] == 3
+    lines.clear()
+    refit = run_campaign(config, run, minutes=30.0, steps=4, refit_flow=True, log=lines.append)  # asked for
+    assert sum("energy flow epoch" in line for line in lines) == 1 and refit["step"] == 4
 
     newer = tmp_path / "newer.h5"
     toy = _toy_showers(160, seed=5)
@@ -359,7 +362,7 @@ def test_data_of_other_monte_carlo_physics_refits_the_energy_flow(toy_file: Path
     state = run_campaign(replace(config, data=str(newer)), run, minutes=30.0, steps=5, log=lines.append)
     assert any("fitting the energy flow again" in line for line in lines)
     assert sum("energy flow epoch" in line for line in lines) == 1
-    assert state["flow_data_physics"] == "2099.01.01" and state["step"] == 5  # the shapes resumed at step 3
+    assert state["flow_data_physics"] == "2099.01.01" and state["step"] == 5  # the shapes resumed at step 4
     assert state["sessions"][-1]["data_physics"] == "2099.01.01"
 
 

@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--from-model", metavar="MODEL_DIR", default=None,
                         help="start the run from this model folder (weights, critic, the card's account) when "
                         "runs/<run> has no checkpoint yet; with one, the run resumes and this is not read")
+    parser.add_argument("--refit-flow", action="store_true",
+                        help="fit the energy flow again on this session's data (a production that has grown)")
     parser.add_argument("--export", metavar="MODEL_DIR", default=None,
                         help="write the model folder (weights + card) at the end")
     parser.add_argument("--status", default=None,
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"started {run_dir} from {args.from_model}", flush=True)
     elif args.from_model:
         print(f"{run_dir / CHECKPOINT} exists: resuming it (--from-model starts a new run only)", flush=True)
-    state = run_campaign(config, run_dir, minutes=args.minutes, command=command,
+    state = run_campaign(config, run_dir, minutes=args.minutes, command=command, refit_flow=args.refit_flow,
                          log=lambda line: print(line, flush=True))
     print(f"{run_dir}: step {state['step']}, {state['showers_seen']} showers seen, "
           f"{state['cpu_seconds'] / 3600:.2f} CPU hours over {len(state['sessions'])} session(s)")

@@ -313,7 +313,7 @@ def _stop_on_signal(log: Callable[[str], None]) -> Iterator[threading.Event]:
 
 def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float, steps: int | None = None,
                  command: str = "", log: Callable[[str], None] = print, checkpoint_minutes: float = 5.0,
-                 monitor_every: int = 250, critic_warmup: int = 200) -> dict[str, Any]:
+                 monitor_every: int = 250, critic_warmup: int = 200, refit_flow: bool = False) -> dict[str, Any]:
     """Train for ``minutes`` of wall time or until the campaign reaches ``steps`` generator steps, whichever comes
     first (resuming ``run_dir/checkpoint.pt`` when present); returns the state.
 
@@ -322,7 +322,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     (SIGINT) ends the session after the current step, with the checkpoint written, as a deadline would. A
     checkpoint without a critic (a run started from a shipped model folder) first trains a new critic alone for
     ``critic_warmup`` steps against the generator as it stands, so that the generator's first steps follow a
-    critic that has seen its showers.
+    critic that has seen its showers. ``refit_flow`` fits the energy flow again on this session's data (a
+    production that has grown since the flow was fitted).
     """
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -369,6 +370,9 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         # (the shape generator goes on learning from where it stands)
         log(f"the data was made by Monte Carlo physics {physics}, the energy flow was fitted on "
             f"{state.get('flow_data_physics')}: fitting the energy flow again")
+        state["flow_history"] = []
+    if refit_flow and state["flow_history"]:
+        log(f"fitting the energy flow again on this session's {len(train)} training showers")
         state["flow_history"] = []
     if not state["flow_history"]:
         state["flow_history"] = train_energy_flow(model, train, holdout, config, log)
