@@ -12,7 +12,8 @@ The figures: the sampling fraction (silicon deposit in the readout window over t
 energy-weighted mean layer (0-based), and the core containment (:func:`calogen.validation.features.core_containment`,
 5.1 / 9.5 / 19 / 28.5 mm: one cell, about one Moliere radius of the stack, two and three), each with its
 statistical error; where the energy goes (the silicon's share of all the energy deposited in the stack, the
-energy leaving through the back); the wall time per shower. :func:`mip_sampling_fractions` gives, layer by
+energy leaving through the back); for electrons at 90 deg and 10-500 GeV, the ratio of the sampling fraction
+to Geant4's (:mod:`calogen.validation.geant4`); the wall time per shower. :func:`mip_sampling_fractions` gives, layer by
 layer, the silicon's share of a minimum-ionising particle's energy loss: the sampling a shower would see with
 e/mip = 1.
 """
@@ -32,6 +33,7 @@ import numpy.typing as npt
 import torch
 
 from calogen.validation.features import core_containment
+from calogen.validation.geant4 import GEANT4_FIT_RANGE_GEV, geant4_electron_sampling_fraction
 
 __all__ = ["CONTAINMENT_RADII_MM", "ResponsePoint", "main", "mip_sampling_fractions", "response_point",
            "step_convergence"]
@@ -59,6 +61,7 @@ class ResponsePoint:
     silicon_share: float = 0.0  # silicon deposit over all the energy deposited in the stack (window or not)
     rear_leakage: float = 0.0  # energy leaving through the back of the stack over the primary energy
     ms_per_shower: float = 0.0  # wall time, ms
+    geant4_ratio: float | None = None  # sampling fraction over Geant4's (e- at 90 deg, 10-500 GeV; else None)
 
 
 def response_point(
@@ -90,6 +93,9 @@ def response_point(
         fraction = core_containment(cells, radius)
         containment[f"{radius:g}"] = float(fraction.mean())
         containment_error[f"{radius:g}"] = float(fraction.std() / root_n)
+    geant4 = None
+    if particle == "e-" and theta_deg == 90.0 and GEANT4_FIT_RANGE_GEV[0] <= energy_gev <= GEANT4_FIT_RANGE_GEV[1]:
+        geant4 = float(sf.mean() / geant4_electron_sampling_fraction(energy_gev))
     return ResponsePoint(
         particle=particle, energy_gev=float(energy_gev), theta_deg=float(theta_deg), n=n, seed=seed,
         step_scale=float(step_scale), sampling_fraction=float(sf.mean()),
@@ -98,6 +104,7 @@ def response_point(
         containment=containment, containment_error=containment_error,
         silicon_share=float(book.deposited_sensitive.sum() / deposited.sum()),
         rear_leakage=float((book.leak_back / book.primary).mean()), ms_per_shower=1000.0 * elapsed / n,
+        geant4_ratio=geant4,
     )
 
 
