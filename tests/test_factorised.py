@@ -330,6 +330,12 @@ def test_a_campaign_goes_on_from_its_exported_model_folder(toy_file: Path, tmp_p
     assert any("training a new one alone for 3 steps" in line for line in lines) and state["step"] == 4
     assert state["sessions"][-1]["critic_warmup_steps"] == 3
 
+    sheared = replace(config, shape={**SMALL_SHAPE, "axis_shear": True})  # the shear may be switched on
+    checkpoint_from_model(folder, tmp_path / "fresh" / "e", sheared)
+    state = run_campaign(sheared, tmp_path / "fresh" / "e", minutes=30.0, steps=4, critic_warmup=1,
+                         log=lambda _: None)
+    assert state["axis_shear_from_step"] == 3 and state["config"]["shape"]["axis_shear"] is True
+
     other = replace(config, shape={**SMALL_SHAPE, "speckle_dim": 0})
     with pytest.raises(ValueError, match="shape settings"):
         checkpoint_from_model(folder, tmp_path / "fresh" / "d", other)

@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="cells below this energy are empty, MeV (default 0.05)")
     parser.add_argument("--axis-shear", action="store_true",
                         help="the shape generator draws each shower in its own frame and a fixed shear puts its "
-                        "layers on the incidence axis (a new run's setting; a run keeps the one it started with)")
+                        "layers on the incidence axis (a new run's setting, which a run keeps; it may also be "
+                        "switched on for a run started with --from-model from a folder trained without it)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
 
 

@@ -105,7 +105,8 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
     seen, CPU and wall time, sessions and the flow's fit come from its card. A folder without a critic (one
     exported before critics were kept) gives a checkpoint without one: the campaign then trains a new critic
     alone first. Raises ValueError, writing nothing, when ``run_dir`` already holds a checkpoint, when the
-    folder is not a factorised campaign's, or when its architecture or shape settings differ from ``config``'s.
+    folder is not a factorised campaign's, or when its architecture or shape settings differ from ``config``'s
+    (but for the axis shear, which ``config`` may switch on: ``state["axis_shear_from_step"]`` records where).
     """
     from calogen.gan.generate import ModelLoadError, load_generator
 
@@ -123,9 +124,14 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
         raise ValueError(f"{folder} holds a {card.get('arch')} generator, not {config.arch}")
     module = cast(FactorisedGenerator, loaded.module)  # config.arch is a factorised architecture
     shape = (training.get("config") or {}).get("shape")
-    if shape != config.shape:
+    # the one setting that may be switched on: the axis shear (its table is not a weight), so that a generator that
+    # learned the tilt itself can go on with the shear and unlearn it, instead of starting anew
+    shear_on = (isinstance(shape, dict) and not shape.get("axis_shear")
+                and dict(config.shape) == {**shape, "axis_shear": True})
+    if shape != config.shape and not shear_on:
         raise ValueError(f"{folder} was trained with shape settings {shape}, not {config.shape}: start from it "
-                         "with the same settings (--channels, --speckle-dim, --threshold-mev, --axis-shear)")
+                         "with the same settings (--channels, --speckle-dim, --threshold-mev; --axis-shear may be "
+                         "added)")
     if not {"steps", "showers_seen", "cpu_hours", "sessions"} <= set(training):
         raise ValueError(f"{folder / 'card.json'} has no campaign account (steps, showers seen, CPU hours, sessions)")
     critic_state = None
@@ -145,8 +151,10 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
         "sessions": list(training["sessions"]),
         "flow_history": [{"epoch": 0, "nll_holdout": nll, "from": str(folder)}] if nll is not None else [],
         "flow_data_physics": training.get("flow_data_physics"),
-        "config": training.get("config", {}), "monitor": training.get("monitor"),
+        "config": {**training.get("config", {}), "shape": dict(config.shape)}, "monitor": training.get("monitor"),
     }
+    if shear_on:
+        state["axis_shear_from_step"] = state["step"]
     run.mkdir(parents=True, exist_ok=True)
     torch.save({"model": module.state_dict(), "critic": critic_state, "opt_g": None, "opt_d": None,
                 "state": state, "calogen_version": __version__, "started_from": str(folder)}, run / CHECKPOINT)
