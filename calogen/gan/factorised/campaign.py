@@ -278,6 +278,17 @@ def _noisy(view: torch.Tensor, sigma: float) -> torch.Tensor:
     return view + sigma * torch.randn_like(view) if sigma > 0.0 else view
 
 
+def _critic_step(critic: ShapeCritic, optimiser: torch.optim.Optimizer, real_view: torch.Tensor,
+                 fake_view: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    """One critic update with the hinge loss on real and generated views at the same conditions; returns the loss."""
+    loss = (F.relu(1.0 - critic(real_view, conditions)).mean()
+            + F.relu(1.0 + critic(fake_view, conditions)).mean())
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    return loss
+
+
 def _holdout_cells(holdout: TrainingData) -> np.ndarray:
     """GeV cells of the monitoring showers, recovered from the critic view (float16 log1p, ~1e-3 relative)."""
     view = holdout.critic_view.float()
@@ -409,11 +420,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
                                         model.energy_flow.standardised(layers, energy)], 1)
                 latent = torch.randn(config.batch_size, model.shape_config.latent_dim)
                 fake = model.shape(latent, conditions, layers) * layers[:, None, None, :]
-            loss_d = (F.relu(1.0 - critic(train.critic_view[idx].float(), conditions)).mean()
-                      + F.relu(1.0 + critic(critic_input(fake), conditions)).mean())
-            opt_d.zero_grad()
-            loss_d.backward()
-            opt_d.step()
+            _critic_step(critic, opt_d, train.critic_view[idx].float(), critic_input(fake), conditions)
             if stop.is_set() or time.monotonic() >= deadline:
                 break
         while time.monotonic() < deadline and (steps is None or state["step"] < steps) and not stop.is_set():
@@ -428,11 +435,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             # instance noise (Sonderby et al. arXiv:1610.04490) so that the critic cannot win on cell-level details
             # (float16 storage, the cell threshold) before the shapes are right
             sigma = config.instance_noise * max(0.0, 1.0 - state["step"] / max(config.instance_noise_steps, 1))
-            loss_d = (F.relu(1.0 - critic(_noisy(real_view, sigma), conditions)).mean()
-                      + F.relu(1.0 + critic(_noisy(critic_input(fake.detach()), sigma), conditions)).mean())
-            opt_d.zero_grad()
-            loss_d.backward()
-            opt_d.step()
+            loss_d = _critic_step(critic, opt_d, _noisy(real_view, sigma), _noisy(critic_input(fake.detach()), sigma),
+                                  conditions)
             # (2) generator step: fool the critic, keep the measured angle of the Monte Carlo shower, the batch's
             # mean layer widths, hit counts per layer and core containment (feature matching, Salimans et al.
             # arXiv:1606.03498, on physics features: they hold the shapes while the critic is far ahead)

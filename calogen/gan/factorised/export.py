@@ -136,13 +136,11 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
         raise ValueError(f"{folder / 'card.json'} has no campaign account (steps, showers seen, CPU hours, sessions)")
     critic_state = None
     if (folder / CRITIC_FILE).exists():
-        critic = ShapeCritic(module.shape_config)
         try:
-            tensors = load_file(str(folder / CRITIC_FILE), device="cpu")
-            critic.load_state_dict(tensors, strict=True)
+            critic_state = load_file(str(folder / CRITIC_FILE), device="cpu")
+            ShapeCritic(module.shape_config).load_state_dict(critic_state, strict=True)  # names and shapes fit
         except (SafetensorError, OSError, RuntimeError) as exc:
             raise ValueError(f"{folder / CRITIC_FILE} does not fit the critic of {config.arch}: {exc}") from None
-        critic_state = critic.state_dict()
     nll = training.get("energy_flow_nll_holdout")
     state: dict[str, Any] = {
         "step": int(training["steps"]), "showers_seen": int(training["showers_seen"]),
