@@ -372,6 +372,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         state["config"] = asdict(config)  # a session may change the learning rates or the data; each keeps its own
         log(f"resumed {checkpoint} at step {state['step']} ({state['showers_seen']} showers seen)")
     state["command"] = command
+    earlier_sessions = len(state["sessions"])
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "start_step": state["step"],
                "command": command, "host": platform.node(), "threads": torch.get_num_threads(),
                "data_showers": len(data), "data_physics": data_physics(config.data), "config": asdict(config)}
@@ -396,8 +397,9 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         state["wall_seconds"] += time.monotonic() - marks["wall"]
         marks["cpu"], marks["wall"] = _cpu_seconds(), time.monotonic()
         session["end_step"], session["ended"] = state["step"], time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        sessions = [s for s in state["sessions"] if s.get("started") != session["started"]] + [dict(session)]
-        state["sessions"] = sessions
+        # this session's entry is the one after those of the earlier sessions (a start time to the second would
+        # not tell two short sessions apart)
+        state["sessions"] = state["sessions"][:earlier_sessions] + [dict(session)]
         tmp = checkpoint.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "critic": critic.state_dict(), "opt_g": opt_g.state_dict(),
                     "opt_d": opt_d.state_dict(), "state": state, "calogen_version": __version__}, tmp)
