@@ -25,7 +25,7 @@ from calogen.gan.factorised.campaign import (
     train_energy_flow,
 )
 from calogen.gan.factorised.data import data_physics, load_training_data
-from calogen.gan.factorised.energy_flow import EnergyFlowConfig, from_flow_space, to_flow_space
+from calogen.gan.factorised.energy_flow import EnergyFlowConfig, context_features, from_flow_space, to_flow_space
 from calogen.gan.factorised.export import export_model
 from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
 from calogen.gan.factorised.shape_nets import ShapeConfig, _layer_shapes, _Speckle, build_shape_generator
@@ -232,6 +232,16 @@ def test_energy_flow_learns_the_sampling_fraction(toy_file: Path) -> None:
                                                                                         latent_dim=8))
     history = train_energy_flow(model, train, holdout, config, log=lambda _: None)
     assert history[-1]["nll_holdout"] < history[0]["nll_holdout"] - 10.0
+    # the flow keeps its best epoch on the held-out showers: the likelihood of the weights it ends with is that one
+    kept = [epoch for epoch in history if epoch.get("kept")]
+    assert len(kept) == 1 and kept[0]["nll_holdout"] == min(epoch["nll_holdout"] for epoch in history)
+    c_hold = context_features(holdout.energy_gev, holdout.theta_rad)
+    rng = np.random.default_rng(config.seed)  # the held-out showers dequantised as the fit did, after the training set
+    to_flow_space(train.layer_energy.numpy(), train.energy_gev.numpy(), rng)
+    u_hold = torch.from_numpy(to_flow_space(holdout.layer_energy.numpy(), holdout.energy_gev.numpy(), rng))
+    with torch.no_grad():
+        assert float(-model.energy_flow.log_prob(u_hold, c_hold).mean()) == pytest.approx(kept[0]["nll_holdout"],
+                                                                                        abs=1e-4)
     energy = torch.full((400,), 50.0)
     layers = model.energy_flow.sample_layer_energies(energy, torch.full((400,), math.pi / 2),
                                                      generator=torch.Generator().manual_seed(3))

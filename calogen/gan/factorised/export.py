@@ -80,7 +80,7 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | No
             "cpu_hours": round(state["cpu_seconds"] / 3600.0, 3),
             "wall_hours": round(state["wall_seconds"] / 3600.0, 3),
             "sessions": state["sessions"],
-            "energy_flow_nll_holdout": state["flow_history"][-1]["nll_holdout"] if state["flow_history"] else None,
+            "energy_flow_nll_holdout": _kept_flow_nll(state["flow_history"]),
             "flow_data_physics": state.get("flow_data_physics"),
             "critic": CRITIC_FILE,
             "monitor": state.get("monitor"),
@@ -157,3 +157,12 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
     torch.save({"model": module.state_dict(), "critic": critic_state, "opt_g": None, "opt_d": None,
                 "state": state, "calogen_version": __version__, "started_from": str(folder)}, run / CHECKPOINT)
     return run / CHECKPOINT
+
+
+def _kept_flow_nll(history: list[dict[str, Any]]) -> float | None:
+    """Held-out negative log-likelihood of the flow's kept epoch (the best one; the last in a history written
+    before the flow kept its best epoch), or None when the flow was not fitted."""
+    if not history:
+        return None
+    kept = [epoch for epoch in history if epoch.get("kept")]
+    return float((kept or history)[-1]["nll_holdout"])
