@@ -110,7 +110,7 @@ def _cpu_seconds() -> float:
 
 
 def train_energy_flow(model: FactorisedGenerator, train: TrainingData, holdout: TrainingData,
-                      config: CampaignConfig, log: Callable[[str], None]) -> list[dict[str, float]]:
+                      config: CampaignConfig, log: Callable[[str], None]) -> list[dict[str, Any]]:
     """Fit the flow by maximum likelihood; returns per-epoch mean negative log-likelihoods (train, held out).
 
     The flow keeps the weights of the epoch with the lowest held-out negative log-likelihood (early stopping on
