@@ -127,7 +127,7 @@ def train_energy_flow(model: FactorisedGenerator, train: TrainingData, holdout: 
     optimiser = torch.optim.Adam(flow.parameters(), lr=config.flow_lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(config.flow_epochs, 1))
     history: list[dict[str, Any]] = []
-    best_nll, best_state, best_epoch = math.inf, copy.deepcopy(flow.state_dict()), 0
+    best_nll, best_state, best_epoch = math.inf, None, 0
     for epoch in range(config.flow_epochs):
         u_epoch = torch.from_numpy(to_flow_space(train.layer_energy.numpy(), train.energy_gev.numpy(), rng))
         order = torch.from_numpy(rng.permutation(len(train)))
@@ -146,7 +146,7 @@ def train_energy_flow(model: FactorisedGenerator, train: TrainingData, holdout: 
         log(f"energy flow epoch {epoch + 1}/{config.flow_epochs}: NLL {np.mean(losses):.3f} (held out {held:.3f})")
         if held < best_nll:
             best_nll, best_state, best_epoch = held, copy.deepcopy(flow.state_dict()), epoch + 1
-    if history:
+    if best_state is not None:  # None only when no epoch gave a finite held-out likelihood: the last weights stay
         flow.load_state_dict(best_state)
         history[best_epoch - 1]["kept"] = True
         log(f"energy flow: kept epoch {best_epoch} (held-out NLL {best_nll:.3f})")
