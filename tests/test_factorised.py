@@ -94,7 +94,7 @@ def test_cells_far_below_their_layer_are_exactly_empty() -> None:
     logits = torch.zeros(1, 51, 51, 25)
     logits[0, 25, 25, :] = 20.0  # one cell per layer holds almost everything
     logits[0, 25, 26, :] = 18.0
-    shapes = _layer_shapes(logits)
+    shapes = _layer_shapes(logits)[0]
     assert int((shapes[0, :, :, 0] > 0).sum()) == 2  # the rest fall below SPARSITY_FLOOR: exact zeros
     torch.testing.assert_close(shapes.sum(dim=(1, 2)), torch.ones(1, 25))
 
@@ -136,11 +136,17 @@ def test_layer_shapes_take_any_memory_layout() -> None:
     hands them over laid out layer first): every layer sums to one and cells below the floor are empty."""
     logits = torch.randn(3, 51, 51, 25, generator=torch.Generator().manual_seed(1)) * 3.0
     floor = torch.full((3, 25), 1e-3)
-    shapes = _layer_shapes(logits, floor)
-    transposed = _layer_shapes(logits.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1), floor)
+    shapes, density = _layer_shapes(logits, floor)
+    transposed = _layer_shapes(logits.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1), floor)[0]
     torch.testing.assert_close(transposed, shapes)
     torch.testing.assert_close(shapes.sum(dim=(1, 2)), torch.ones(3, 25))
     assert float(shapes[shapes > 0].min()) >= 1e-3
+    # the density the cut was made from: every cell non-empty, each layer summing to one, the kept cells in the
+    # same proportions (the shapes are the density renormalised over the cells above the floor)
+    assert float(density.min()) > 0.0
+    torch.testing.assert_close(density.sum(dim=(1, 2)), torch.ones(3, 25))
+    kept = density * (shapes > 0)
+    torch.testing.assert_close(shapes, kept / kept.sum(dim=(1, 2), keepdim=True))
 
 
 def test_ring_hits_count_hits_by_distance_from_the_layer_axis() -> None:
@@ -188,6 +194,25 @@ def test_soft_hits_count_cells_above_0_2_mev() -> None:
     showers[0, :5, 1, 1] = 1e-5  # five of 0.01 MeV in the next layer
     assert float(soft_hits(showers)[0, 0]) == pytest.approx(10.0, abs=0.05)
     assert float(soft_hits(showers)[0, 1]) < 1e-4
+
+
+def test_the_density_gives_a_hit_gradient_where_the_threshold_empties_cells() -> None:
+    """A cell the 0.05 MeV threshold has emptied cannot grow into a hit through the generator's cells (no
+    gradient reaches its logit); through the density before the threshold it can, and a wider sigmoid pulls it
+    harder."""
+    logits = (3.0 * torch.randn(2, 51, 51, 25, generator=torch.Generator().manual_seed(2))).requires_grad_(True)
+    layers = torch.full((2, 25), 0.05)  # 50 MeV a layer over 2601 cells: many below 0.05 MeV
+    floor = layers.new_full((2, 25), 5e-5) / layers
+    shapes, density = _layer_shapes(logits, floor)
+    empty = shapes.detach() == 0.0
+    assert int(empty.sum()) > 1000
+    pulls = []
+    for cells, width in ((shapes, 0.25), (density, 0.25), (density, 1.0)):
+        (grad,) = torch.autograd.grad(ring_hits(cells * layers[:, None, None, :], width=width).sum(), logits,
+                                      retain_graph=True)
+        pulls.append(float(grad[empty].abs().mean()))
+    # through the cells only the softmax's normalisation reaches an emptied logit, a million times weaker
+    assert pulls[0] < 1e-6 * pulls[1] and pulls[2] > 3.0 * pulls[1], pulls
 
 
 def test_generator_layers_carry_the_flow_energies() -> None:
@@ -418,6 +443,7 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
     (["--speckle-dim", "70"], "speckle_dim=70 must be at least 0 and below latent_dim=64"),
     (["--channels", "0", "8", "4"], "every count must be at least 1"),
     (["--lr-critic", "0"], "learning rates must be positive"),
+    (["--hit-width", "0"], "hit_width=0.0 must be positive"),
     (["--from-model", "nowhere"], "cannot start a run from nowhere: model 'nowhere' not found"),
     (["--from-model", str(Path(__file__).parents[1] / "models" / "conv2d"), "--speckle-dim", "0"],
      "was trained with shape settings {'speckle_dim': 32, 'threshold_gev': 5e-05, 'axis_shear': True}, not"),

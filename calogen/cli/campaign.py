@@ -57,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr-critic", type=float, default=2e-4, help="critic learning rate (2e-4)")
     parser.add_argument("--instance-noise", type=float, default=0.0,
                         help="std of the noise on the critic's log1p view at step 0, falling to 0 over 20,000 steps")
+    parser.add_argument("--hit-width", type=float, default=0.25,
+                        help="width of the soft hit count's sigmoid in ln(cell energy) (default 0.25)")
+    parser.add_argument("--dense-hits", action="store_true",
+                        help="count the generator's hits on its density before the cell threshold (a gradient "
+                        "also for the cells the threshold empties), the Monte Carlo's with the same soft count")
     parser.add_argument("--channels", type=int, nargs=3, metavar=("C0", "C1", "C2"), default=None,
                         help="shape generator channels at the coarse, middle and full resolution (default 64 32 8; "
                         "conv2d uses the first two)")
@@ -106,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = CampaignConfig(arch=args.arch, data=args.data, batch_size=args.batch_size, seed=args.seed,
                                 shape=shape, lr_generator=args.lr_generator, lr_critic=args.lr_critic,
-                                instance_noise=args.instance_noise)
+                                instance_noise=args.instance_noise, hit_width=args.hit_width,
+                                dense_hits=args.dense_hits)
         build_factorised(args.arch, {"shape": shape})  # a setting the nets refuse fails here, not after the flow
     except ValueError as exc:
         raise CliError(str(exc)) from None

@@ -85,6 +85,9 @@ class CampaignConfig:
     core_weight: float = 5.0  # weight of the core constraint (|difference of the batch mean 5.1 mm containment|)
     axis_weight: float = 1.0  # weight of the shower-axis constraint (layer barycentre distance, cells)
     ring_weight: float = 1.0  # weight of the hits-by-distance constraint (mean |log(1 + hits)| per layer and ring)
+    hit_width: float = 0.25  # width of the soft hit count's sigmoid, in ln(cell energy)
+    dense_hits: bool = False  # count the generator's soft hits on its density before the cell threshold, and the
+    # Monte Carlo's with the same soft count (else: the generator's cells, against the Monte Carlo's hard count)
     instance_noise: float = 0.0  # std of the Gaussian noise added to what the critic sees (log1p units) at step 0
     instance_noise_steps: int = 20000  # the instance noise falls linearly to zero over this many steps
     flow_epochs: int = 40
@@ -102,6 +105,8 @@ class CampaignConfig:
             raise ValueError("batch sizes must be at least 2 showers")
         if min(self.lr_generator, self.lr_critic) <= 0.0 or self.instance_noise < 0.0:
             raise ValueError("learning rates must be positive and the instance noise not negative")
+        if self.hit_width <= 0.0:
+            raise ValueError(f"hit_width={self.hit_width} must be positive (a width in ln of the cell energy)")
 
 
 def _cpu_seconds() -> float:
@@ -213,18 +218,18 @@ def soft_hits(showers_gev: torch.Tensor, width: float = 0.25) -> torch.Tensor:
     return _soft_hit(showers_gev, width).sum(dim=(1, 2))
 
 
-def ring_hits(showers_gev: torch.Tensor, *, soft: bool = True,
+def ring_hits(showers_gev: torch.Tensor, *, soft: bool = True, width: float = 0.25,
               edges_cells: tuple[float, ...] = RING_EDGES_CELLS) -> torch.Tensor:
     """(B, Z, R) hit counts per layer in R = len(edges) + 1 rings around the layer's barycentre (cells; the last
     ring is the rest of the window): where the hits are, not only how many. ``soft``: the differentiable count of
-    :func:`soft_hits`; otherwise cells above 0.2 MeV. showers (B, X, Y, Z) GeV."""
+    :func:`soft_hits` (sigmoid of ``width`` in ln E); otherwise cells above 0.2 MeV. showers (B, X, Y, Z) GeV."""
     _, nx, ny, _ = showers_gev.shape
     axis = layer_axis(showers_gev).detach()  # (B, Z, 2)
     x = torch.arange(nx, dtype=showers_gev.dtype)[None, :, None, None]
     y = torch.arange(ny, dtype=showers_gev.dtype)[None, None, :, None]
     distance = torch.sqrt((x - axis[:, None, None, :, 0]) ** 2 + (y - axis[:, None, None, :, 1]) ** 2)
     if soft:
-        hit = _soft_hit(showers_gev)
+        hit = _soft_hit(showers_gev, width)
     else:
         hit = (showers_gev > HIT_THRESHOLD_GEV).to(showers_gev.dtype)
     bounds = (0.0, *edges_cells, math.inf)
@@ -445,7 +450,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             conditions = torch.cat([context_features(energy, theta),
                                     model.energy_flow.standardised(layers, energy)], 1).detach()
             latent = torch.randn(config.batch_size, model.shape_config.latent_dim)
-            fake = model.shape(latent, conditions, layers) * layers[:, None, None, :]  # (B, X, Y, Z) GeV
+            shapes, density = model.shape.shapes_and_density(latent, conditions, layers)
+            fake = shapes * layers[:, None, None, :]  # (B, X, Y, Z) GeV
             # (1) critic step: hinge loss on real and generated showers at the same conditions, both seen through
             # instance noise (Sonderby et al. arXiv:1610.04490) so that the critic cannot win on cell-level details
             # (float16 storage, the cell threshold) before the shapes are right
@@ -463,7 +469,14 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             groups = angle_groups(theta)
             width_loss = grouped_gap(torch.log(layer_widths(fake)), torch.log(layer_widths(real_cells)), groups)
             # hits per layer and ring (B, Z, R); the rings cover the window, so their sum is the layer's count
-            fake_rings, real_rings = ring_hits(fake), ring_hits(real_cells, soft=False)
+            # the cell threshold empties cells whose soft hit then has no gradient: dense_hits counts the hits on
+            # the density before it, where every cell can still grow into a hit
+            if config.dense_hits:
+                fake_rings = ring_hits(density * layers[:, None, None, :], width=config.hit_width)
+                real_rings = ring_hits(real_cells, width=config.hit_width)
+            else:
+                fake_rings = ring_hits(fake, width=config.hit_width)
+                real_rings = ring_hits(real_cells, soft=False)
             hits_loss = grouped_gap(fake_rings.sum(dim=2), real_rings.sum(dim=2), groups, log1p=True)
             core_loss = grouped_gap(core_fraction(fake)[:, None], core_fraction(real_cells)[:, None], groups)
             axis_loss = axis_distance(fake, real_cells).mean()

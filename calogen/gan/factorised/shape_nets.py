@@ -48,6 +48,7 @@ __all__ = [
     "CELL_SCALE_GEV",
     "ShapeConfig",
     "ShapeCritic",
+    "ShapeGenerator",
     "ShapeGenerator2D",
     "ShapeGenerator3D",
     "build_shape_generator",
@@ -72,14 +73,16 @@ class ShapeConfig:
     axis_shear: bool = False  # draw the shower along its axis: each layer's logits shifted in y by the incidence
 
 
-def _layer_shapes(logits: torch.Tensor, floor: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, X, Y, Z) logits -> (B, X, Y, Z) non-negative shapes, each layer summing to one.
+def _layer_shapes(logits: torch.Tensor, floor: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, X, Y, Z) logits -> (B, X, Y, Z) non-negative shapes, each layer summing to one, and the density they
+    were cut from.
 
-    A softmax over the cells of each layer, then renormalised after the cells below a floor are emptied. Without
-    ``floor`` the cut is ``relu(p - SPARSITY_FLOOR)`` (the 3DGAN's sparsity through a ReLU). With ``floor``
-    ((B, Z) fractions of each layer, an energy threshold over the layer energy) cells below it are set to zero and
-    the others kept, so every non-empty cell holds at least the threshold. Either floor is capped at half the
-    layer's largest cell, so a layer can never die.
+    A softmax over the cells of each layer (the density), then renormalised after the cells below a floor are
+    emptied (the shapes). Without ``floor`` the cut is ``relu(p - SPARSITY_FLOOR)`` (the 3DGAN's sparsity through
+    a ReLU). With ``floor`` ((B, Z) fractions of each layer, an energy threshold over the layer energy) cells below
+    it are set to zero and the others kept, so every non-empty cell holds at least the threshold. Either floor is
+    capped at half the layer's largest cell, so a layer can never die. The density is differentiable in every
+    cell, also in those the floor empties.
     """
     b, nx, ny, nz = logits.shape
     # layers first in memory, so that the softmax and the sums run over contiguous cells (on a CPU 5x faster
@@ -90,7 +93,8 @@ def _layer_shapes(logits: torch.Tensor, floor: torch.Tensor | None = None) -> to
         sparse = F.relu(p - torch.minimum(torch.full_like(cap, SPARSITY_FLOOR), cap))
     else:
         sparse = p * (p >= torch.minimum(floor[:, :, None], cap)).to(p.dtype)
-    return (sparse / sparse.sum(dim=2, keepdim=True)).reshape(b, nz, nx, ny).permute(0, 2, 3, 1)
+    shapes = (sparse / sparse.sum(dim=2, keepdim=True)).reshape(b, nz, nx, ny).permute(0, 2, 3, 1)
+    return shapes, p.reshape(b, nz, nx, ny).permute(0, 2, 3, 1)
 
 
 class _AxisShear(nn.Module):
@@ -179,7 +183,30 @@ def _floor(config: ShapeConfig, layer_energy_gev: torch.Tensor | None) -> torch.
     return config.threshold_gev / layer_energy_gev.clamp(min=1e-12)
 
 
-class ShapeGenerator2D(nn.Module):
+class ShapeGenerator(nn.Module):
+    """What both shape generators share: ``forward`` gives the shapes, ``shapes_and_density`` also the density
+    before the cell threshold (for losses that need a gradient in the cells the threshold empties)."""
+
+    config: ShapeConfig
+
+    def _logits(self, latent: torch.Tensor, conditions: torch.Tensor,
+                layer_energy_gev: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def shapes_and_density(self, latent: torch.Tensor, conditions: torch.Tensor,
+                           layer_energy_gev: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """latent (B, latent_dim), conditions (B, 27), layer energies (B, Z) GeV (for the cell threshold) ->
+        shapes (B, X, Y, Z), each layer summing to one, and the softmax density (B, X, Y, Z) they were cut from."""
+        return _layer_shapes(self._logits(latent, conditions, layer_energy_gev), _floor(self.config, layer_energy_gev))
+
+    def forward(self, latent: torch.Tensor, conditions: torch.Tensor,
+                layer_energy_gev: torch.Tensor | None = None) -> torch.Tensor:
+        """latent (B, latent_dim), conditions (B, 27), layer energies (B, Z) GeV (for the cell threshold) ->
+        shapes (B, X, Y, Z), each layer summing to one."""
+        return self.shapes_and_density(latent, conditions, layer_energy_gev)[0]
+
+
+class ShapeGenerator2D(ShapeGenerator):
     """Layers as channels: dense -> (C0, 13, 13) -> conv at (26, 26) -> transposed conv to (51, 51) x 25 layers."""
 
     def __init__(self, config: ShapeConfig) -> None:
@@ -204,10 +231,9 @@ class ShapeGenerator2D(nn.Module):
         set_weight_layout(self, torch.channels_last if enabled else torch.contiguous_format)
         return self
 
-    def forward(self, latent: torch.Tensor, conditions: torch.Tensor,
-                layer_energy_gev: torch.Tensor | None = None) -> torch.Tensor:
-        """latent (B, latent_dim), conditions (B, 27), layer energies (B, Z) GeV (for the cell threshold) ->
-        shapes (B, X, Y, Z), each layer summing to one."""
+    def _logits(self, latent: torch.Tensor, conditions: torch.Tensor,
+                layer_energy_gev: torch.Tensor | None) -> torch.Tensor:
+        """(B, X, Y, Z) cell logits."""
         nx, ny, nz = self.config.grid
         c0, cx, cy = self._coarse
         z, speckle = _split_latent(self.config, latent)
@@ -222,11 +248,10 @@ class ShapeGenerator2D(nn.Module):
         logits = out[:, :nz]
         if self.speckle is not None:
             logits = logits + F.softplus(out[:, nz:]) * self.speckle(speckle, layers_first=True)
-        logits = _sheared(self.shear, logits.permute(0, 2, 3, 1), conditions, layer_energy_gev)  # (B, X, Y, Z)
-        return _layer_shapes(logits, _floor(self.config, layer_energy_gev))
+        return _sheared(self.shear, logits.permute(0, 2, 3, 1), conditions, layer_energy_gev)  # (B, X, Y, Z)
 
 
-class ShapeGenerator3D(nn.Module):
+class ShapeGenerator3D(ShapeGenerator):
     """A 3D volume: dense -> (C0, 13, 13, 7) -> 3D conv -> transposed 3D convs to (26, 26, 14), (51, 51, 25)."""
 
     def __init__(self, config: ShapeConfig) -> None:
@@ -243,10 +268,9 @@ class ShapeGenerator3D(nn.Module):
         self.speckle = _Speckle(config.speckle_dim, config.grid) if config.speckle_dim else None
         self.shear = _AxisShear(config.grid) if config.axis_shear else None
 
-    def forward(self, latent: torch.Tensor, conditions: torch.Tensor,
-                layer_energy_gev: torch.Tensor | None = None) -> torch.Tensor:
-        """latent (B, latent_dim), conditions (B, 27), layer energies (B, Z) GeV (for the cell threshold) ->
-        shapes (B, X, Y, Z), each layer summing to one."""
+    def _logits(self, latent: torch.Tensor, conditions: torch.Tensor,
+                layer_energy_gev: torch.Tensor | None) -> torch.Tensor:
+        """(B, X, Y, Z) cell logits."""
         nx, ny, nz = self.config.grid
         c0, cx, cy, cz = self._coarse
         z, speckle = _split_latent(self.config, latent)
@@ -258,11 +282,10 @@ class ShapeGenerator3D(nn.Module):
         logits = out[:, 0]
         if self.speckle is not None:
             logits = logits + F.softplus(out[:, 1]) * self.speckle(speckle)
-        logits = _sheared(self.shear, logits, conditions, layer_energy_gev)
-        return _layer_shapes(logits, _floor(self.config, layer_energy_gev))
+        return _sheared(self.shear, logits, conditions, layer_energy_gev)
 
 
-def build_shape_generator(config: ShapeConfig) -> nn.Module:
+def build_shape_generator(config: ShapeConfig) -> ShapeGenerator:
     """The generator of ``config.kind``."""
     if not 0 <= config.speckle_dim < config.latent_dim:
         raise ValueError(f"speckle_dim={config.speckle_dim} must be at least 0 and below "
