@@ -12,23 +12,21 @@ import numpy as np
 import pytest
 import torch
 
-from calogen.gan.factorised.campaign import (
-    CampaignConfig,
+from calogen.gan.factorised.campaign import CampaignConfig, run_campaign, train_energy_flow
+from calogen.gan.factorised.data import data_physics, load_training_data
+from calogen.gan.factorised.energy_flow import EnergyFlowConfig, context_features, from_flow_space, to_flow_space
+from calogen.gan.factorised.export import export_model
+from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
+from calogen.gan.factorised.shape_nets import ShapeConfig, _layer_shapes, _Speckle, build_shape_generator
+from calogen.gan.factorised.shower_figures import (
     angle_groups,
     axis_distance,
     core_fraction,
     grouped_gap,
     layer_widths,
     ring_hits,
-    run_campaign,
     soft_hits,
-    train_energy_flow,
 )
-from calogen.gan.factorised.data import data_physics, load_training_data
-from calogen.gan.factorised.energy_flow import EnergyFlowConfig, context_features, from_flow_space, to_flow_space
-from calogen.gan.factorised.export import export_model
-from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
-from calogen.gan.factorised.shape_nets import ShapeConfig, _layer_shapes, _Speckle, build_shape_generator
 from calogen.gan.generate import ModelLoadError, load_generator
 from calogen.io import write_showers
 from calogen.showers import ShowerSet

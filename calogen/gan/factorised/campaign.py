@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import itertools
 import json
 import math
 import os
@@ -39,6 +38,14 @@ from calogen.gan.factorised.data import TrainingData, data_physics, load_trainin
 from calogen.gan.factorised.energy_flow import context_features, to_flow_space
 from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
 from calogen.gan.factorised.shape_nets import CELL_SCALE_GEV, ShapeCritic, critic_input
+from calogen.gan.factorised.shower_figures import (
+    angle_groups,
+    axis_distance,
+    core_fraction,
+    grouped_gap,
+    layer_widths,
+    ring_hits,
+)
 from calogen.gan.nets.layers import measured_angle
 from calogen.validation import features
 from calogen.version import __version__
@@ -46,25 +53,12 @@ from calogen.version import __version__
 __all__ = [
     "DEFAULT_SHAPE",
     "CampaignConfig",
-    "angle_groups",
-    "axis_distance",
-    "core_fraction",
-    "grouped_gap",
-    "layer_widths",
     "monitor_figures",
-    "ring_hits",
     "run_campaign",
-    "soft_hits",
     "train_energy_flow",
 ]
 
 CHECKPOINT = "checkpoint.pt"
-HIT_THRESHOLD_GEV = 2e-4  # a hit is a cell above 0.2 MeV (the 3DGAN analyses' threshold)
-ANGLE_GROUP_EDGES_DEG = (80.0, 100.0)
-"""The generator's batch-mean constraints compare showers within these incidence-angle groups (deg)."""
-RING_EDGES_CELLS = (1.5, 3.0, 6.0, 12.0)
-"""Edges of the rings around each layer's barycentre, cells, in which hits are counted (core, near, halo, far,
-the rest of the window)."""
 DEFAULT_SHAPE: dict[str, Any] = {"speckle_dim": 32, "threshold_gev": 5e-5}
 """Shape generator settings of a new campaign: a per-cell speckle field and a 0.05 MeV cell threshold (cells below
 it hold 0.07 % of the Monte Carlo's energy but 6 % of its non-empty cells)."""
@@ -194,101 +188,6 @@ def monitor_figures(model: FactorisedGenerator, holdout: TrainingData, cells_hol
             out[f"angle_difference_deg_{label}"] = float(np.degrees(np.mean(angle_fake[mask])
                                                                     - holdout.angle_rad.numpy()[mask].mean()))
     return out
-
-
-def layer_widths(showers_gev: torch.Tensor) -> torch.Tensor:
-    """(B, Z) energy-weighted RMS transverse distance from each layer's barycentre, cells; showers (B, X, Y, Z)."""
-    _, nx, ny, _ = showers_gev.shape
-    x = torch.arange(nx, dtype=showers_gev.dtype)[None, :, None, None]
-    y = torch.arange(ny, dtype=showers_gev.dtype)[None, None, :, None]
-    total = showers_gev.sum(dim=(1, 2), keepdim=True).clamp(min=1e-12)  # (B, 1, 1, Z)
-    axis = layer_axis(showers_gev)  # (B, Z, 2)
-    x_mean, y_mean = axis[:, None, None, :, 0], axis[:, None, None, :, 1]
-    spread = (showers_gev * ((x - x_mean) ** 2 + (y - y_mean) ** 2)).sum(dim=(1, 2), keepdim=True) / total
-    return torch.sqrt(spread.clamp(min=1e-6))[:, 0, 0, :]
-
-
-def _soft_hit(showers_gev: torch.Tensor, width: float = 0.25) -> torch.Tensor:
-    """(B, X, Y, Z) differentiable hit indicator of each cell: sigmoid((ln cell - ln 0.2 MeV) / width)."""
-    return torch.sigmoid((torch.log(showers_gev.clamp(min=1e-12)) - math.log(HIT_THRESHOLD_GEV)) / width)
-
-
-def soft_hits(showers_gev: torch.Tensor, width: float = 0.25) -> torch.Tensor:
-    """(B, Z) differentiable hit counts per layer: sum over cells of sigmoid((ln cell - ln 0.2 MeV) / width)."""
-    return _soft_hit(showers_gev, width).sum(dim=(1, 2))
-
-
-def ring_hits(showers_gev: torch.Tensor, *, soft: bool = True, width: float = 0.25,
-              edges_cells: tuple[float, ...] = RING_EDGES_CELLS) -> torch.Tensor:
-    """(B, Z, R) hit counts per layer in R = len(edges) + 1 rings around the layer's barycentre (cells; the last
-    ring is the rest of the window): where the hits are, not only how many. ``soft``: the differentiable count of
-    :func:`soft_hits` (sigmoid of ``width`` in ln E); otherwise cells above 0.2 MeV. showers (B, X, Y, Z) GeV."""
-    _, nx, ny, _ = showers_gev.shape
-    axis = layer_axis(showers_gev).detach()  # (B, Z, 2)
-    x = torch.arange(nx, dtype=showers_gev.dtype)[None, :, None, None]
-    y = torch.arange(ny, dtype=showers_gev.dtype)[None, None, :, None]
-    distance = torch.sqrt((x - axis[:, None, None, :, 0]) ** 2 + (y - axis[:, None, None, :, 1]) ** 2)
-    if soft:
-        hit = _soft_hit(showers_gev, width)
-    else:
-        hit = (showers_gev > HIT_THRESHOLD_GEV).to(showers_gev.dtype)
-    bounds = (0.0, *edges_cells, math.inf)
-    return torch.stack([(hit * ((distance >= lo) & (distance < hi)).to(hit.dtype)).sum(dim=(1, 2))
-                        for lo, hi in itertools.pairwise(bounds)], dim=2)
-
-
-def core_fraction(showers_gev: torch.Tensor) -> torch.Tensor:
-    """(B,) fraction of each shower's energy within one cell pitch (5.1 mm) of its transverse barycentre, all
-    layers projected (as :func:`calogen.validation.features.core_containment` at 5.1 mm); differentiable in the
-    cell energies (the cell selection itself is not)."""
-    projection = showers_gev.sum(dim=3)  # (B, X, Y)
-    _, nx, ny = projection.shape
-    total = projection.sum(dim=(1, 2)).clamp(min=1e-12)
-    x = torch.arange(nx, dtype=projection.dtype)
-    y = torch.arange(ny, dtype=projection.dtype)
-    bx = (projection.sum(dim=2) * x).sum(dim=1) / total
-    by = (projection.sum(dim=1) * y).sum(dim=1) / total
-    d2 = (x[None, :, None] - bx[:, None, None]) ** 2 + (y[None, None, :] - by[:, None, None]) ** 2
-    return (projection * (d2 <= 1.0).detach().to(projection.dtype)).sum(dim=(1, 2)) / total
-
-
-def layer_axis(showers_gev: torch.Tensor) -> torch.Tensor:
-    """(B, Z, 2) energy-weighted x and y barycentre of each layer, cells; showers (B, X, Y, Z)."""
-    _, nx, ny, _ = showers_gev.shape
-    total = showers_gev.sum(dim=(1, 2)).clamp(min=1e-12)  # (B, Z)
-    x = (showers_gev.sum(dim=2) * torch.arange(nx, dtype=showers_gev.dtype)[None, :, None]).sum(dim=1) / total
-    y = (showers_gev.sum(dim=1) * torch.arange(ny, dtype=showers_gev.dtype)[None, :, None]).sum(dim=1) / total
-    return torch.stack([x, y], dim=2)
-
-
-def axis_distance(fake_gev: torch.Tensor, real_gev: torch.Tensor) -> torch.Tensor:
-    """(B,) distance in cells between the layer barycentres of two showers with the same layer energies, averaged
-    over the layers with the real shower's layer-energy fractions as weights: the shower axis, which the incident
-    angle tilts (a low-noise form of the 3DGAN angle constraint)."""
-    layers = real_gev.sum(dim=(1, 2))  # (B, Z)
-    weights = layers / layers.sum(dim=1, keepdim=True).clamp(min=1e-12)
-    gap = (layer_axis(fake_gev) - layer_axis(real_gev)).abs().sum(dim=2)  # (B, Z)
-    return (weights * gap).sum(dim=1)
-
-
-def angle_groups(theta_rad: torch.Tensor, edges_deg: tuple[float, ...] = ANGLE_GROUP_EDGES_DEG) -> list[torch.Tensor]:
-    """Boolean masks (B,) of the showers in each incidence-angle group (radians in, group edges in degrees), the
-    empty groups left out."""
-    bounds = (-math.inf, *(math.radians(e) for e in edges_deg), math.inf)
-    masks = [(theta_rad >= lo) & (theta_rad < hi) for lo, hi in itertools.pairwise(bounds)]
-    return [m for m in masks if bool(m.any())]
-
-
-def grouped_gap(fake: torch.Tensor, real: torch.Tensor, groups: list[torch.Tensor], *,
-                log1p: bool = False) -> torch.Tensor:
-    """Mean over the groups and the feature's entries of |mean(fake) - mean(real)| within each group (batch
-    means, feature matching); with ``log1p`` the means are compared as log(1 + mean) (counts). fake, real (B, ...)
-    per-shower features of showers at the same conditions; groups from :func:`angle_groups`."""
-    gaps = []
-    for mask in groups:
-        f, r = fake[mask].mean(0), real[mask].mean(0)
-        gaps.append(((torch.log1p(f) - torch.log1p(r)) if log1p else (f - r)).abs().mean())
-    return torch.stack(gaps).mean()
 
 
 def _noisy(view: torch.Tensor, sigma: float) -> torch.Tensor:
