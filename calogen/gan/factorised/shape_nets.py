@@ -32,6 +32,7 @@ Shapes: showers float32 (B, 51, 51, 25) GeV (x, y, layer); conditions float32 (B
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -183,15 +184,16 @@ def _floor(config: ShapeConfig, layer_energy_gev: torch.Tensor | None) -> torch.
     return config.threshold_gev / layer_energy_gev.clamp(min=1e-12)
 
 
-class ShapeGenerator(nn.Module):
+class ShapeGenerator(nn.Module, abc.ABC):
     """What both shape generators share: ``forward`` gives the shapes, ``shapes_and_density`` also the density
     before the cell threshold (for losses that need a gradient in the cells the threshold empties)."""
 
     config: ShapeConfig
 
+    @abc.abstractmethod
     def _logits(self, latent: torch.Tensor, conditions: torch.Tensor,
                 layer_energy_gev: torch.Tensor | None) -> torch.Tensor:
-        raise NotImplementedError
+        """(B, X, Y, Z) cell logits; each architecture gives its own."""
 
     def shapes_and_density(self, latent: torch.Tensor, conditions: torch.Tensor,
                            layer_energy_gev: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
