@@ -11,13 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from calogen.gan.factorised.campaign import CampaignConfig, run_campaign, train_energy_flow
 from calogen.gan.factorised.data import data_physics, load_training_data
 from calogen.gan.factorised.energy_flow import EnergyFlowConfig, context_features, from_flow_space, to_flow_space
 from calogen.gan.factorised.export import export_model
 from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
-from calogen.gan.factorised.shape_nets import ShapeConfig, _layer_shapes, _Speckle, build_shape_generator
+from calogen.gan.factorised.shape_nets import (
+    OFFSET_DIM,
+    ShapeConfig,
+    _layer_shapes,
+    _Speckle,
+    _split_latent,
+    build_shape_generator,
+)
 from calogen.gan.factorised.shower_figures import (
     angle_groups,
     axis_distance,
@@ -184,6 +192,44 @@ def test_axis_shear_puts_the_layers_on_the_incidence_axis(kind: str) -> None:
     with pytest.raises(ValueError, match="needs the layer energies"):
         net(torch.randn(3, 8), conditions)
     assert build_shape_generator(ShapeConfig(kind=kind, channels=(8, 8, 4), latent_dim=8)).shear is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["conv2d", "conv3d"])
+def test_entry_offset_places_the_shower_uniformly_within_its_central_cell(kind: str) -> None:
+    """The last two latent values move the shower by an offset uniform over +-0.5 cells in x and y (the entry
+    point uniform over a cell, the window centred on the barycentre's cell): a shower's barycentre moves by
+    exactly that offset, the speckle field is added after the move, and the rest of the latent is the network's."""
+    torch.manual_seed(9)
+    config = ShapeConfig(kind=kind, channels=(8, 8, 4), latent_dim=12, speckle_dim=4, axis_shear=True,  # type: ignore[arg-type]
+                         entry_offset=True)
+    net = build_shape_generator(config)
+    assert net.config.latent_dim - net.config.speckle_dim - OFFSET_DIM == 6  # the network's own latent
+
+    offset = _split_latent(config, torch.randn(20000, 12))[2]
+    assert offset is not None and offset.shape == (20000, 2)
+    assert float(offset.abs().max()) <= 0.5
+    for column in offset.T:  # uniform over [-0.5, 0.5)
+        assert stats.kstest(column.numpy(), stats.uniform(loc=-0.5, scale=1.0).cdf).pvalue > 1e-3
+
+    cells = torch.arange(51.0)
+    mean = -((cells[:, None] - 25) ** 2 + (cells[None, :] - 25) ** 2)[None, :, :, None].expand(4, 51, 51, 25) / 2.0
+    moved = torch.tensor([[0.3, -0.2], [-0.5, 0.49], [0.0, 0.0], [0.1, 0.4]])
+    conditions = torch.zeros(4, 27)  # 90 deg: the shear does not move the layers
+    logits = net._placed(mean, None, None, moved, conditions, torch.ones(4, 25))
+    shape = torch.softmax(logits.reshape(4, -1, 25), 1).reshape(4, 51, 51, 25)
+    barycentre_x = (shape.sum(dim=(2, 3)) * cells).sum(1) / 25.0 - 25.0
+    barycentre_y = (shape.sum(dim=(1, 3)) * cells).sum(1) / 25.0 - 25.0
+    torch.testing.assert_close(torch.stack([barycentre_x, barycentre_y], 1), moved, atol=1e-4, rtol=0.0)
+
+    eps = torch.randn(4, 51, 51, 25)
+    speckled = net._placed(mean, torch.ones_like(mean), eps, moved, conditions, torch.ones(4, 25))
+    torch.testing.assert_close(speckled - logits, eps, atol=1e-4, rtol=0.0)  # the field keeps its amplitude
+
+    with torch.no_grad():
+        shapes = net(torch.randn(4, 12), conditions, torch.ones(4, 25))
+    torch.testing.assert_close(shapes.sum(dim=(1, 2)), torch.ones(4, 25))
+    with pytest.raises(ValueError, match="below latent_dim=8 less the 2 values of the entry offset"):
+        build_shape_generator(replace(config, latent_dim=8, speckle_dim=6))
 
 
 def test_soft_hits_count_cells_above_0_2_mev() -> None:
@@ -368,6 +414,16 @@ def test_a_campaign_goes_on_from_its_exported_model_folder(toy_file: Path, tmp_p
     state = run_campaign(sheared, tmp_path / "fresh" / "e", minutes=30.0, steps=4, critic_warmup=1,
                          log=lambda _: None)
     assert state["axis_shear_from_step"] == 3 and state["config"]["shape"]["axis_shear"] is True
+
+    placed = replace(config, shape={**SMALL_SHAPE, "entry_offset": True,  # the entry offset too, 2 latent values more
+                                    "latent_dim": int(SMALL_SHAPE["latent_dim"]) + OFFSET_DIM})
+    checkpoint_from_model(folder, tmp_path / "fresh" / "f", placed)
+    state = run_campaign(placed, tmp_path / "fresh" / "f", minutes=30.0, steps=4, critic_warmup=1,
+                         log=lambda _: None)
+    assert state["entry_offset_from_step"] == 3 and state["config"]["shape"]["entry_offset"] is True
+    with pytest.raises(ValueError, match="shape settings"):  # the offset without its latent values is refused
+        checkpoint_from_model(folder, tmp_path / "fresh" / "g", replace(config, shape={**SMALL_SHAPE,
+                                                                                      "entry_offset": True}))
 
     other = replace(config, shape={**SMALL_SHAPE, "speckle_dim": 0})
     with pytest.raises(ValueError, match="shape settings"):

@@ -73,6 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the shape generator draws each shower in its own frame and a fixed shear puts its "
                         "layers on the incidence axis (a new run's setting, which a run keeps; it may also be "
                         "switched on for a run started with --from-model from a folder trained without it)")
+    parser.add_argument("--entry-offset", action="store_true",
+                        help="two more latent values place each shower within its central cell, uniform over "
+                        "+-0.5 cells in x and y as the particle's entry point (a new run's setting, which a run "
+                        "keeps; it may also be switched on with --from-model)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
 
 
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from calogen.gan.factorised.campaign import CHECKPOINT, DEFAULT_SHAPE, CampaignConfig, run_campaign
     from calogen.gan.factorised.export import checkpoint_from_model, export_model
     from calogen.gan.factorised.model import build_factorised
+    from calogen.gan.factorised.shape_nets import OFFSET_DIM, ShapeConfig
     from calogen.gan.jobs import RunError, run_path
 
     if args.minutes < 0 or (args.minutes == 0 and not args.export):
@@ -108,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         shape["threshold_gev"] = args.threshold_mev / 1000.0
     if args.axis_shear:
         shape["axis_shear"] = True
+    if args.entry_offset:
+        shape["entry_offset"] = True
+        shape["latent_dim"] = ShapeConfig.latent_dim + OFFSET_DIM
     try:
         config = CampaignConfig(arch=args.arch, data=args.data, batch_size=args.batch_size, seed=args.seed,
                                 shape=shape, lr_generator=args.lr_generator, lr_critic=args.lr_critic,

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from calogen.gan.factorised.campaign import CHECKPOINT, CampaignConfig
 from calogen.gan.factorised.data import describe_data
 from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
-from calogen.gan.factorised.shape_nets import ShapeCritic
+from calogen.gan.factorised.shape_nets import OFFSET_DIM, ShapeConfig, ShapeCritic
 from calogen.io import atomic_write
 from calogen.showers import TRAINING_RANGE
 from calogen.version import __version__
@@ -106,7 +106,8 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
     exported before critics were kept) gives a checkpoint without one: the campaign then trains a new critic
     alone first. Raises ValueError, writing nothing, when ``run_dir`` already holds a checkpoint, when the
     folder is not a factorised campaign's, or when its architecture or shape settings differ from ``config``'s
-    (but for the axis shear, which ``config`` may switch on: ``state["axis_shear_from_step"]`` records where).
+    (but for the axis shear and the entry offset, which ``config`` may switch on: ``state["axis_shear_from_step"]``
+    and ``state["entry_offset_from_step"]`` record where).
     """
     from calogen.gan.generate import ModelLoadError, load_generator
 
@@ -124,14 +125,11 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
         raise ValueError(f"{folder} holds a {card.get('arch')} generator, not {config.arch}")
     module = cast(FactorisedGenerator, loaded.module)  # config.arch is a factorised architecture
     shape = (training.get("config") or {}).get("shape")
-    # the one setting that may be switched on: the axis shear (its table is not a weight), so that a generator that
-    # learned the tilt itself can go on with the shear and unlearn it, instead of starting anew
-    shear_on = (isinstance(shape, dict) and not shape.get("axis_shear")
-                and dict(config.shape) == {**shape, "axis_shear": True})
-    if shape != config.shape and not shear_on:
+    switched = _switched_on(shape, dict(config.shape))
+    if shape != config.shape and not switched:
         raise ValueError(f"{folder} was trained with shape settings {shape}, not {config.shape}: start from it "
-                         "with the same settings (--channels, --speckle-dim, --threshold-mev; --axis-shear may be "
-                         "added)")
+                         "with the same settings (--channels, --speckle-dim, --threshold-mev; --axis-shear and "
+                         "--entry-offset may be added)")
     if not {"steps", "showers_seen", "cpu_hours", "sessions"} <= set(training):
         raise ValueError(f"{folder / 'card.json'} has no campaign account (steps, showers seen, CPU hours, sessions)")
     critic_state = None
@@ -151,12 +149,29 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
         "flow_data_physics": training.get("flow_data_physics"),
         "config": {**training.get("config", {}), "shape": dict(config.shape)}, "monitor": training.get("monitor"),
     }
-    if shear_on:
-        state["axis_shear_from_step"] = state["step"]
+    for setting in switched:
+        state[f"{setting}_from_step"] = state["step"]
     run.mkdir(parents=True, exist_ok=True)
     torch.save({"model": module.state_dict(), "critic": critic_state, "opt_g": None, "opt_d": None,
                 "state": state, "calogen_version": __version__, "started_from": str(folder)}, run / CHECKPOINT)
     return run / CHECKPOINT
+
+
+def _switched_on(trained: object, wanted: dict[str, Any]) -> list[str]:
+    """The settings that ``wanted`` switches on over the shape settings a model was ``trained`` with, when that is
+    all that differs, else []. Two may be switched on, as neither changes a weight: the axis shear (a fixed table),
+    so that a generator that learned the tilt itself can go on with the shear and unlearn it; and the entry offset,
+    whose two latent values come on top of the network's (``latent_dim`` grows by them)."""
+    if not isinstance(trained, dict):
+        return []
+    grown = dict(trained)
+    switched: list[str] = []
+    if wanted.get("axis_shear") and not trained.get("axis_shear"):
+        grown["axis_shear"], switched = True, [*switched, "axis_shear"]
+    if wanted.get("entry_offset") and not trained.get("entry_offset"):
+        grown["entry_offset"], switched = True, [*switched, "entry_offset"]
+        grown["latent_dim"] = int(trained.get("latent_dim", ShapeConfig.latent_dim)) + OFFSET_DIM
+    return switched if switched and grown == wanted else []
 
 
 def _kept_flow_nll(history: list[dict[str, Any]]) -> float | None:
