@@ -26,8 +26,9 @@ With ``entry_offset`` the shower's position within its central cell is drawn too
 calorimeter at a point uniform over one 5.1 mm cell, and the 51 x 51 window is centred on the cell that holds the
 barycentre, so the barycentre lies anywhere within +-0.5 cells of the window's centre. The last two latent values
 give that offset, ``Phi(z) - 0.5`` cells in x and y (``Phi`` the standard normal distribution function, so the
-offset is uniform), and the mean logits and the speckle spread are moved by it (with the axis shear, in one
-interpolation) before the speckle field is added, so the field keeps its per-cell amplitude. Without it the
+offset is uniform), and the mean logits and the speckle spread are moved by it (linear interpolation with the
+neighbouring cells) before the speckle field is added, so the field keeps its per-cell amplitude; the axis shear
+then acts as without the offset. Without it the
 network has to learn the offset from its latent, and learns it too narrow: the barycentres of its showers
 scatter by ~0.15 cells around the centre where the Monte Carlo's scatter uniformly (0.29 cells).
 
@@ -127,24 +128,36 @@ class _AxisShear(nn.Module):
 
     def forward(self, logits: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         """logits (B, X, Y, Z), shift (B, Z) cells -> logits moved by ``shift`` along y (the edge values beyond)."""
-        return _shift_along(logits, shift, 2)
+        b, nx, ny, nz = logits.shape
+        y = torch.arange(ny, device=logits.device, dtype=logits.dtype)
+        source = y[None, :, None] - shift[:, None, :].to(logits.dtype)  # (B, Y, Z): where each cell's logit comes from
+        low = source.floor()
+        frac = (source - low)[:, None]  # (B, 1, Y, Z)
+        index = low.long()
+        first = index.clamp(0, ny - 1)[:, None].expand(b, nx, ny, nz)
+        second = (index + 1).clamp(0, ny - 1)[:, None].expand(b, nx, ny, nz)
+        return logits.gather(2, first) * (1.0 - frac) + logits.gather(2, second) * frac
 
 
-def _shift_along(maps: torch.Tensor, shift: torch.Tensor, dim: int) -> torch.Tensor:
-    """maps (B, X, Y, Z) moved by ``shift`` cells along ``dim`` (1: x, 2: y) with linear interpolation, the edge
-    values beyond; shift (B, Z) (one per layer) or (B, 1) (the same for every layer)."""
-    b, nx, ny, nz = maps.shape
-    n = maps.shape[dim]
-    cells = torch.arange(n, device=maps.device, dtype=maps.dtype)
-    source = cells[None, :, None] - shift[:, None, :].to(maps.dtype)  # (B, N, Z or 1): where each cell comes from
-    low = source.floor()
-    index = low.long()
-    shape = (b, nx, ny, nz)
-    view = (b, n, 1, -1) if dim == 1 else (b, 1, n, -1)
-    frac = (source - low).view(view)
-    first = index.clamp(0, n - 1).view(view).expand(shape)
-    second = (index + 1).clamp(0, n - 1).view(view).expand(shape)
-    return maps.gather(dim, first) * (1.0 - frac) + maps.gather(dim, second) * frac
+def _offset_within_cell(maps: torch.Tensor, offset: torch.Tensor, *, layers_first: bool = False) -> torch.Tensor:
+    """maps (B, X, Y, Z), or (B, Z, X, Y) with ``layers_first``, moved by offset (B, 2) cells in x and y, each
+    within [-0.5, 0.5], by linear interpolation with the neighbouring cells (the edge values beyond).
+
+    Along an axis with shift s a cell becomes ``(1 - |s|) m[i] + s m[i - 1]`` for s > 0 and ``- s m[i + 1]`` for
+    s < 0: a 3 x 3 stencil per shower, the outer product of the two axes', applied as one depthwise convolution.
+    """
+    b = maps.shape[0]
+    s = offset.to(maps.dtype)
+    stencil = torch.stack([s.clamp(min=0.0), 1.0 - s.abs(), (-s).clamp(min=0.0)], 2)  # (B, 2, 3): m[i-1], m[i], m[i+1]
+    kernel = stencil[:, 0, :, None] * stencil[:, 1, None, :]  # (B, 3, 3) over (x, y)
+    if layers_first:
+        _, nz, nx, ny = maps.shape
+        weight = kernel.repeat_interleave(nz, 0)[:, None]  # (B Z, 1, 3, 3)
+        padded = F.pad(maps.reshape(1, b * nz, nx, ny), (1, 1, 1, 1), mode="replicate")
+        return F.conv2d(padded, weight, groups=b * nz).view(b, nz, nx, ny)
+    _, nx, ny, nz = maps.shape  # y and the layers flattened: y-neighbours are Z apart, a dilated 2D stencil
+    padded = F.pad(maps[None], (0, 0, 1, 1, 1, 1), mode="replicate").view(1, b, nx + 2, (ny + 2) * nz)
+    return F.conv2d(padded, kernel[:, None], groups=b, dilation=(1, nz)).view(b, nx, ny, nz)
 
 
 def _theta_rad(conditions: torch.Tensor) -> torch.Tensor:
@@ -220,29 +233,6 @@ class ShapeGenerator(nn.Module, abc.ABC):
 
     config: ShapeConfig
 
-    shear: _AxisShear | None
-    speckle: _Speckle | None
-
-    def _placed(self, mean: torch.Tensor, spread: torch.Tensor | None, eps: torch.Tensor | None,
-                offset: torch.Tensor | None, conditions: torch.Tensor,
-                layer_energy_gev: torch.Tensor | None) -> torch.Tensor:
-        """(B, X, Y, Z) logits from the network's mean logits and speckle spread (B, X, Y, Z), the speckle field eps
-        (B, X, Y, Z) and the entry offset (B, 2) cells: without an offset ``mean + spread x eps``, sheared onto
-        the axis; with one, mean and spread are moved (offset in x; offset plus shear in y) before eps is added."""
-        if offset is None:
-            logits = mean if spread is None or eps is None else mean + spread * eps
-            return _sheared(self.shear, logits, conditions, layer_energy_gev)
-        shift_y = offset[:, 1:]  # (B, 1)
-        if self.shear is not None:
-            if layer_energy_gev is None:
-                raise ValueError("a shape generator with axis_shear needs the layer energies (B, Z) to place the axis")
-            shift_y = shift_y + self.shear.shift_cells(_theta_rad(conditions), layer_energy_gev)  # (B, Z)
-        mean = _shift_along(_shift_along(mean, offset[:, :1], 1), shift_y, 2)
-        if spread is None or eps is None:
-            return mean
-        spread = _shift_along(_shift_along(spread, offset[:, :1], 1), shift_y, 2)
-        return mean + spread * eps
-
     @abc.abstractmethod
     def _logits(self, latent: torch.Tensor, conditions: torch.Tensor,
                 layer_energy_gev: torch.Tensor | None) -> torch.Tensor:
@@ -300,13 +290,13 @@ class ShapeGenerator2D(ShapeGenerator):
         h = F.leaky_relu(self.conv(h), 0.2)
         # kept layers-first (B, Z or 2Z, X, Y) until the end: elementwise work on contiguous cells is 5x faster
         out = self.up(h)[:, :, :nx, :ny].contiguous()  # (B, Z or 2Z, 52, 52) -> (B, Z or 2Z, X, Y)
+        logits = out[:, :nz]  # (B, Z, X, Y)
+        spread = F.softplus(out[:, nz:]) if self.speckle is not None else None
         if offset is not None:
-            spread = F.softplus(out[:, nz:]).permute(0, 2, 3, 1) if self.speckle is not None else None
-            eps = self.speckle(speckle) if self.speckle is not None else None
-            return self._placed(out[:, :nz].permute(0, 2, 3, 1), spread, eps, offset, conditions, layer_energy_gev)
-        logits = out[:, :nz]
-        if self.speckle is not None:
-            logits = logits + F.softplus(out[:, nz:]) * self.speckle(speckle, layers_first=True)
+            logits = _offset_within_cell(logits, offset, layers_first=True)
+            spread = None if spread is None else _offset_within_cell(spread, offset, layers_first=True)
+        if self.speckle is not None and spread is not None:
+            logits = logits + spread * self.speckle(speckle, layers_first=True)
         return _sheared(self.shear, logits.permute(0, 2, 3, 1), conditions, layer_energy_gev)  # (B, X, Y, Z)
 
 
@@ -338,9 +328,14 @@ class ShapeGenerator3D(ShapeGenerator):
         h = F.leaky_relu(self.conv(h), 0.2)
         h = F.leaky_relu(self.up1(h), 0.2)  # (B, C2, 26, 26, 14)
         out = self.up2(h)[:, :, :nx, :ny, :nz].contiguous()  # (B, 1 or 2, 52, 52, 28) -> (B, 1 or 2, X, Y, Z)
+        logits = out[:, 0]  # (B, X, Y, Z)
         spread = F.softplus(out[:, 1]) if self.speckle is not None else None
-        eps = self.speckle(speckle) if self.speckle is not None else None
-        return self._placed(out[:, 0], spread, eps, offset, conditions, layer_energy_gev)
+        if offset is not None:
+            logits = _offset_within_cell(logits, offset)
+            spread = None if spread is None else _offset_within_cell(spread, offset)
+        if self.speckle is not None and spread is not None:
+            logits = logits + spread * self.speckle(speckle)
+        return _sheared(self.shear, logits, conditions, layer_energy_gev)
 
 
 def build_shape_generator(config: ShapeConfig) -> ShapeGenerator:
