@@ -1,5 +1,6 @@
 """The per-bin physics table: a 1.1x scaled sample misses the SF target in every bin, its hits and angle do not
-change, and a card's rows carry the hit count, measured angle and core containment that the table reads."""
+change, and a card's rows carry the hit count, measured angle, core containment and barycentre rms that the table
+reads."""
 
 from __future__ import annotations
 
@@ -45,7 +46,30 @@ def test_card_rows_keep_the_table_figures(scaled_rows: list[BinRow]) -> None:
     for original, read in zip(scaled_rows, back, strict=True):
         assert read.n_hits_candidate == original.n_hits_candidate
         assert read.core_5mm_reference == original.core_5mm_reference
+        assert read.barycentre_x_rms_mm_candidate == original.barycentre_x_rms_mm_candidate
         assert judge_bin(read) == judge_bin(original)
+
+
+def test_the_barycentre_rms_is_the_showers_place_about_the_window_centre() -> None:
+    """Showers placed uniformly within the central cell (the Monte Carlo's entry point) have an x barycentre
+    rms of 5.1 mm / sqrt(12) about the window's centre; showers all at the centre have none."""
+    rng = np.random.default_rng(3)
+    n = 400
+    showers = np.zeros((n, 51, 51, 25), np.float32)
+    offset = rng.uniform(-0.5, 0.5, n)  # cells
+    for i, u in enumerate(offset):  # two cells sharing the energy so that the barycentre sits at 25 + u
+        low = 25 if u >= 0 else 24
+        frac = u if u >= 0 else 1.0 + u
+        showers[i, low, 25, 5] = 1.0 - frac
+        showers[i, low + 1, 25, 5] = frac
+    energy, theta = np.full(n, 75.0, np.float32), np.full(n, 1.57, np.float32)
+    placed = ShowerSet(showers, energy, theta, {"source": "placed"})
+    centred = np.zeros_like(showers)
+    centred[:, 25, 25, 5] = 1.0
+    row = compare_samples(placed, ShowerSet(centred, energy, theta, {"source": "centred"}), bins=BINS,
+                          classifier=False, seed=0).bins[0]
+    assert row.barycentre_x_rms_mm_reference == pytest.approx(5.1 / math.sqrt(12.0), rel=0.06)
+    assert row.barycentre_x_rms_mm_candidate == pytest.approx(0.0, abs=1e-4)
 
 
 def test_a_bin_off_by_three_degrees_and_twenty_percent_hits_fails_both() -> None:
