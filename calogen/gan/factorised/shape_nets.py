@@ -28,9 +28,8 @@ barycentre, so the barycentre lies anywhere within +-0.5 cells of the window's c
 give that offset, ``Phi(z) - 0.5`` cells in x and y (``Phi`` the standard normal distribution function, so the
 offset is uniform), and the mean logits and the speckle spread are moved by it (linear interpolation with the
 neighbouring cells) before the speckle field is added, so the field keeps its per-cell amplitude; the axis shear
-then acts as without the offset. Without it the
-network has to learn the offset from its latent, and learns it too narrow: the barycentres of its showers
-scatter by ~0.15 cells around the centre where the Monte Carlo's scatter uniformly (0.29 cells).
+then acts as without the offset. Without it the network has to learn the offset from its latent, and learns it too
+narrow: the barycentres of its showers scatter by ~0.15 cells about the centre, the Monte Carlo's by ~0.25.
 
 The critic (:class:`ShapeCritic`) sees ``log1p(cell / 0.1 MeV)`` with the layers as channels and the conditions
 through a projection term (Miyato & Koyama, arXiv:1802.05637), with spectral normalisation on every layer
@@ -158,6 +157,16 @@ def _offset_within_cell(maps: torch.Tensor, offset: torch.Tensor, *, layers_firs
     _, nx, ny, nz = maps.shape  # y and the layers flattened: y-neighbours are Z apart, a dilated 2D stencil
     padded = F.pad(maps[None], (0, 0, 1, 1, 1, 1), mode="replicate").view(1, b, nx + 2, (ny + 2) * nz)
     return F.conv2d(padded, kernel[:, None], groups=b, dilation=(1, nz)).view(b, nx, ny, nz)
+
+
+def _speckled(mean: torch.Tensor, spread: torch.Tensor | None, eps: torch.Tensor | None,
+              offset: torch.Tensor | None, *, layers_first: bool = False) -> torch.Tensor:
+    """Cell logits ``mean + spread x eps`` (all in one layout, see :func:`_offset_within_cell`), the mean logits and
+    the spread first moved by the entry offset (B, 2) when there is one; without a speckle field, the mean."""
+    if offset is not None:
+        mean = _offset_within_cell(mean, offset, layers_first=layers_first)
+        spread = None if spread is None else _offset_within_cell(spread, offset, layers_first=layers_first)
+    return mean if spread is None or eps is None else mean + spread * eps
 
 
 def _theta_rad(conditions: torch.Tensor) -> torch.Tensor:
@@ -290,13 +299,9 @@ class ShapeGenerator2D(ShapeGenerator):
         h = F.leaky_relu(self.conv(h), 0.2)
         # kept layers-first (B, Z or 2Z, X, Y) until the end: elementwise work on contiguous cells is 5x faster
         out = self.up(h)[:, :, :nx, :ny].contiguous()  # (B, Z or 2Z, 52, 52) -> (B, Z or 2Z, X, Y)
-        logits = out[:, :nz]  # (B, Z, X, Y)
-        spread = F.softplus(out[:, nz:]) if self.speckle is not None else None
-        if offset is not None:
-            logits = _offset_within_cell(logits, offset, layers_first=True)
-            spread = None if spread is None else _offset_within_cell(spread, offset, layers_first=True)
-        if self.speckle is not None and spread is not None:
-            logits = logits + spread * self.speckle(speckle, layers_first=True)
+        spread, eps = ((F.softplus(out[:, nz:]), self.speckle(speckle, layers_first=True))
+                       if self.speckle is not None else (None, None))
+        logits = _speckled(out[:, :nz], spread, eps, offset, layers_first=True)  # (B, Z, X, Y)
         return _sheared(self.shear, logits.permute(0, 2, 3, 1), conditions, layer_energy_gev)  # (B, X, Y, Z)
 
 
@@ -328,14 +333,8 @@ class ShapeGenerator3D(ShapeGenerator):
         h = F.leaky_relu(self.conv(h), 0.2)
         h = F.leaky_relu(self.up1(h), 0.2)  # (B, C2, 26, 26, 14)
         out = self.up2(h)[:, :, :nx, :ny, :nz].contiguous()  # (B, 1 or 2, 52, 52, 28) -> (B, 1 or 2, X, Y, Z)
-        logits = out[:, 0]  # (B, X, Y, Z)
-        spread = F.softplus(out[:, 1]) if self.speckle is not None else None
-        if offset is not None:
-            logits = _offset_within_cell(logits, offset)
-            spread = None if spread is None else _offset_within_cell(spread, offset)
-        if self.speckle is not None and spread is not None:
-            logits = logits + spread * self.speckle(speckle)
-        return _sheared(self.shear, logits, conditions, layer_energy_gev)
+        spread, eps = (F.softplus(out[:, 1]), self.speckle(speckle)) if self.speckle is not None else (None, None)
+        return _sheared(self.shear, _speckled(out[:, 0], spread, eps, offset), conditions, layer_energy_gev)
 
 
 def build_shape_generator(config: ShapeConfig) -> ShapeGenerator:
