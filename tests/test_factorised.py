@@ -138,6 +138,24 @@ def test_the_speckle_field_is_unit_normal_and_a_function_of_the_noise() -> None:
     torch.testing.assert_close(speckle(noise, layers_first=True), field.permute(0, 3, 1, 2))
 
 
+def test_a_capped_speckle_field_is_bounded_and_keeps_its_small_values() -> None:
+    """c tanh(eps / c): never beyond +-c, the unbounded field's values where they are small, the same field in
+    either memory layout; a negative cap, or a cap without a field, is refused."""
+    noise = torch.randn(3, 32, generator=torch.Generator().manual_seed(4))
+    free = _Speckle(32, (51, 51, 25))(noise)
+    capped = _Speckle(32, (51, 51, 25), cap=2.0)(noise)
+    assert float(free.abs().max()) > 3.5 and float(capped.abs().max()) <= 2.0
+    small = free.abs() < 0.3
+    torch.testing.assert_close(capped[small], free[small], rtol=0.01, atol=0.0)  # tanh(u) = u (1 - u^2 / 3 ...)
+    torch.testing.assert_close(capped, 2.0 * torch.tanh(free / 2.0))
+    layers_first = _Speckle(32, (51, 51, 25), cap=2.0)(noise, layers_first=True)
+    torch.testing.assert_close(layers_first, capped.permute(0, 3, 1, 2))
+    with pytest.raises(ValueError, match="speckle_cap=-1.0"):
+        build_shape_generator(ShapeConfig(speckle_dim=8, speckle_cap=-1.0))
+    with pytest.raises(ValueError, match=r"speckle field \(speckle_dim > 0\)"):
+        build_shape_generator(ShapeConfig(speckle_dim=0, speckle_cap=2.0))
+
+
 def test_layer_shapes_take_any_memory_layout() -> None:
     """The shapes of (B, X, Y, Z) logits do not depend on how the logits lie in memory (the Conv2D generator
     hands them over laid out layer first): every layer sums to one and cells below the floor are empty."""
@@ -423,6 +441,12 @@ def test_a_campaign_goes_on_from_its_exported_model_folder(toy_file: Path, tmp_p
         checkpoint_from_model(folder, tmp_path / "fresh" / "g", replace(config, shape={**SMALL_SHAPE,
                                                                                       "entry_offset": True}))
 
+    bounded = replace(config, shape={**SMALL_SHAPE, "speckle_cap": 2.0})  # and a bound on the speckle field
+    checkpoint_from_model(folder, tmp_path / "fresh" / "h", bounded)
+    state = run_campaign(bounded, tmp_path / "fresh" / "h", minutes=30.0, steps=4, critic_warmup=1,
+                         log=lambda _: None)
+    assert state["speckle_cap_from_step"] == 3 and state["config"]["shape"]["speckle_cap"] == 2.0
+
     other = replace(config, shape={**SMALL_SHAPE, "speckle_dim": 0})
     with pytest.raises(ValueError, match="shape settings"):
         checkpoint_from_model(folder, tmp_path / "fresh" / "d", other)
@@ -496,6 +520,7 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
     (["--channels", "0", "8", "4"], "every count must be at least 1"),
     (["--lr-critic", "0"], "learning rates must be positive"),
     (["--hit-width", "0"], "hit_width=0.0 must be positive"),
+    (["--speckle-cap", "0"], "--speckle-cap 0: give a positive bound"),
     (["--from-model", "nowhere"], "cannot start a run from nowhere: model 'nowhere' not found"),
     (["--from-model", str(Path(__file__).parents[1] / "models" / "conv2d"), "--speckle-dim", "0"],
      ("was trained with shape settings {'speckle_dim': 32, 'threshold_gev': 5e-05, 'axis_shear': True, "

@@ -77,6 +77,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="two more latent values place each shower within its central cell, uniform over "
                         "+-0.5 cells in x and y as the particle's entry point (a new run's setting, which a run "
                         "keeps; it may also be switched on with --from-model)")
+    parser.add_argument("--speckle-cap", type=float, default=None, metavar="C",
+                        help="bound the speckle field as C tanh(eps / C) (C > 0; default: unbounded), so that no "
+                        "cell far from the axis holds many times its mean (a new run's setting, which a run keeps; "
+                        "it may also be switched on with --from-model)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
 
 
@@ -116,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
     if args.entry_offset:
         shape["entry_offset"] = True
         shape["latent_dim"] = ShapeConfig.latent_dim + OFFSET_DIM
+    if args.speckle_cap is not None:
+        if not args.speckle_cap > 0.0:
+            raise CliError(f"--speckle-cap {args.speckle_cap:g}: give a positive bound (leave it out for none)")
+        shape["speckle_cap"] = args.speckle_cap
     try:
         config = CampaignConfig(arch=args.arch, data=args.data, batch_size=args.batch_size, seed=args.seed,
                                 shape=shape, lr_generator=args.lr_generator, lr_critic=args.lr_critic,
