@@ -30,6 +30,7 @@ from calogen.gan.factorised.shape_nets import (
 from calogen.gan.factorised.shower_figures import (
     angle_groups,
     axis_distance,
+    condition_groups,
     core_fraction,
     grouped_gap,
     layer_widths,
@@ -498,6 +499,23 @@ def test_batch_means_are_compared_within_angle_groups() -> None:
     counts = torch.tensor([[9.0], [9.0]])
     assert float(grouped_gap(counts, counts * 0.0, [torch.tensor([True, True])], log1p=True)) == pytest.approx(
         math.log(10.0))
+
+
+def test_energy_groups_split_the_angle_groups() -> None:
+    """Widths too wide at 100 GeV and as much too narrow at 5 GeV, all at 90 deg: the angle group's mean hides it,
+    the energy groups show it; the constraint needs the energies, and the campaign refuses edges out of order."""
+    theta = torch.full((4,), math.pi / 2)
+    energy = torch.tensor([5.0, 6.0, 100.0, 120.0])
+    groups = condition_groups(theta, energy, energy_edges_gev=(12.6, 79.4))
+    assert [m.tolist() for m in groups] == [[True, True, False, False], [False, False, True, True]]  # middle empty
+    real = torch.tensor([[1.2], [1.2], [1.6], [1.6]])
+    fake = real + torch.tensor([[-0.2], [-0.2], [0.2], [0.2]])
+    assert float(grouped_gap(fake, real, condition_groups(theta))) == pytest.approx(0.0, abs=1e-6)
+    assert float(grouped_gap(fake, real, groups)) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="need the showers' energies"):
+        condition_groups(theta, energy_edges_gev=(10.0,))
+    with pytest.raises(ValueError, match="increasing positive energies"):
+        CampaignConfig(arch="factorised-conv2d", data="x", energy_group_edges_gev=(80.0, 12.0))
 
 
 def test_layer_widths_of_known_showers() -> None:

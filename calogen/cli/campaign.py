@@ -81,6 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="bound the speckle field as C tanh(eps / C) (C > 0; default: unbounded), so that no "
                         "cell far from the axis holds many times its mean (a new run's setting, which a run keeps; "
                         "it may also be switched on with --from-model)")
+    parser.add_argument("--energy-groups", type=float, nargs="+", default=None, metavar="GEV",
+                        help="compare the batch means of the physics constraints (widths, hits, rings, core) within "
+                        "these energy groups too, GeV edges (e.g. 12.6 79.4: three groups of equal counts over "
+                        "2-500 GeV log-uniform; default: all energies of an angle group together)")
+    parser.add_argument("--width-weight", type=float, default=1.0,
+                        help="weight of the layer-width constraint in the generator loss (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
 
 
@@ -128,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         config = CampaignConfig(arch=args.arch, data=args.data, batch_size=args.batch_size, seed=args.seed,
                                 shape=shape, lr_generator=args.lr_generator, lr_critic=args.lr_critic,
                                 instance_noise=args.instance_noise, hit_width=args.hit_width,
-                                dense_hits=args.dense_hits)
+                                dense_hits=args.dense_hits, width_weight=args.width_weight,
+                                energy_group_edges_gev=tuple(args.energy_groups or ()))
         build_factorised(args.arch, {"shape": shape})  # a setting the nets refuse fails here, not after the flow
     except ValueError as exc:
         raise CliError(str(exc)) from None

@@ -39,8 +39,8 @@ from calogen.gan.factorised.energy_flow import context_features, to_flow_space
 from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
 from calogen.gan.factorised.shape_nets import CELL_SCALE_GEV, ShapeCritic, critic_input
 from calogen.gan.factorised.shower_figures import (
-    angle_groups,
     axis_distance,
+    condition_groups,
     core_fraction,
     grouped_gap,
     layer_widths,
@@ -80,6 +80,8 @@ class CampaignConfig:
     axis_weight: float = 1.0  # weight of the shower-axis constraint (layer barycentre distance, cells)
     ring_weight: float = 1.0  # weight of the hits-by-distance constraint (mean |log(1 + hits)| per layer and ring)
     hit_width: float = 0.25  # width of the soft hit count's sigmoid, in ln(cell energy)
+    energy_group_edges_gev: tuple[float, ...] = ()  # the batch-mean constraints also compare within these energy
+    # groups (GeV edges; () compares all energies of an angle group together)
     dense_hits: bool = False  # count the generator's soft hits on its density before the cell threshold, and the
     # Monte Carlo's with the same soft count (else: the generator's cells, against the Monte Carlo's hard count)
     instance_noise: float = 0.0  # std of the Gaussian noise added to what the critic sees (log1p units) at step 0
@@ -99,6 +101,12 @@ class CampaignConfig:
             raise ValueError("batch sizes must be at least 2 showers")
         if min(self.lr_generator, self.lr_critic) <= 0.0 or self.instance_noise < 0.0:
             raise ValueError("learning rates must be positive and the instance noise not negative")
+        edges = tuple(self.energy_group_edges_gev)
+        if any(e <= 0.0 for e in edges) or list(edges) != sorted(set(edges)):
+            raise ValueError(f"energy_group_edges_gev={list(edges)}: give increasing positive energies, GeV")
+        if min(self.angle_weight, self.width_weight, self.hits_weight, self.core_weight, self.axis_weight,
+               self.ring_weight) < 0.0:
+            raise ValueError("the constraint weights must not be negative")
         if self.hit_width <= 0.0:
             raise ValueError(f"hit_width={self.hit_width} must be positive (a width in ln of the cell energy)")
 
@@ -363,9 +371,10 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             angle_error = measured_angle(fake) - train.angle_rad[idx]
             angle_loss = angle_error.abs().mean() + angle_error.mean().abs()  # per shower, and the batch's bias
             real_cells = (torch.expm1(real_view) * CELL_SCALE_GEV).permute(0, 2, 3, 1)  # (B, X, Y, Z) GeV
-            # batch means compared within angle groups: over the whole batch a shape too narrow at 62 deg and too
-            # wide at 90 deg averages out (the shipped cards showed it for the core and the hit counts)
-            groups = angle_groups(theta)
+            # batch means compared within angle groups (and energy groups when the config has them): over the
+            # whole batch a shape too narrow at 62 deg and too wide at 90 deg averages out (the shipped cards showed
+            # it for the core and the hit counts), and so does one too narrow at 10 GeV and too wide at 100 GeV
+            groups = condition_groups(theta, energy, energy_edges_gev=tuple(config.energy_group_edges_gev))
             width_loss = grouped_gap(torch.log(layer_widths(fake)), torch.log(layer_widths(real_cells)), groups)
             # hits per layer and ring (B, Z, R); the rings cover the window, so their sum is the layer's count
             # the cell threshold empties cells whose soft hit then has no gradient: dense_hits counts the hits on
