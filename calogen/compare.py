@@ -99,6 +99,10 @@ def _bin_row(reference: ShowerSet, candidate: ShowerSet, ref_sum: dict[str, Any]
     for which, summary, mask in (("reference", ref_sum, mr), ("candidate", cand_sum, mc)):
         offset = summary["scalars"]["barycentre_x_mm"][mask]  # within a cell of the centre: uniform, 1.47 mm rms
         means[f"barycentre_x_rms_mm_{which}"] = float(np.sqrt(np.mean(offset**2))) if offset.size else math.nan
+    for which, sample, mask in (("reference", reference, mr), ("candidate", candidate, mc)):
+        cells = sample.showers[mask]
+        means[f"layer_width_cells_{which}"] = float(np.mean(F.layer_width(cells))) if len(cells) else math.nan
+        means[f"far_hits_{which}"] = float(np.mean(F.hits_beyond(cells, 6.0))) if len(cells) else math.nan
     mean_r = reference.showers[mr].mean(axis=0, dtype=np.float64)
     mean_c = candidate.showers[mc].mean(axis=0, dtype=np.float64)
     l1, l1e4 = (ssim(mean_r, mean_c, data_range=d) for d in SSIM_DATA_RANGES)

@@ -12,6 +12,7 @@ from synthetic import synthetic_showers
 
 from calogen.compare import compare_samples
 from calogen.showers import ShowerSet
+from calogen.validation import features
 from calogen.validation.bin_table import bin_table_lines, judge_bin
 from calogen.validation.binning import ConditionBins
 from calogen.validation.comparison import BinRow
@@ -70,6 +71,30 @@ def test_the_barycentre_rms_is_the_showers_place_about_the_window_centre() -> No
                           classifier=False, seed=0).bins[0]
     assert row.barycentre_x_rms_mm_reference == pytest.approx(5.1 / math.sqrt(12.0), rel=0.06)
     assert row.barycentre_x_rms_mm_candidate == pytest.approx(0.0, abs=1e-4)
+
+
+def test_the_bin_records_the_layer_width_and_the_hits_far_from_the_axis() -> None:
+    """Two cells 2 cells either side of the axis in x give a layer width of 2 cells; a hit 8 cells from the layer's
+    barycentre counts as far, one 3 cells away does not, a cell below 0.2 MeV is no hit."""
+    n = 30
+    near = np.zeros((n, 51, 51, 25), np.float32)
+    near[:, 23, 25, 4] = near[:, 27, 25, 4] = 0.5  # layer 4: width 2 cells about x = 25
+    far = near.copy()
+    far[:, 25, 25, 10] = 1.0
+    far[:, 25, 33, 10] = 1e-3  # 8 cells from layer 10's axis (which it moves by 0.008 cells): a far hit
+    far[:, 28, 25, 10] = 1e-3  # 3 cells away: a hit, not far
+    far[:, 10, 25, 10] = 1e-4  # below 0.2 MeV: no hit at all
+    energy, theta = np.full(n, 75.0, np.float32), np.full(n, 1.57, np.float32)
+    assert features.layer_width(near) == pytest.approx(np.full(n, 2.0))
+    assert features.hits_beyond(far, 6.0) == pytest.approx(np.ones(n))
+    row = compare_samples(ShowerSet(near, energy, theta, {"source": "near"}),
+                          ShowerSet(far, energy, theta, {"source": "far"}), bins=BINS, classifier=False,
+                          seed=0).bins[0]
+    assert row.layer_width_cells_reference == pytest.approx(2.0)
+    assert row.far_hits_reference == 0.0 and row.far_hits_candidate == pytest.approx(1.0)
+    card = row.to_card_json()
+    assert card["layer_width_cells_reference"] == pytest.approx(2.0) and card["far_hits_candidate"] == 1.0
+    assert BinRow.from_json(card).far_hits_candidate == pytest.approx(1.0)
 
 
 def test_a_bin_off_by_three_degrees_and_twenty_percent_hits_fails_both() -> None:

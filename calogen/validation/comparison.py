@@ -114,6 +114,10 @@ class BinRow:
     core_5mm_candidate: float | None = None
     barycentre_x_rms_mm_reference: float | None = None  # rms of the x barycentre about the window's centre, mm
     barycentre_x_rms_mm_candidate: float | None = None
+    layer_width_cells_reference: float | None = None  # mean transverse width of the layers, cells (layer_width)
+    layer_width_cells_candidate: float | None = None
+    far_hits_reference: float | None = None  # mean hits beyond 6 cells of their layer's barycentre (hits_beyond)
+    far_hits_candidate: float | None = None
     ssim_l1: float | None = None
     ssim_l1e4: float | None = None
 
@@ -128,14 +132,16 @@ class BinRow:
     def to_card_json(self) -> dict[str, Any]:
         """The row as a model card records it: counts, sampling fractions, profile errors, the means of the
         measured angle (rad), hit count, longitudinal barycentre and core containment, the rms of the transverse
-        barycentre about the window's centre (the shower's place within its central cell, mm), and the bin as
+        barycentre about the window's centre (the shower's place within its central cell, mm), the mean layer width
+        (cells) and hits beyond 6 cells of the layer's barycentre, and the bin as
         ``energy_bin_gev`` (rounded to 1 MeV) and ``theta_bin_deg`` (degrees, rounded to 0.01)."""
         keys = ("n_reference", "n_candidate", "sf_reference", "sf_reference_err", "sf_candidate",
                 "sf_candidate_err", "sf_relative_error", "shape_mse_z", "bmre_profile_x", "bmre_profile_y",
                 "bmre_profile_z", "measured_angle_rad_reference", "measured_angle_rad_candidate",
                 "n_hits_reference", "n_hits_candidate", "barycentre_z_layer_reference",
                 "barycentre_z_layer_candidate", "core_5mm_reference", "core_5mm_candidate",
-                "barycentre_x_rms_mm_reference", "barycentre_x_rms_mm_candidate")
+                "barycentre_x_rms_mm_reference", "barycentre_x_rms_mm_candidate", "layer_width_cells_reference",
+                "layer_width_cells_candidate", "far_hits_reference", "far_hits_candidate")
         out: dict[str, Any] = {key: getattr(self, key) for key in keys}
         out["energy_bin_gev"] = [round(v, 3) for v in self.energy_gev]
         out["theta_bin_deg"] = [round(math.degrees(v), 2) for v in self.theta_rad]

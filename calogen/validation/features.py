@@ -35,9 +35,11 @@ __all__ = [
     "deposited_energy",
     "energy_profile",
     "high_level_features",
+    "hits_beyond",
     "layer_energies",
     "layer_fractions",
     "layer_of_maximum",
+    "layer_width",
     "measured_angle",
     "n_hits",
     "position_of_maximum",
@@ -199,6 +201,34 @@ def n_hits(showers: Any, threshold_gev: float = HIT_THRESHOLD_GEV) -> Array:
     """Number of cells above ``threshold_gev`` (default 2e-4 GeV); (N,)."""
     s = as_numpy(showers)
     return np.count_nonzero(s.reshape(s.shape[0], -1) > threshold_gev, axis=1).astype(np.float64)
+
+
+def layer_width(showers: Any) -> Array:
+    """Each shower's transverse width, cells: the layers' widths ``sqrt(x_width^2 + y_width^2)`` (energy-weighted
+    about the layer's own barycentre) averaged with the layers' energies as weights; (N,). Unlike the width of
+    the projection over all layers it does not grow with the tilt of an inclined shower."""
+    s = as_numpy(showers)
+    mom = _layer_moments_from_projections(s.sum(axis=2, dtype=np.float64), s.sum(axis=1, dtype=np.float64))
+    layers = s.sum(axis=(1, 2), dtype=np.float64)  # (N, nz)
+    widths = np.sqrt(mom["x_width"] ** 2 + mom["y_width"] ** 2)
+    return (layers * widths).sum(axis=1) / np.maximum(layers.sum(axis=1), EPSILON)
+
+
+def hits_beyond(showers: Any, radius_cells: float = 6.0, threshold_gev: float = HIT_THRESHOLD_GEV,
+                chunk: int = 64) -> Array:
+    """Hits (cells above ``threshold_gev``) further than ``radius_cells`` from their layer's energy barycentre;
+    (N,). Where a generator strews its hits: the count can be right with the hits in the wrong place."""
+    s = as_numpy(showers)
+    n, nx, ny, _ = s.shape
+    x = (np.arange(nx, dtype=np.float64) - 0.5 * (nx - 1))[None, :, None, None]
+    y = (np.arange(ny, dtype=np.float64) - 0.5 * (ny - 1))[None, None, :, None]
+    out = np.empty(n, dtype=np.float64)
+    for start in range(0, n, chunk):
+        part = s[start:start + chunk]
+        mom = _layer_moments_from_projections(part.sum(axis=2, dtype=np.float64), part.sum(axis=1, dtype=np.float64))
+        d2 = (x - mom["x_barycentre"][:, None, None, :]) ** 2 + (y - mom["y_barycentre"][:, None, None, :]) ** 2
+        out[start:start + chunk] = np.count_nonzero((part > threshold_gev) & (d2 > radius_cells**2), axis=(1, 2, 3))
+    return out
 
 
 def sparsity_curve(showers: Any, thresholds_gev: Any) -> Array:
