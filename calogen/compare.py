@@ -271,16 +271,24 @@ def compare_source(
     seed: int,
     bins: ConditionBins | None = None,
     classifier: bool = False,
+    draws: int = 1,
     progress: Say | None = None,
     **options: Any,
 ) -> Comparison:
-    """Draw one shower of ``source`` at each reference shower's conditions (``source.sample(reference.conditions,
-    seed=seed)``) and compare them with :func:`compare_samples` (``options`` go there too). The candidate is
-    named after the source. Raises :class:`calogen.showers.OutOfRangeError` when the reference lies outside the
-    source's condition range."""
+    """Draw ``draws`` showers of ``source`` at each reference shower's conditions (``source.sample`` of the
+    reference conditions repeated ``draws`` times, ``seed=seed``) and compare them with :func:`compare_samples`
+    (``options`` go there too). More draws shrink the candidate's share of the sampling noise of every per-bin
+    mean (by 1 / sqrt(draws)); the reference's share stays. The classifier test always trains on equal numbers of
+    both samples. The candidate is named after the source. Raises ValueError for ``draws`` < 1 and
+    :class:`calogen.showers.OutOfRangeError` when the reference lies outside the source's condition range."""
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws={draws!r}: draw at least one shower per reference shower (a whole number)")
     say = progress or (lambda _msg: None)
-    say(f"generating {len(reference)} showers with {source.name}")
-    candidate = source.sample(reference.conditions, seed=seed)
+    conditions = reference.conditions
+    if draws > 1:
+        conditions = conditions.select(np.tile(np.arange(len(conditions)), draws))
+    say(f"generating {len(conditions)} showers with {source.name}")
+    candidate = source.sample(conditions, seed=seed)
     candidate.attrs.setdefault("source", source.name)
     return compare_samples(reference, candidate, bins=bins, classifier=classifier, seed=seed, progress=progress,
                            **options)
@@ -347,16 +355,17 @@ def validate_model(
     *,
     seed: int = 97531,
     classifier: bool = True,
+    draws: int = 1,
     device: str = "cpu",
     command: str | None = None,
     progress: Say | None = None,
 ) -> dict[str, Any]:
     """Measure a model folder against a held-out reference file; returns its card's ``validation`` entry.
 
-    Only reference showers inside the model's condition range are used; the model draws one shower at each of
-    their conditions (:func:`compare_source`, bins of :meth:`ConditionBins.of_sample`). The entry holds the
-    figures of :meth:`Comparison.to_card_json`, the per-bin SF table and the provenance of the measurement
-    (reference file, its seed, sample size, device, wall time, command).
+    Only reference showers inside the model's condition range are used; the model draws ``draws`` showers at
+    each of their conditions (:func:`compare_source`, bins of :meth:`ConditionBins.of_sample`). The entry holds
+    the figures of :meth:`Comparison.to_card_json`, the per-bin SF table and the provenance of the measurement
+    (reference file, its seed, sample size, draws, device, wall time, command).
     """
     from calogen.gan.generate import load_generator
     from calogen.io import read_any
@@ -369,12 +378,13 @@ def validate_model(
         raise ValueError(f"{reference_path}: no reference shower lies inside the model's range "
                          f"{source.condition_range.describe()}")
     reference = reference.select(keep)
-    comparison = compare_source(source, reference, seed=seed, classifier=classifier, progress=progress)
+    comparison = compare_source(source, reference, seed=seed, classifier=classifier, draws=draws,
+                                progress=progress)
     attrs = reference.attrs
     return comparison.to_card_json(
         reference={"file": Path(reference_path).name, "seed": attrs.get("seed"), "source": attrs.get("source"),
                    "held_out": True, "showers": len(reference)},
-        generator_seed=seed, classifier=classifier, device=str(device),
+        generator_seed=seed, draws_per_reference_shower=draws, classifier=classifier, device=str(device),
         wall_time_s=round(time.perf_counter() - start, 1),
         measured=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=command,
     )

@@ -39,7 +39,24 @@ def test_scaled_cells_miss_only_the_sf_target(scaled_rows: list[BinRow]) -> None
     lines = bin_table_lines(scaled_rows)
     assert "sf_relative_error within 2 %: 0 of 2 bins" in lines
     assert "angle_difference_deg within 2 deg: 2 of 2 bins" in lines
-    assert any(line.strip().startswith("75 +- 25") and "10.0%" in line for line in lines)
+    assert any(line.strip().startswith("75 +- 25") and "10.0 +- " in line for line in lines)
+    assert "sf_relative_error beyond 2 standard errors: 2 of 2 bins" in lines[-1]
+
+
+def test_the_sf_error_carries_the_standard_error_of_both_means() -> None:
+    """Means of 2.00 % +- 0.03 % and 2.06 % +- 0.04 %: a 3 % error with a 2.5 % standard error, which misses the
+    2 % target but is not beyond two standard errors."""
+    row = BinRow(energy_gev=(95.0, 105.0), theta_rad=(1.5, 1.6), n_reference=25, n_candidate=25,
+                 sf_reference=0.0200, sf_reference_err=0.0003, sf_candidate=0.0206, sf_candidate_err=0.0004,
+                 sf_relative_error=0.03)
+    verdict = judge_bin(row)
+    assert verdict.sf_relative_error_err == pytest.approx(0.025)
+    assert verdict.failed == ("sf_relative_error",)
+    lines = bin_table_lines([row])
+    assert "3.0 +-  2.5%" in lines[2]
+    assert lines[-1].startswith("sf_relative_error beyond 2 standard errors: 0 of 1 bins")
+    assert judge_bin(BinRow(energy_gev=(1.0, 2.0), theta_rad=(1.5, 1.6), n_reference=1,
+                            n_candidate=1)).sf_relative_error_err is None
 
 
 def test_card_rows_keep_the_table_figures(scaled_rows: list[BinRow]) -> None:

@@ -68,10 +68,13 @@ def test_validate_model_refuses_a_reference_outside_its_range(model_dir, tmp_pat
 def test_command_writes_the_card(model_dir, reference_file, tmp_path):
     out = tmp_path / "v.json"
     assert main(["validate", "--model", str(model_dir), "--reference", str(reference_file), "--no-classifier",
-                 "--update-card", "--out", str(out), "--quiet"]) == 0
+                 "--update-card", "--out", str(out), "--quiet", "--draws", "2"]) == 0
     card = json.loads((model_dir / "card.json").read_text())
     assert card["validation"] == json.loads(out.read_text())
     assert card["validation"]["command"].startswith("python -m calogen")
+    assert card["validation"]["draws_per_reference_shower"] == 2
+    assert all(b["n_candidate"] == 2 * b["n_reference"] for b in card["validation"]["bins"])
+    assert "draws_per_reference_shower" not in Comparison.from_json(card["validation"]).metrics
     assert card["arch"] == "conv2d"  # the rest of the card is kept
 
 
@@ -79,6 +82,12 @@ def test_update_card_needs_a_model(reference_file, tmp_path, capsys):
     assert main(["validate", "--candidate", str(reference_file), "--reference", str(reference_file),
                  "--update-card"]) == 2
     assert "--update-card needs --model" in capsys.readouterr().err
+    assert main(["validate", "--candidate", str(reference_file), "--reference", str(reference_file),
+                 "--out", str(tmp_path / "v.json"), "--draws", "3"]) == 2
+    assert "--draws needs --model" in capsys.readouterr().err
+    assert main(["validate", "--model", "tiny", "--reference", str(reference_file), "--draws", "0"]) == 2
+    assert "at least one shower per reference shower" in capsys.readouterr().err
+    assert not (tmp_path / "v.json").exists()
     with pytest.raises(FileNotFoundError, match="no model card"):
         write_validation(tmp_path, {})
 

@@ -130,6 +130,18 @@ def test_compare_source_draws_at_the_reference_conditions(samples: dict[str, Sho
         compare_source(source, outside, seed=1)
 
 
+def test_more_draws_per_reference_shower_fill_every_bin_in_proportion(samples: dict[str, ShowerSet]) -> None:
+    reference = samples["ref"].select(slice(0, 120))
+    source = _ScaledCopies(reference, 1.05)
+    result = compare_source(source, reference, seed=7, bins=BINS, draws=3)
+    assert result.info.n_candidate == 360 and result.info.n_reference == 120
+    assert result.bins and all(row.n_candidate == 3 * row.n_reference for row in result.bins)
+    assert result.sf_mre == pytest.approx(0.05, rel=1e-5)
+    for draws in (0, 1.5):
+        with pytest.raises(ValueError, match="at least one shower per reference shower"):
+            compare_source(source, reference, seed=7, bins=BINS, draws=draws)  # type: ignore[arg-type]
+
+
 def test_bad_samples_are_refused(samples: dict[str, ShowerSet]) -> None:
     ref = samples["ref"]
     small = ShowerSet(ref.showers[:5, :10], ref.energy_gev[:5], ref.theta_rad[:5])

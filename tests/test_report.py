@@ -51,4 +51,5 @@ def test_tables_read_the_comparison() -> None:
     assert sf["a"] == "0.3 FAIL" and sf["b"] == "0.012 pass"
     assert bin_table(comparison.bins, name="toy") == [{
         "energy": "50-100 GeV", "angle": "86-92 deg", "showers (MC / toy)": "10 / 12",
-        "SF Monte Carlo": "0.0200", "SF toy": "0.0210", "SF error": "5%"}]
+        "SF Monte Carlo": "0.0200", "SF toy": "0.0210", "SF error": "5.0%",
+        "SF error s.e.": "n/a"}]  # the toy bin has no standard errors

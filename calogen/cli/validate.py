@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--model", help="an installed generator (name or folder): it generates one shower per "
                         "reference shower, at the same energy and angle")
     parser.add_argument("--out", default=None, help="output JSON file (required with --candidate)")
+    parser.add_argument("--draws", type=int, default=1, metavar="K",
+                        help="with --model: generated showers per reference shower (default 1); more draws shrink "
+                        "the generator's share of the sampling noise in every bin")
     parser.add_argument("--update-card", action="store_true",
                         help="with --model: write the measured figures into the model's card.json")
     parser.add_argument("--html", default=None, help="also write a self-contained HTML report here")
@@ -88,10 +91,13 @@ def _run_model(args: argparse.Namespace) -> int:
     from calogen.validation.bin_table import bin_table_lines
     from calogen.validation.comparison import Comparison
 
+    if args.draws < 1:
+        raise CliError(f"--draws {args.draws}: draw at least one shower per reference shower")
     command = "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     validation = validate_model(
         args.model, args.reference, seed=args.seed if args.seed else 97531, classifier=not args.no_classifier,
-        command=command, progress=None if args.quiet else (lambda m: print(f"[validate] {m}", file=sys.stderr)),
+        draws=args.draws, command=command,
+        progress=None if args.quiet else (lambda m: print(f"[validate] {m}", file=sys.stderr)),
     )
     if args.out:
         Path(args.out).write_text(json.dumps(validation, indent=2) + "\n")
@@ -100,7 +106,8 @@ def _run_model(args: argparse.Namespace) -> int:
     if not args.quiet:
         comparison = Comparison.from_json(validation)
         print(f"compared {args.model} with {comparison.info.n_reference} reference showers of "
-              f"{args.reference} inside the model's trained range, one generated shower per reference shower")
+              f"{args.reference} inside the model's trained range, {args.draws} generated shower(s) per reference "
+              "shower")
         for key in _MODEL_SUMMARY:
             print("  " + describe_figure(key, comparison.metrics.get(key)))
         print("per bin (SF err = |relative error|; hits err, angle d and core d = generated minus reference):")
@@ -154,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_model(args)
     if args.update_card:
         raise CliError("--update-card needs --model (a card belongs to a model, not to a shower file)")
+    if args.draws != 1:
+        raise CliError("--draws needs --model (a candidate file holds the showers it holds)")
     if not args.out:
         raise CliError("--out is required with --candidate: the JSON file to write the metrics to")
 

@@ -18,6 +18,7 @@ from plotly.offline import get_plotlyjs
 
 from calogen.io import atomic_write
 from calogen.plots.figures import figures_from_result
+from calogen.validation.bin_table import sf_error_standard_error
 from calogen.validation.comparison import BinRow, Comparison
 from calogen.validation.targets import (
     HEADLINE_METRICS,
@@ -73,7 +74,8 @@ def _fmt(value: float | None, fmt: str) -> str:
 
 def bin_table(bins: tuple[BinRow, ...], *, name: str = "candidate") -> list[dict[str, str]]:
     """The per-bin rows as readable strings: energy and angle bins (GeV, whole degrees), showers of each sample,
-    mean sampling fractions and their relative error, and the mean measured angle (degrees) where measured.
+    mean sampling fractions, their relative error and its standard error (both samples' sampling noise), and the
+    mean measured angle (degrees) where measured.
     name: the candidate's column title."""
     rows = []
     for b in bins:
@@ -84,7 +86,8 @@ def bin_table(bins: tuple[BinRow, ...], *, name: str = "candidate") -> list[dict
             f"showers (MC / {name})": f"{b.n_reference} / {b.n_candidate}",
             "SF Monte Carlo": _fmt(b.sf_reference, ".4f"),
             f"SF {name}": _fmt(b.sf_candidate, ".4f"),
-            "SF error": _fmt(b.sf_relative_error, ".0%"),
+            "SF error": _fmt(b.sf_relative_error, ".1%"),
+            "SF error s.e.": _fmt(sf_error_standard_error(b), ".1%"),
         }
         if b.measured_angle_rad_reference is not None:
             for value, label in ((b.measured_angle_rad_reference, "Monte Carlo"),

@@ -5,6 +5,10 @@ Targets per bin (the candidate against the reference Monte Carlo): sampling frac
 quote "a few percent", Khattak et al. arXiv:2103.08497); mean hit count (cells above 0.2 MeV) within 10 %; mean
 measured angle (from the layer barycentres, as in the 3DGAN angle constraint) within 2 degrees. The core
 containment (energy fraction within 5.1 mm of the axis) is listed as a difference without a verdict.
+
+The SF error carries its standard error from the sampling noise of both samples' means (the two standard errors
+of the mean added in quadrature, relative to the reference's mean): a bin whose error is within about two of
+those standard errors shows no difference that its showers resolve, whatever the 2 % verdict says.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 
 from calogen.validation.comparison import BinRow
 
-__all__ = ["BIN_TARGETS", "BinVerdict", "bin_table_lines", "judge_bin"]
+__all__ = ["BIN_TARGETS", "BinVerdict", "bin_table_lines", "judge_bin", "sf_error_standard_error"]
 
 BIN_TARGETS = {"sf_relative_error": 0.02, "hits_relative_error": 0.10, "angle_difference_deg": 2.0}
 """Largest allowed |value| per bin: SF relative error, hit-count relative error, measured-angle difference (deg)."""
@@ -30,6 +34,18 @@ class BinVerdict:
     angle_difference_deg: float | None
     core_5mm_difference: float | None
     failed: tuple[str, ...]
+    sf_relative_error_err: float | None = None
+    """Standard error of the SF relative error (a fraction): sqrt(err_ref^2 + err_cand^2) / SF_ref."""
+
+
+def sf_error_standard_error(row: BinRow) -> float | None:
+    """The standard error of a bin's SF relative error from the standard errors of its two mean sampling
+    fractions (added in quadrature, over the reference mean); None where they were not measured."""
+    values = (row.sf_reference, row.sf_reference_err, row.sf_candidate_err)
+    if any(v is None or not math.isfinite(v) for v in values) or not row.sf_reference:
+        return None
+    ref, ref_err, cand_err = (float(v) for v in values)  # type: ignore[arg-type]
+    return math.hypot(ref_err, cand_err) / abs(ref)
 
 
 def _difference(candidate: float | None, reference: float | None, *, relative: bool) -> float | None:
@@ -52,7 +68,7 @@ def judge_bin(row: BinRow) -> BinVerdict:
                    if value is not None and math.isfinite(value) and abs(value) > BIN_TARGETS[name])
     core = _difference(row.core_5mm_candidate, row.core_5mm_reference, relative=False)
     return BinVerdict(figures["sf_relative_error"], figures["hits_relative_error"], figures["angle_difference_deg"],
-                      core, failed)
+                      core, failed, sf_error_standard_error(row))
 
 
 def _cell(value: float | None, fmt: str) -> str:
@@ -61,7 +77,7 @@ def _cell(value: float | None, fmt: str) -> str:
 
 def bin_table_lines(rows: Sequence[BinRow]) -> list[str]:
     """A fixed-width table, one line per bin, then one line per target: in how many bins it is met."""
-    head = (f"{'E (GeV)':>13s} {'theta (deg)':>13s} {'n ref/gen':>11s} {'SF ref':>7s} {'SF err':>7s} "
+    head = (f"{'E (GeV)':>13s} {'theta (deg)':>13s} {'n ref/gen':>11s} {'SF ref':>7s} {'SF err +- s.e.':>14s} "
             f"{'hits ref':>8s} {'hits err':>8s} {'angle d':>8s} {'core ref':>8s} {'core d':>7s}  misses")
     lines = [head, "-" * len(head)]
     verdicts = []
@@ -73,9 +89,11 @@ def bin_table_lines(rows: Sequence[BinRow]) -> list[str]:
         energy = f"{0.5 * (lo + hi):.4g} +- {0.5 * (hi - lo):.3g}"
         theta = f"{math.degrees(row.theta_rad[0]):.0f}-{math.degrees(row.theta_rad[1]):.0f}"
         sf_ref = None if row.sf_reference is None else 100.0 * row.sf_reference
+        sf_se = None if verdict.sf_relative_error_err is None else 100.0 * verdict.sf_relative_error_err
         lines.append(
             f"{energy:>13s} {theta:>13s} {f'{row.n_reference}/{row.n_candidate}':>11s} {_cell(sf_ref, '.3f'):>6s}% "
-            f"{_cell(None if verdict.sf_relative_error is None else 100 * verdict.sf_relative_error, '.1f'):>6s}% "
+            f"{_cell(None if verdict.sf_relative_error is None else 100 * verdict.sf_relative_error, '.1f'):>6s} +- "
+            f"{_cell(sf_se, '.1f'):>4s}% "
             f"{_cell(row.n_hits_reference, '.0f'):>8s} "
             f"{_cell(None if verdict.hits_relative_error is None else 100 * verdict.hits_relative_error, '+.0f'):>7s}% "
             f"{_cell(verdict.angle_difference_deg, '+.1f'):>8s} {_cell(row.core_5mm_reference, '.3f'):>8s} "
@@ -85,4 +103,11 @@ def bin_table_lines(rows: Sequence[BinRow]) -> list[str]:
         met = sum(name not in v.failed for v in measured)
         shown = f"{100 * limit:g} %" if name != "angle_difference_deg" else f"{limit:g} deg"
         lines.append(f"{name} within {shown}: {met} of {len(measured)} bins")
+    pairs = [(v.sf_relative_error, v.sf_relative_error_err) for v in verdicts
+             if v.sf_relative_error is not None and v.sf_relative_error_err]
+    if pairs:
+        beyond = sum(error > 2.0 * se for error, se in pairs)
+        errors = sorted(se for _, se in pairs)
+        lines.append(f"sf_relative_error beyond 2 standard errors: {beyond} of {len(pairs)} bins (standard error "
+                     f"{100 * errors[0]:.1f}-{100 * errors[-1]:.1f} %)")
     return lines

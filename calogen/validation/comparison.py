@@ -47,7 +47,7 @@ CARD_FIGURES = (
     "fpd_x1e3", "kpd_x1e3", "classifier_auc_low", "classifier_auc_high", "sf_relative_error_max_bin",
 )
 # numbers a card records about the measurement, not figures of merit
-_CARD_PROVENANCE = ("generator_seed", "wall_time_s")
+_CARD_PROVENANCE = ("generator_seed", "wall_time_s", "draws_per_reference_shower")
 _SSIM_KEYS = {"ssim_l1": "ssim_L1", "ssim_l1e4": "ssim_L0.0001"}  # field name -> JSON name
 
 
@@ -375,7 +375,7 @@ class Comparison:
     def from_json(cls, data: Mapping[str, Any]) -> Comparison:
         """A comparison from :meth:`to_json`'s dict, or from a card's ``validation`` (:meth:`to_card_json`, and
         cards written before it: every number at its top level is a figure, except the provenance numbers
-        generator_seed and wall_time_s). Raises ValueError naming what is malformed."""
+        generator_seed, draws_per_reference_shower and wall_time_s). Raises ValueError naming what is malformed."""
         try:
             return cls._from_json(data)
         except (KeyError, TypeError, ValueError) as exc:
