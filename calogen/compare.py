@@ -143,6 +143,7 @@ def compare_samples(
     classifier_epochs: int | None = None,
     max_neighbour_showers: int = 400,
     max_mscn_showers: int = 200,
+    classifier_candidate: ShowerSet | None = None,
     progress: Say | None = None,
 ) -> Comparison:
     """Measure ``candidate`` against ``reference`` (same cell geometry, at least 2 showers each).
@@ -151,7 +152,9 @@ def compare_samples(
     :meth:`ConditionBins.of_sample` of the reference (+-5 GeV around fixed energies, quantile bins otherwise);
     a row is made for every bin holding at least ``min_bin_count`` showers of each sample. classifier: also run
     the classifier test on high-level features and on cells (a minute or two of CPU). Random sub-samples and
-    the classifier are seeded by ``seed``. progress: called with the name of each stage.
+    the classifier are seeded by ``seed``. classifier_candidate: the candidate showers the classifier test uses
+    (default ``candidate``; :func:`compare_source` gives it the draw matched one to one to the reference's
+    conditions). progress: called with the name of each stage.
     """
     say = progress or (lambda _msg: None)
     _check_samples(reference, candidate)
@@ -228,8 +231,9 @@ def compare_samples(
     results: dict[Level, ClassifierResult] = {}
     if classifier:
         say("classifier")
+        against = candidate if classifier_candidate is None else classifier_candidate
         for level in ("high", "low"):
-            results[level] = result = classifier_test(reference, candidate, level=level, seed=seed,
+            results[level] = result = classifier_test(reference, against, level=level, seed=seed,
                                                       max_showers=max_classifier_showers, epochs=classifier_epochs)
             metrics[f"classifier_auc_{level}"], metrics[f"classifier_jsd_{level}"] = result.auc, result.jsd
 
@@ -278,8 +282,9 @@ def compare_source(
     """Draw ``draws`` showers of ``source`` at each reference shower's conditions (``source.sample`` of the
     reference conditions repeated ``draws`` times, ``seed=seed``) and compare them with :func:`compare_samples`
     (``options`` go there too). More draws shrink the candidate's share of the sampling noise of every per-bin
-    mean (by 1 / sqrt(draws)); the reference's share stays. The classifier test always trains on equal numbers of
-    both samples. The candidate is named after the source. Raises ValueError for ``draws`` < 1 and
+    mean (by 1 / sqrt(draws)); the reference's share stays. The classifier test uses the first draw, one shower
+    at each reference shower's conditions, so that the conditions cannot tell the samples apart. The candidate is
+    named after the source. Raises ValueError for ``draws`` < 1 and
     :class:`calogen.showers.OutOfRangeError` when the reference lies outside the source's condition range."""
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise ValueError(f"draws={draws!r}: draw at least one shower per reference shower (a whole number)")
@@ -290,8 +295,9 @@ def compare_source(
     say(f"generating {len(conditions)} showers with {source.name}")
     candidate = source.sample(conditions, seed=seed)
     candidate.attrs.setdefault("source", source.name)
+    matched = candidate.select(slice(0, len(reference))) if draws > 1 else None
     return compare_samples(reference, candidate, bins=bins, classifier=classifier, seed=seed, progress=progress,
-                           **options)
+                           classifier_candidate=matched, **options)
 
 
 def _check_files(reference: ShowerSet, candidate: ShowerSet, reference_path: Path, candidate_path: Path) -> None:

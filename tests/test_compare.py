@@ -142,6 +142,28 @@ def test_more_draws_per_reference_shower_fill_every_bin_in_proportion(samples: d
             compare_source(source, reference, seed=7, bins=BINS, draws=draws)  # type: ignore[arg-type]
 
 
+class _LaterDrawsDoubled(_ScaledCopies):
+    """Exact copies of the reference in the first draw, every later shower doubled."""
+
+    def __init__(self, pool: ShowerSet) -> None:
+        super().__init__(pool, 1.0)
+
+    def sample(self, conditions: Conditions, seed: int | None = None, progress=None) -> ShowerSet:
+        drawn = super().sample(conditions, seed, progress)
+        drawn.showers[len(self.pool):] *= 2.0
+        return drawn
+
+
+def test_the_classifier_sees_the_draw_matched_to_the_reference(samples: dict[str, ShowerSet]) -> None:
+    """With 3 draws the SF figures see the doubled showers, the classifier only the first, exact, draw."""
+    reference = samples["ref"].select(slice(0, 120))
+    result = compare_source(_LaterDrawsDoubled(reference), reference, seed=7, bins=BINS, draws=3, classifier=True,
+                            classifier_epochs=3)
+    assert result.sf_mre == pytest.approx(2.0 / 3.0, rel=1e-4)  # (1 + 2 + 2) / 3 - 1
+    assert result.metrics["classifier_auc_high"] == pytest.approx(0.5, abs=0.1)
+    assert result.classifier["high"].n_test == 2 * (120 - int(0.6 * 120) - int(0.2 * 120))
+
+
 def test_bad_samples_are_refused(samples: dict[str, ShowerSet]) -> None:
     ref = samples["ref"]
     small = ShowerSet(ref.showers[:5, :10], ref.energy_gev[:5], ref.theta_rad[:5])
