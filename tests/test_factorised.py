@@ -15,7 +15,13 @@ from scipy import stats
 
 from calogen.gan.factorised.campaign import CampaignConfig, run_campaign, train_energy_flow
 from calogen.gan.factorised.data import data_physics, load_training_data
-from calogen.gan.factorised.energy_flow import EnergyFlowConfig, context_features, from_flow_space, to_flow_space
+from calogen.gan.factorised.energy_flow import (
+    EnergyFlowConfig,
+    context_features,
+    from_flow_space,
+    redraw_beyond,
+    to_flow_space,
+)
 from calogen.gan.factorised.export import export_model
 from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
 from calogen.gan.factorised.shape_nets import (
@@ -575,3 +581,21 @@ def test_axis_distance_sees_a_shower_that_does_not_tilt() -> None:
     assert float(axis_distance(tilted, tilted)[0]) == 0.0
     # |13 + l - 25| averaged over the 25 layers with equal weights
     assert float(axis_distance(straight, tilted)[0]) == pytest.approx(np.mean(np.abs(np.arange(25) - 12)))
+
+
+def test_the_flow_base_is_truncated_and_keeps_its_values_within() -> None:
+    """Values beyond +-3.5 are drawn again until none is; values within stay; a seed gives the same draw; the
+    redrawn values are standard normal within the bound (their spread is the truncated normal's, 0.9977)."""
+    base = torch.tensor([[0.3, -3.6, 5.0], [3.4, -0.1, 2.0]])
+    out = redraw_beyond(base, torch.Generator().manual_seed(4))
+    assert float(out.abs().max()) <= 3.5
+    assert torch.equal(out[base.abs() <= 3.5], base[base.abs() <= 3.5])
+    assert torch.equal(out, redraw_beyond(base, torch.Generator().manual_seed(4)))
+    many = redraw_beyond(torch.full((200_000,), 9.0), torch.Generator().manual_seed(5))
+    assert float(many.abs().max()) <= 3.5 and float(many.std()) == pytest.approx(0.9977, abs=0.005)
+    with pytest.raises(ValueError, match="must be positive"):
+        redraw_beyond(base, None, bound=0.0)
+    model = build_factorised("factorised-conv2d")
+    noise = torch.full((2, model.latent_dim), 4.0)
+    kept = model.truncate_noise(noise, torch.Generator().manual_seed(1))
+    assert float(kept[:, :25].abs().max()) <= 3.5 and torch.equal(kept[:, 25:], noise[:, 25:])  # shapes' latent kept

@@ -8,7 +8,10 @@ The exported graph takes
 * ``noise``      float32 (B, latent_dim): standard-normal latent vector;
 
 and returns ``showers`` float32 (B, X, Y, Z) in **GeV** (the inverse pre-processing of the card is part of
-the graph). The batch dimension is dynamic. The caller draws the noise, so the C++ side controls seeding.
+the graph). The batch dimension is dynamic. The caller draws the noise, so the C++ side controls seeding. For a
+factorised generator the first 25 noise values are its energy flow's base draw, which calogen's own sampler
+truncates at +-3.5 (a value beyond is drawn again; ``calogen.gan.factorised.energy_flow.BASE_TRUNCATION``): the
+ONNX metadata entry ``noise_truncation`` says so, and a caller should do the same.
 """
 
 from __future__ import annotations
@@ -104,6 +107,14 @@ def _annotate_onnx(path: Path, model: LoadedGenerator) -> None:
         "units": "energy_gev: GeV; theta_rad: radians; noise: N(0,1); showers: GeV (B, X, Y, Z)",
         "condition_range": json.dumps(model.condition_range.to_json()),  # GeV, radians
     }
+    from calogen.gan.factorised.model import FactorisedGenerator
+
+    if isinstance(model.module, FactorisedGenerator):
+        from calogen.gan.factorised.energy_flow import BASE_TRUNCATION
+
+        n_flow = model.module.energy_flow.config.n_layers
+        meta["noise_truncation"] = (f"noise[:, :{n_flow}] is the energy flow's base draw: N(0,1) truncated at "
+                                    f"+-{BASE_TRUNCATION:g} (draw a value beyond again)")
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

@@ -298,6 +298,9 @@ class LoadedGenerator:
         else:
             cpu_gen.manual_seed(int(seed))
         noise = torch.randn((total, self.latent_dim), generator=cpu_gen, dtype=torch.float32)
+        truncate = getattr(self.module, "truncate_noise", None)
+        if callable(truncate):  # a factorised generator's flow samples from a truncated base
+            noise = truncate(noise, cpu_gen)
         e_all = torch.from_numpy(conditions.energy_gev.astype(np.float32))
         t_all = torch.from_numpy(conditions.theta_rad.astype(np.float32))
         chunks: list[np.ndarray] = []

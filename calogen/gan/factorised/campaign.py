@@ -169,7 +169,7 @@ def monitor_figures(model: FactorisedGenerator, holdout: TrainingData, cells_hol
     (5.1 mm), and the mean measured-angle difference in degrees, generated minus Monte Carlo.
     """
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(len(holdout), model.latent_dim, generator=generator)
+    noise = model.truncate_noise(torch.randn(len(holdout), model.latent_dim, generator=generator), generator)
     model.eval()
     with torch.no_grad():
         fake = model(holdout.energy_gev, holdout.theta_rad, noise).numpy()

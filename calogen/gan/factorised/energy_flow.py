@@ -25,10 +25,35 @@ import torch
 import zuko
 from torch import nn
 
-__all__ = ["FLOOR", "EnergyFlowConfig", "LayerEnergyFlow", "context_features", "from_flow_space", "to_flow_space"]
+__all__ = ["BASE_TRUNCATION", "FLOOR", "EnergyFlowConfig", "LayerEnergyFlow", "context_features", "from_flow_space",
+           "redraw_beyond", "to_flow_space"]
 
 FLOOR = 1e-7  # fraction of the primary energy below any real layer deposit (a 10 keV deposit at 2 GeV is 5e-6)
 _EMPTY_BELOW = math.log10(2 * FLOOR)  # sampled values under this are empty layers
+BASE_TRUNCATION = 3.5
+"""Sampling draws the flow's base values from a standard normal truncated at +-3.5 (a value beyond is drawn again;
+1.2 % of showers have one among their 25). A flow fitted on 10^4 showers has seen about five of them beyond 3.5
+sigma in each base dimension, and its spline tails there are unconstrained: with untruncated draws, one shower in
+about a thousand of the shipped generators had a layer energy tens to hundreds of times the typical one, some above
+the primary energy (at 100 GeV, 90 deg, 40,000 draws of models/conv3d's flow: the sampling fraction's rms / mean
+3.6 and its largest value 540 times the median; truncated at 3.5: 0.056, the Monte Carlo's 0.05-0.07, and 3.1
+times). The same truncation as the "truncation trick" of image GANs (Brock et al., arXiv:1809.11096) and the
+reduced temperature of flows (Kingma & Dhariwal, arXiv:1807.03039)."""
+
+
+def redraw_beyond(base: torch.Tensor, generator: torch.Generator | None, bound: float = BASE_TRUNCATION
+                  ) -> torch.Tensor:
+    """A copy of standard normal draws ``base`` (any shape, on the CPU) with every value beyond +-``bound`` drawn
+    again from ``generator`` until none is: standard normal draws truncated at ``bound``. Values within are kept,
+    so a seeded draw stays the same wherever it was within."""
+    if not bound > 0.0:
+        raise ValueError(f"bound={bound}: the truncation must be positive")
+    out = base.clone()
+    beyond = out.abs() > bound
+    while bool(beyond.any()):
+        out[beyond] = torch.randn(int(beyond.sum()), generator=generator, dtype=out.dtype)
+        beyond = out.abs() > bound
+    return out
 
 
 @dataclass(frozen=True)
@@ -113,9 +138,10 @@ class LayerEnergyFlow(nn.Module):
                               generator: torch.Generator | None = None) -> torch.Tensor:
         """float32 (N, L) layer energies, GeV, one draw per (energy GeV, angle rad) pair of shape (N,).
 
-        ``generator`` makes the draw reproducible (the flow's base distribution is a standard normal).
+        ``generator`` makes the draw reproducible (the base draws are standard normal truncated at
+        :data:`BASE_TRUNCATION`).
         """
-        base = torch.randn(energy_gev.shape[0], self.config.n_layers, generator=generator)
+        base = redraw_beyond(torch.randn(energy_gev.shape[0], self.config.n_layers, generator=generator), generator)
         return self.from_base(energy_gev, theta_rad, base.to(energy_gev.device))
 
     def card(self) -> dict[str, int]:

@@ -2,7 +2,8 @@
 
 :class:`FactorisedGenerator` maps (energy GeV (B,), angle rad (B,), noise (B, 25 + latent)) to showers float32
 (B, 51, 51, 25) in GeV, so a model folder loads and samples like every other calogen generator: the first 25
-noise values are the flow's base draw, the rest the shape generator's latent vector.
+noise values are the flow's base draw, the rest the shape generator's latent vector. Sampling truncates the flow's
+base draw (:meth:`FactorisedGenerator.truncate_noise`, :data:`calogen.gan.factorised.energy_flow.BASE_TRUNCATION`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from calogen.gan.factorised.energy_flow import EnergyFlowConfig, LayerEnergyFlow, context_features
+from calogen.gan.factorised.energy_flow import EnergyFlowConfig, LayerEnergyFlow, context_features, redraw_beyond
 from calogen.gan.factorised.shape_nets import ShapeConfig, build_shape_generator
 
 __all__ = ["FACTORISED_ARCHITECTURES", "FactorisedGenerator", "build_factorised", "shape_conditions"]
@@ -59,6 +60,15 @@ class FactorisedGenerator(nn.Module):
         n_layers = self.energy_flow.config.n_layers
         layers = self.energy_flow.from_base(energy_gev, theta_rad, noise[:, :n_layers])
         return self.showers(energy_gev, theta_rad, layers, noise[:, n_layers:])
+
+    def truncate_noise(self, noise: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """noise (B, latent_dim), standard normal on the CPU, with the flow's base values (the first 25) beyond
+        :data:`~calogen.gan.factorised.energy_flow.BASE_TRUNCATION` drawn again from ``generator``; the shape
+        generator's latent values are kept. Samplers call it before :meth:`forward`."""
+        out = noise.clone()
+        n_layers = self.energy_flow.config.n_layers
+        out[:, :n_layers] = redraw_beyond(noise[:, :n_layers], generator)
+        return out
 
     def config_json(self) -> dict[str, Any]:
         """The card's ``config`` entry, from which :func:`build_factorised` rebuilds the module."""
