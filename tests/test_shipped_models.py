@@ -63,9 +63,9 @@ def test_loads_on_cpu_and_deposit_grows_with_energy(folder: Path) -> None:
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
 def test_the_energy_flow_draws_no_runaway_layer_energies(folder: Path) -> None:
-    """20,000 draws of the layer energies at 100 GeV, 90 deg: from an untruncated base some showers carry tens of
-    times the typical sampling fraction; from the base the sampler uses (truncated at 3.5) none reaches twice the
-    median, and the spread stays the Monte Carlo's size (a few %)."""
+    """20,000 draws of the layer energies at 100 GeV, 90 deg from the base the sampler uses (truncated at 3.5):
+    none reaches twice the median sampling fraction (untruncated, the flows shipped when the truncation came in
+    gave showers of up to hundreds of times it), and the spread stays the Monte Carlo's size (a few %)."""
     import torch
 
     from calogen.gan.factorised.model import FactorisedGenerator
@@ -78,10 +78,8 @@ def test_the_energy_flow_draws_no_runaway_layer_energies(folder: Path) -> None:
     generator = torch.Generator().manual_seed(11)
     raw = torch.randn(n, module.latent_dim, generator=generator)
     with torch.no_grad():
-        sf_raw = module.energy_flow.from_base(energy, theta, raw[:, :25]).sum(1).numpy() / 100.0
         base = module.truncate_noise(raw, generator)[:, :25]
         sf = module.energy_flow.from_base(energy, theta, base).sum(1).numpy() / 100.0
     assert float(base.abs().max()) <= 3.5
-    assert sf_raw.max() > 3.0 * np.median(sf_raw)  # why the base is truncated
     assert sf.max() < 2.0 * np.median(sf)
     assert 0.02 < sf.std() / sf.mean() < 0.10
