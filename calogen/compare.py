@@ -94,17 +94,15 @@ def _bin_row(reference: ShowerSet, candidate: ShowerSet, ref_sum: dict[str, Any]
     means = {f"{name}_{which}": float(np.mean(summary["scalars"][name][mask]))
              for name in ("measured_angle_rad", "barycentre_z_layer", "n_hits")
              for which, summary, mask in (("reference", ref_sum, mr), ("candidate", cand_sum, mc))}
-    means["core_5mm_reference"] = float(np.mean(F.core_containment(reference.showers[mr], 5.1)))
-    means["core_5mm_candidate"] = float(np.mean(F.core_containment(candidate.showers[mc], 5.1)))
-    for which, summary, mask in (("reference", ref_sum, mr), ("candidate", cand_sum, mc)):
+    cells_r, cells_c = reference.showers[mr], candidate.showers[mc]  # each bin's cells, selected once
+    for which, summary, mask, cells in (("reference", ref_sum, mr, cells_r), ("candidate", cand_sum, mc, cells_c)):
+        means[f"core_5mm_{which}"] = float(np.mean(F.core_containment(cells, 5.1)))
         offset = summary["scalars"]["barycentre_x_mm"][mask]  # within a cell of the centre: uniform, 1.47 mm rms
         means[f"barycentre_x_rms_mm_{which}"] = float(np.sqrt(np.mean(offset**2))) if offset.size else math.nan
-    for which, sample, mask in (("reference", reference, mr), ("candidate", candidate, mc)):
-        cells = sample.showers[mask]
         means[f"layer_width_cells_{which}"] = float(np.mean(F.layer_width(cells))) if len(cells) else math.nan
         means[f"far_hits_{which}"] = float(np.mean(F.hits_beyond(cells, 6.0))) if len(cells) else math.nan
-    mean_r = reference.showers[mr].mean(axis=0, dtype=np.float64)
-    mean_c = candidate.showers[mc].mean(axis=0, dtype=np.float64)
+    mean_r = cells_r.mean(axis=0, dtype=np.float64)
+    mean_c = cells_c.mean(axis=0, dtype=np.float64)
     l1, l1e4 = (ssim(mean_r, mean_c, data_range=d) for d in SSIM_DATA_RANGES)
     return BinRow(
         energy_gev=bin_edges[0], theta_rad=bin_edges[1], n_reference=int(mr.sum()), n_candidate=int(mc.sum()),
