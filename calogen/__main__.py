@@ -1,5 +1,5 @@
-"""``python -m calogen <command>``: simulate, reference, generate, validate, train, campaign, bench, export, models,
-produce."""
+"""``python -m calogen <command>``: simulate, reference, generate, validate, train, campaign, cell-map, bench, export,
+models, produce."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from calogen.io import ShowerFileError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("simulate", "reference", "generate", "validate", "train", "campaign", "bench", "export", "models",
-            "produce")
+COMMANDS = ("simulate", "reference", "generate", "validate", "train", "campaign", "cell-map", "bench", "export",
+            "models", "produce")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,9 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"calogen.cli.{name}")
+            module = importlib.import_module(f"calogen.cli.{name.replace('-', '_')}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"calogen.cli.{name}":
+            if exc.name == f"calogen.cli.{name.replace('-', '_')}":
                 continue
             raise
         module.register(subparsers)

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,14 +26,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from calogen.gan.factorised.campaign import CHECKPOINT, CampaignConfig
-from calogen.gan.factorised.data import describe_data
-from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
+from calogen.gan.factorised.cell_map import CellMapConfig, fit_cell_map
+from calogen.gan.factorised.data import data_files, describe_data
+from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
 from calogen.gan.factorised.shape_nets import OFFSET_DIM, ShapeConfig, ShapeCritic
-from calogen.io import atomic_write
+from calogen.io import atomic_write, read_showers
 from calogen.showers import TRAINING_RANGE
 from calogen.version import __version__
 
-__all__ = ["CRITIC_FILE", "checkpoint_from_model", "export_model"]
+__all__ = ["CRITIC_FILE", "checkpoint_from_model", "export_model", "export_with_cell_map"]
 
 CRITIC_FILE = "critic.safetensors"
 
@@ -108,7 +112,8 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
     folder is not a factorised campaign's, or when its architecture or shape settings differ from ``config``'s
     (but for the axis shear, the entry offset and the speckle cap, which ``config`` may switch on:
     ``state["axis_shear_from_step"]``, ``state["entry_offset_from_step"]`` and ``state["speckle_cap_from_step"]``
-    record where).
+    record where). A folder's cell map is not carried over: it is fitted again to the trained generator
+    (``python -m calogen cell-map``).
     """
     from calogen.gan.generate import ModelLoadError, load_generator
 
@@ -153,7 +158,9 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
     for setting in switched:
         state[f"{setting}_from_step"] = state["step"]
     run.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": module.state_dict(), "critic": critic_state, "opt_g": None, "opt_d": None,
+    # a cell map fits the shapes it was fitted to, not those training will make: the run goes on without it
+    weights = {k: v for k, v in module.state_dict().items() if not k.startswith("cell_map.")}
+    torch.save({"model": weights, "critic": critic_state, "opt_g": None, "opt_d": None,
                 "state": state, "calogen_version": __version__, "started_from": str(folder)}, run / CHECKPOINT)
     return run / CHECKPOINT
 
@@ -185,3 +192,66 @@ def _kept_flow_nll(history: list[dict[str, Any]]) -> float | None:
         return None
     kept = [epoch for epoch in history if epoch.get("kept")]
     return float((kept or history)[-1]["nll_holdout"])
+
+
+def export_with_cell_map(model_dir: str | Path, data: str | Path, out_dir: str | Path, *,
+                         max_showers: int | None = None, seed: int = 0, command: str = "",
+                         config: CellMapConfig | None = None,
+                         log: Callable[[str], None] = lambda line: None) -> Path:
+    """Fit a :class:`~calogen.gan.factorised.cell_map.CellEnergyMap` to the generator of ``model_dir`` on the
+    Monte Carlo showers of ``data`` (a ``produce`` folder or a file; never the held-out reference) and write
+    ``out_dir``: the same weights plus the map, the card's ``config["cell_map"]`` and a ``cell_map`` account
+    (command, data, showers, seconds, classes mapped). The generator's table is made from as many showers
+    generated at the data's conditions (seeded from ``seed``); a map already in ``model_dir`` is replaced. The
+    card's validation figures are left out (they measured the generator without this map): add them with
+    ``python -m calogen validate --model out_dir --update-card``. Raises ValueError, writing nothing, when
+    ``out_dir`` is ``model_dir`` or a folder that holds files, or when the model is not factorised."""
+    from calogen.gan.generate import load_generator, save_model
+
+    source, folder = Path(model_dir), Path(out_dir)
+    if folder.exists() and (folder.resolve() == source.resolve() or any(folder.iterdir())):
+        raise ValueError(f"{folder} is the model's folder or holds files already: choose a new folder")
+    loaded = load_generator(source)
+    if loaded.arch not in FACTORISED_ARCHITECTURES:
+        raise ValueError(f"{source} holds a {loaded.arch} generator; a cell map is fitted to a factorised one")
+    module = cast(FactorisedGenerator, loaded.module)
+    module.attach_cell_map(None)  # the map is fitted to the generator's own cells
+    files = data_files(data)
+    started = time.monotonic()
+    counted = {"showers": 0}
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for index, file in enumerate(files):
+            sample = read_showers(file)
+            if str(sample.attrs.get("source", "")).lower() == "reference" or "reference" in file.name:
+                raise ValueError(f"{file} is a reference sample; the held-out reference is never fitted on")
+            stop = len(sample) if max_showers is None else min(len(sample), max_showers - counted["showers"])
+            yield (torch.from_numpy(sample.showers[:stop]), torch.from_numpy(sample.energy_gev[:stop]),
+                   torch.from_numpy(sample.theta_rad[:stop]))
+            counted["showers"] += stop
+            log(f"cell map: {index + 1} of {len(files)} files, {counted['showers']} showers")
+            if max_showers is not None and counted["showers"] >= max_showers:
+                return
+
+    def generate(energy: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        drawn = loaded.generate(energy.numpy(), theta.numpy(), seed=seed + counted["showers"])
+        return torch.from_numpy(drawn.showers)
+
+    cell_map = fit_cell_map(batches(), generate, config)
+    module.attach_cell_map(cell_map)
+    card = {k: v for k, v in loaded.card.items() if k not in ("validation", "calogen_version")}
+    card["config"] = module.config_json()
+    card["cell_map"] = {
+        "command": command,
+        "data": describe_data(data),
+        "showers": counted["showers"],
+        "seed": seed,
+        "classes_mapped": int(cell_map.active.sum()),
+        "classes": int(cell_map.active.numel()),
+        "seconds": round(time.monotonic() - started, 1),
+        "from_model": str(source),
+    }
+    save_model(folder, module, card)
+    if (source / CRITIC_FILE).exists():
+        shutil.copyfile(source / CRITIC_FILE, folder / CRITIC_FILE)
+    return folder

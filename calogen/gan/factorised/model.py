@@ -4,6 +4,8 @@
 (B, 51, 51, 25) in GeV, so a model folder loads and samples like every other calogen generator: the first 25
 noise values are the flow's base draw, the rest the shape generator's latent vector. Sampling truncates the flow's
 base draw (:meth:`FactorisedGenerator.truncate_noise`, :data:`calogen.gan.factorised.energy_flow.BASE_TRUNCATION`).
+A model folder may also hold a fitted :class:`~calogen.gan.factorised.cell_map.CellEnergyMap` (card
+``config["cell_map"]``), which :meth:`FactorisedGenerator.forward` applies to the product.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from calogen.gan.factorised.cell_map import CellEnergyMap, CellMapConfig
 from calogen.gan.factorised.energy_flow import EnergyFlowConfig, LayerEnergyFlow, context_features, redraw_beyond
 from calogen.gan.factorised.shape_nets import ShapeConfig, build_shape_generator
 
@@ -33,12 +36,14 @@ def shape_conditions(flow: LayerEnergyFlow, energy_gev: torch.Tensor, theta_rad:
 class FactorisedGenerator(nn.Module):
     """Energy flow + shape generator; ``forward(energy_gev, theta_rad, noise)`` -> (B, X, Y, Z) GeV."""
 
-    def __init__(self, flow_config: EnergyFlowConfig, shape_config: ShapeConfig) -> None:
+    def __init__(self, flow_config: EnergyFlowConfig, shape_config: ShapeConfig,
+                 cell_map_config: CellMapConfig | None = None) -> None:
         super().__init__()
         self.energy_flow = LayerEnergyFlow(flow_config)
         self.shape = build_shape_generator(shape_config)
         self.shape_config = shape_config
         self.latent_dim = flow_config.n_layers + shape_config.latent_dim
+        self.cell_map = CellEnergyMap(cell_map_config) if cell_map_config is not None else None
 
     def use_fast_path(self, enabled: bool = True) -> FactorisedGenerator:
         """Switch the shape generator's exact speed-ups on or off, where it has them (the Conv2D net's
@@ -55,11 +60,18 @@ class FactorisedGenerator(nn.Module):
         return self.shape(latent, conditions, layer_energy_gev) * layer_energy_gev[:, None, None, :]
 
     def forward(self, energy_gev: torch.Tensor, theta_rad: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """energy_gev (B,), theta_rad (B,), noise (B, latent_dim) standard normal -> showers (B, X, Y, Z), GeV."""
+        """energy_gev (B,), theta_rad (B,), noise (B, latent_dim) standard normal -> showers (B, X, Y, Z), GeV;
+        with a cell map, its cells mapped onto the Monte Carlo's cell-energy distribution (layer energies kept)."""
         energy_gev, theta_rad = energy_gev.float(), theta_rad.float()
         n_layers = self.energy_flow.config.n_layers
         layers = self.energy_flow.from_base(energy_gev, theta_rad, noise[:, :n_layers])
-        return self.showers(energy_gev, theta_rad, layers, noise[:, n_layers:])
+        showers = self.showers(energy_gev, theta_rad, layers, noise[:, n_layers:])
+        return showers if self.cell_map is None else self.cell_map(showers, energy_gev, theta_rad)
+
+    def attach_cell_map(self, cell_map: CellEnergyMap | None) -> FactorisedGenerator:
+        """Use ``cell_map`` (fitted to this generator's showers) from now on, or none; returns self."""
+        self.cell_map = cell_map
+        return self
 
     def truncate_noise(self, noise: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """noise (B, latent_dim), standard normal on the CPU, with the flow's base values (the first 25) beyond
@@ -74,7 +86,10 @@ class FactorisedGenerator(nn.Module):
         """The card's ``config`` entry, from which :func:`build_factorised` rebuilds the module."""
         shape = asdict(self.shape_config)
         shape["grid"], shape["channels"] = list(shape["grid"]), list(shape["channels"])
-        return {"energy_flow": asdict(self.energy_flow.config), "shape": shape}
+        out: dict[str, Any] = {"energy_flow": asdict(self.energy_flow.config), "shape": shape}
+        if self.cell_map is not None:
+            out["cell_map"] = self.cell_map.config.to_json()
+        return out
 
 
 def build_factorised(arch: str, config: dict[str, Any] | None = None) -> FactorisedGenerator:
@@ -89,4 +104,6 @@ def build_factorised(arch: str, config: dict[str, Any] | None = None) -> Factori
         if key in shape:
             shape[key] = tuple(shape[key])
     shape["kind"] = kind
-    return FactorisedGenerator(flow_config, ShapeConfig(**shape))
+    cell_map = config.get("cell_map")
+    return FactorisedGenerator(flow_config, ShapeConfig(**shape),
+                               CellMapConfig.from_json(cell_map) if cell_map is not None else None)

@@ -158,6 +158,8 @@ def _offset_within_cell(maps: torch.Tensor, offset: torch.Tensor, *, layers_firs
     s = offset.to(maps.dtype)
     stencil = torch.stack([s.clamp(min=0.0), 1.0 - s.abs(), (-s).clamp(min=0.0)], 2)  # (B, 2, 3): m[i-1], m[i], m[i+1]
     kernel = stencil[:, 0, :, None] * stencil[:, 1, None, :]  # (B, 3, 3) over (x, y)
+    if torch.onnx.is_in_onnx_export():  # ONNX has no convolution with a per-shower kernel: the same sum, unrolled
+        return _stencil_sum(maps, kernel, layers_first=layers_first)
     if layers_first:
         _, nz, nx, ny = maps.shape
         weight = kernel.repeat_interleave(nz, 0)[:, None]  # (B Z, 1, 3, 3)
@@ -166,6 +168,20 @@ def _offset_within_cell(maps: torch.Tensor, offset: torch.Tensor, *, layers_firs
     _, nx, ny, nz = maps.shape  # y and the layers flattened: y-neighbours are Z apart, a dilated 2D stencil
     padded = F.pad(maps[None], (0, 0, 1, 1, 1, 1), mode="replicate").view(1, b, nx + 2, (ny + 2) * nz)
     return F.conv2d(padded, kernel[:, None], groups=b, dilation=(1, nz)).view(b, nx, ny, nz)
+
+
+def _stencil_sum(maps: torch.Tensor, kernel: torch.Tensor, *, layers_first: bool = False) -> torch.Tensor:
+    """The stencil of :func:`_offset_within_cell` as a sum of nine shifted copies of the edge-padded maps (the same
+    values; what an ONNX graph can express). maps (B, X, Y, Z) or (B, Z, X, Y) with ``layers_first``; kernel
+    (B, 3, 3) over (x, y): entry [i, j] weights the neighbour at (x + i - 1, y + j - 1), as a convolution does."""
+    grid = maps if layers_first else maps.permute(0, 3, 1, 2)  # (B, Z, X, Y)
+    _, _, nx, ny = grid.shape
+    padded = F.pad(grid, (1, 1, 1, 1), mode="replicate")
+    out = torch.zeros_like(grid)
+    for i in range(3):
+        for j in range(3):
+            out = out + kernel[:, i, j, None, None, None] * padded[:, :, i:i + nx, j:j + ny]
+    return out if layers_first else out.permute(0, 2, 3, 1)
 
 
 def _speckled(mean: torch.Tensor, spread: torch.Tensor | None, eps: torch.Tensor | None,
@@ -240,7 +256,8 @@ def _split_latent(config: ShapeConfig, latent: torch.Tensor) -> tuple[torch.Tens
     (B, speckle_dim) and, with ``entry_offset``, the offset within the central cell (B, 2) in cells, x and y."""
     k, o = config.speckle_dim, _offset_dim(config)
     end = config.latent_dim - o
-    offset = torch.special.ndtr(latent[:, end:]) - 0.5 if o else None
+    # the standard normal's cumulative distribution, 0.5 (1 + erf(x / sqrt 2)), written with erf so that ONNX exports it
+    offset = 0.5 * torch.erf(latent[:, end:] * math.sqrt(0.5)) if o else None
     return latent[:, :end - k], latent[:, end - k:end], offset
 
 
