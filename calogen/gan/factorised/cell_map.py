@@ -111,25 +111,36 @@ class CellMapConfig:
         return cls(**data)
 
 
+def _shower_groups(energy_gev: torch.Tensor, theta_rad: torch.Tensor, config: CellMapConfig) -> torch.Tensor:
+    """int64 (B,): energy bin x angle groups + angle group of each shower (energies GeV, angles rad)."""
+    low, high = config.energy_range_gev
+    e_pos = (torch.log(energy_gev.double()) - math.log(low)) / (math.log(high) - math.log(low))
+    e_bin = (e_pos * config.energy_bins).floor().clamp(0, config.energy_bins - 1).long()
+    tilt = (theta_rad.double() * (180.0 / math.pi) - 90.0).abs()
+    a_bin = torch.bucketize(tilt, torch.tensor(config.angle_edges_deg, dtype=torch.float64), right=True)
+    return e_bin * config.n_angle + a_bin
+
+
+def _classes_at(index: torch.Tensor, showers_gev: torch.Tensor, groups: torch.Tensor,
+                config: CellMapConfig) -> torch.Tensor:
+    """int64 (N,): the classes of the cells at ``index`` (N, 4) = (shower, x, y, layer) of showers (B, X, Y, Z)
+    GeV, with the showers' groups (B,) from :func:`_shower_groups`."""
+    axis = layer_axis(showers_gev.float())  # (B, Z, 2) cells
+    b, x, y, z = index.unbind(1)
+    centre = axis[b, z]  # (N, 2)
+    distance = torch.sqrt((x.float() - centre[:, 0]) ** 2 + (y.float() - centre[:, 1]) ** 2)
+    ring = torch.bucketize(distance, torch.tensor(config.ring_edges_cells, dtype=torch.float32), right=True)
+    return (groups[b] * config.n_layer_groups + z // config.layer_group) * config.n_rings + ring
+
+
 def cell_classes(showers_gev: torch.Tensor, energy_gev: torch.Tensor, theta_rad: torch.Tensor,
                  config: CellMapConfig) -> torch.Tensor:
     """int64 (B, X, Y, Z): the class of every cell of showers (B, X, Y, Z) GeV at energies (B,) GeV and angles
-    (B,) rad: ((energy bin x angle group + ...) x layer group) x ring, the ring measured from the layer's
-    energy barycentre."""
-    _, nx, ny, nz = showers_gev.shape
-    low, high = config.energy_range_gev
-    e_pos = (torch.log(energy_gev.double()) - math.log(low)) / (math.log(high) - math.log(low))
-    e_bin = (e_pos * config.energy_bins).floor().clamp(0, config.energy_bins - 1).long()  # (B,)
-    tilt = (theta_rad.double() * (180.0 / math.pi) - 90.0).abs()
-    a_bin = torch.bucketize(tilt, torch.tensor(config.angle_edges_deg, dtype=torch.float64), right=True)  # (B,)
-    axis = layer_axis(showers_gev.float())  # (B, Z, 2) cells
-    x = torch.arange(nx, dtype=torch.float32)[None, :, None, None]
-    y = torch.arange(ny, dtype=torch.float32)[None, None, :, None]
-    distance = torch.sqrt((x - axis[:, None, None, :, 0]) ** 2 + (y - axis[:, None, None, :, 1]) ** 2)
-    ring = torch.bucketize(distance, torch.tensor(config.ring_edges_cells, dtype=torch.float32), right=True)
-    group = (torch.arange(nz) // config.layer_group)[None, None, None, :]
-    outer = (e_bin * config.n_angle + a_bin)[:, None, None, None]
-    return (outer * config.n_layer_groups + group) * config.n_rings + ring
+    (B,) rad: ((energy bin x angle group + angle group) x layer group + layer group) x ring + ring, the ring
+    measured from the layer's energy barycentre."""
+    index = torch.ones_like(showers_gev, dtype=torch.bool).nonzero()
+    classes = _classes_at(index, showers_gev, _shower_groups(energy_gev, theta_rad, config), config)
+    return classes.view(showers_gev.shape)
 
 
 def _log_bins(cells_gev: torch.Tensor, config: CellMapConfig) -> torch.Tensor:
@@ -222,10 +233,11 @@ class CellEnergyMap(nn.Module):
         """showers (B, X, Y, Z) GeV at energies (B,) GeV and angles (B,) rad -> mapped showers, same shape, each
         layer scaled back to its energy before the map."""
         c = self.config
-        filled = showers_gev >= c.threshold_gev
-        classes = cell_classes(showers_gev, energy_gev.to(showers_gev.device), theta_rad.to(showers_gev.device),
-                               c)[filled]
-        values = showers_gev[filled]
+        index = (showers_gev >= c.threshold_gev).nonzero()  # (N, 4): only the filled cells are classed and moved
+        groups = _shower_groups(energy_gev.to(showers_gev.device), theta_rad.to(showers_gev.device), c)
+        classes = _classes_at(index, showers_gev, groups, c)
+        b, x, y, z = index.unbind(1)
+        values = showers_gev[b, x, y, z]
         # quantile of each cell in the generator's distribution of its class (piecewise-linear cumulative histogram)
         position = _log_bins(values, c)
         k = position.floor().long().clamp(max=c.n_bins - 1)
@@ -240,7 +252,7 @@ class CellEnergyMap(nn.Module):
         mapped = torch.pow(10.0, math.log10(c.threshold_gev) + q * (c.log10_span / c.n_bins))
         mapped = torch.where(u <= empty, torch.zeros_like(mapped), mapped)
         mapped = torch.where(self.active[classes], mapped.to(values.dtype), values)
-        out = torch.zeros_like(showers_gev).masked_scatter(filled, mapped)
+        out = torch.zeros_like(showers_gev).index_put((b, x, y, z), mapped)
         before = showers_gev.sum(dim=(1, 2), keepdim=True)
         after = out.sum(dim=(1, 2), keepdim=True)
         # a layer whose every cell the map emptied keeps its generated cells (its energy is the flow's)
