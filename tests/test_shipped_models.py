@@ -46,6 +46,10 @@ def test_card_records_training_and_held_out_validation(folder: Path) -> None:
     assert {b["energy_bin_gev"][0] + 5 for b in bins} >= {50.0, 100.0, 200.0}
     assert validation["sf_mre"] == pytest.approx(np.mean([b["sf_relative_error"] for b in bins]), rel=1e-6)
     assert card_condition_range(card) == TRAINING_RANGE
+    if "cell_map" in card:  # a cell map is fitted on training showers, never on the reference
+        assert card["cell_map"]["command"].startswith("python -m calogen cell-map")
+        assert int(card["cell_map"]["data"]["parameters"]["seed"]) != validation["reference"]["seed"]
+        assert card["cell_map"]["showers"] > 0 and "cell_map" in card["config"]
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
