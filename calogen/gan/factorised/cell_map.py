@@ -138,9 +138,15 @@ def cell_classes(showers_gev: torch.Tensor, energy_gev: torch.Tensor, theta_rad:
     """int64 (B, X, Y, Z): the class of every cell of showers (B, X, Y, Z) GeV at energies (B,) GeV and angles
     (B,) rad: ((energy bin x angle group + angle group) x layer group + layer group) x ring + ring, the ring
     measured from the layer's energy barycentre."""
-    index = torch.ones_like(showers_gev, dtype=torch.bool).nonzero()
-    classes = _classes_at(index, showers_gev, _shower_groups(energy_gev, theta_rad, config), config)
-    return classes.view(showers_gev.shape)
+    _, nx, ny, nz = showers_gev.shape
+    axis = layer_axis(showers_gev.float())  # (B, Z, 2) cells
+    x = torch.arange(nx, dtype=torch.float32)[None, :, None, None]
+    y = torch.arange(ny, dtype=torch.float32)[None, None, :, None]
+    distance = torch.sqrt((x - axis[:, None, None, :, 0]) ** 2 + (y - axis[:, None, None, :, 1]) ** 2)
+    ring = torch.bucketize(distance, torch.tensor(config.ring_edges_cells, dtype=torch.float32), right=True)
+    group = (torch.arange(nz) // config.layer_group)[None, None, None, :]
+    outer = _shower_groups(energy_gev, theta_rad, config)[:, None, None, None]
+    return (outer * config.n_layer_groups + group) * config.n_rings + ring
 
 
 def _log_bins(cells_gev: torch.Tensor, config: CellMapConfig) -> torch.Tensor:
