@@ -183,3 +183,11 @@ def test_the_cell_map_command_writes_the_folder_and_refuses_bad_input(tmp_path: 
     assert main(["cell-map", "--model", str(folder), "--data", str(data), "--out", str(tmp_path / "x"),
                  "--showers", "0"]) == 2
     assert "--showers 0" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["cell-map", "--model", str(folder), "--data", str(data), "--out", str(tmp_path / "x"),
+                 "--first-ring", "7"]) == 2
+    assert "first_ring=7" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    out = tmp_path / "models" / "cli1"
+    assert main(["cell-map", "--model", str(folder), "--data", str(data), "--out", str(out), "--showers", "16",
+                 "--first-ring", "1", "--energy-bins", "4", "--threads", "1"]) == 0
+    settings = json.loads((out / "card.json").read_text())["config"]["cell_map"]
+    assert settings["first_ring"] == 1 and settings["energy_bins"] == 4

@@ -37,21 +37,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="the new model folder (must not hold files)")
     parser.add_argument("--showers", type=int, default=None, help="use at most this many showers (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated showers (default 0)")
+    parser.add_argument("--energy-bins", type=int, default=None,
+                        help="primary-energy bins over 2-500 GeV, equal in log E (default 16)")
+    parser.add_argument("--first-ring", type=int, default=None,
+                        help="leave the rings inside this one as generated: 0 maps every cell, 1 from 1.5 cells, "
+                        "2 from 3 cells out (the default), 3 from 6, 4 from 12")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Fit the map and write the folder."""
+    from calogen.gan.factorised.cell_map import CellMapConfig
     from calogen.gan.factorised.export import export_with_cell_map
 
     if args.showers is not None and args.showers < 1:
         raise CliError(f"--showers {args.showers} must be at least 1")
     if args.threads < 1:
         raise CliError(f"--threads {args.threads} must be at least 1")
+    settings = {k: v for k, v in (("energy_bins", args.energy_bins), ("first_ring", args.first_ring)) if v is not None}
+    try:
+        config = CellMapConfig(**settings)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     torch.set_num_threads(args.threads)
     command = "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     folder = export_with_cell_map(args.model, args.data, args.out, max_showers=args.showers, seed=args.seed,
-                                  command=command, log=lambda line: print(line, file=sys.stderr, flush=True))
+                                  command=command, config=config,
+                                  log=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"wrote {folder}; add the validation figures with: python -m calogen validate --model {folder} "
           "--reference data/reference.h5 --draws 4 --update-card")
     return 0
