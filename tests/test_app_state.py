@@ -116,6 +116,10 @@ def test_format_card_is_readable() -> None:
     assert "1,200 Monte Carlo showers, 40 steps, 3 epochs, on cpu, 2 min" in text
     assert "1500 held-out Monte Carlo showers of `reference.h5`" in text
     assert "{" not in text  # no raw dicts
+    mapped = {**card, "config": {"cell_map": {"first_ring": 2}},
+              "cell_map": {"showers": 16800, "classes_mapped": 512, "classes": 1200, "command": "python -m ..."}}
+    assert ("**Cell map:** cells from 3 cells out moved onto the Monte Carlo's cell-energy distribution, fitted on "
+            "16,800 Monte Carlo training showers (512 of 1,200 classes mapped)") in texts.format_card(mapped)
 
 
 def test_stale_batch_message_names_what_changed() -> None:

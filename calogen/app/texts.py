@@ -139,12 +139,30 @@ def format_card(card: Mapping[str, Any]) -> str:
     training = card.get("training")
     if isinstance(training, Mapping) and training:
         facts.append("**Training:** " + _training_sentence(training))
+    cell_map = card.get("cell_map")
+    if isinstance(cell_map, Mapping) and cell_map:
+        facts.append("**Cell map:** " + _cell_map_sentence(cell_map, (card.get("config") or {}).get("cell_map")))
     validation = card.get("validation")
     if isinstance(validation, Mapping) and validation:
         facts.append("**Validation:** " + _validation_sentence(validation))
     lines.extend(f"- {fact}" for fact in facts)
     return "\n".join(lines)
 
+
+
+_RING_STARTS = {0: "every cell", 1: "cells from 1.5 cells out", 2: "cells from 3 cells out",
+                3: "cells from 6 cells out", 4: "cells from 12 cells out"}
+
+
+def _cell_map_sentence(account: Mapping[str, Any], settings: Any) -> str:
+    """What a factorised model's cell map moved and what it was fitted on."""
+    ring = settings.get("first_ring") if isinstance(settings, Mapping) else None
+    moved = _RING_STARTS.get(ring, "cells") if isinstance(ring, int) else "cells"
+    text = (f"{moved} moved onto the Monte Carlo's cell-energy distribution, fitted on "
+            f"{int(account.get('showers', 0)):,} Monte Carlo training showers")
+    if account.get("classes"):
+        text += f" ({int(account.get('classes_mapped', 0)):,} of {int(account['classes']):,} classes mapped)"
+    return text
 
 
 def _training_sentence(training: Mapping[str, Any]) -> str:
