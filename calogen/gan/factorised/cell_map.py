@@ -258,7 +258,7 @@ class CellEnergyMap(nn.Module):
         mapped = torch.pow(10.0, math.log10(c.threshold_gev) + q * (c.log10_span / c.n_bins))
         mapped = torch.where(u <= empty, torch.zeros_like(mapped), mapped)
         mapped = torch.where(self.active[classes], mapped.to(values.dtype), values)
-        out = torch.zeros_like(showers_gev).index_put((b, x, y, z), mapped)
+        out = showers_gev.index_put((b, x, y, z), mapped)  # a new tensor; cells below the threshold stay
         before = showers_gev.sum(dim=(1, 2), keepdim=True)
         after = out.sum(dim=(1, 2), keepdim=True)
         # a layer whose every cell the map emptied keeps its generated cells (its energy is the flow's)

@@ -18,6 +18,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -201,7 +202,8 @@ def export_with_cell_map(model_dir: str | Path, data: str | Path, out_dir: str |
     """Fit a :class:`~calogen.gan.factorised.cell_map.CellEnergyMap` to the generator of ``model_dir`` on the
     Monte Carlo showers of ``data`` (a ``produce`` folder or a file; never the held-out reference) and write
     ``out_dir``: the same weights plus the map, the card's ``config["cell_map"]`` and a ``cell_map`` account
-    (command, data, showers, seconds, classes mapped). The generator's table is made from as many showers
+    (command, data, showers, seconds, classes mapped); the map's histograms start at the generator's cell
+    threshold. The generator's table is made from as many showers
     generated at the data's conditions (seeded from ``seed``); a map already in ``model_dir`` is replaced. The
     card's validation figures are left out (they measured the generator without this map): add them with
     ``python -m calogen validate --model out_dir --update-card``. Raises ValueError, writing nothing, when
@@ -237,6 +239,9 @@ def export_with_cell_map(model_dir: str | Path, data: str | Path, out_dir: str |
         drawn = loaded.generate(energy.numpy(), theta.numpy(), seed=seed + counted["showers"])
         return torch.from_numpy(drawn.showers)
 
+    config = config or CellMapConfig()
+    if module.shape_config.threshold_gev > 0.0 and module.shape_config.threshold_gev != config.threshold_gev:
+        config = replace(config, threshold_gev=module.shape_config.threshold_gev)  # the histograms start at it
     cell_map = fit_cell_map(batches(), generate, config)
     module.attach_cell_map(cell_map)
     card = {k: v for k, v in loaded.card.items() if k not in ("validation", "calogen_version")}
