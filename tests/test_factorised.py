@@ -599,3 +599,18 @@ def test_the_flow_base_is_truncated_and_keeps_its_values_within() -> None:
     noise = torch.full((2, model.latent_dim), 4.0)
     kept = model.truncate_noise(noise, torch.Generator().manual_seed(1))
     assert float(kept[:, :25].abs().max()) <= 3.5 and torch.equal(kept[:, 25:], noise[:, 25:])  # shapes' latent kept
+
+
+def test_the_unrolled_offset_stencil_equals_the_convolution() -> None:
+    """What an ONNX export traces (nine shifted copies) gives the values of the per-shower convolution, in both
+    layouts."""
+    from calogen.gan.factorised.shape_nets import _stencil_sum
+
+    torch.manual_seed(3)
+    maps, offset = torch.rand(3, 51, 51, 25), torch.rand(3, 2) - 0.5
+    stencil = torch.stack([offset.clamp(min=0.0), 1.0 - offset.abs(), (-offset).clamp(min=0.0)], 2)
+    kernel = stencil[:, 0, :, None] * stencil[:, 1, None, :]
+    torch.testing.assert_close(_stencil_sum(maps, kernel), _offset_within_cell(maps, offset))
+    first = maps.permute(0, 3, 1, 2).contiguous()
+    torch.testing.assert_close(_stencil_sum(first, kernel, layers_first=True),
+                               _offset_within_cell(first, offset, layers_first=True))
