@@ -203,9 +203,8 @@ def export_with_cell_map(model_dir: str | Path, data: str | Path, out_dir: str |
     Monte Carlo showers of ``data`` (a ``produce`` folder or a file; never the held-out reference) and write
     ``out_dir``: the same weights plus the map, the card's ``config["cell_map"]`` and a ``cell_map`` account
     (command, data, showers, seconds, classes mapped); the map's histograms start at the generator's cell
-    threshold. The generator's table is made from as many showers
-    generated at the data's conditions (seeded from ``seed``); a map already in ``model_dir`` is replaced. The
-    card's validation figures are left out (they measured the generator without this map): add them with
+    threshold. The generator's table is made from as many showers generated at the data's conditions (seeded from
+    ``seed``); a map already in ``model_dir`` is replaced. The card's validation figures are left out (they measured the generator without this map): add them with
     ``python -m calogen validate --model out_dir --update-card``. Raises ValueError, writing nothing, when
     ``out_dir`` is ``model_dir`` or a folder that holds files, or when the model is not factorised."""
     from calogen.gan.generate import load_generator, save_model
@@ -218,7 +217,7 @@ def export_with_cell_map(model_dir: str | Path, data: str | Path, out_dir: str |
         raise ValueError(f"{source} holds a {loaded.arch} generator; a cell map is fitted to a factorised one")
     module = cast(FactorisedGenerator, loaded.module)
     module.attach_cell_map(None)  # the map is fitted to the generator's own cells
-    files = data_files(data)
+    files, provenance = data_files(data), describe_data(data)  # the files of now: a production may grow meanwhile
     started = time.monotonic()
     counted = {"showers": 0}
 
@@ -248,7 +247,7 @@ def export_with_cell_map(model_dir: str | Path, data: str | Path, out_dir: str |
     card["config"] = module.config_json()
     card["cell_map"] = {
         "command": command,
-        "data": describe_data(data),
+        "data": provenance,
         "showers": counted["showers"],
         "seed": seed,
         "classes_mapped": int(cell_map.active.sum()),
