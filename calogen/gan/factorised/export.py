@@ -204,8 +204,9 @@ def export_with_cell_map(model_dir: str | Path, data: str | Path, out_dir: str |
     ``out_dir``: the same weights plus the map, the card's ``config["cell_map"]`` and a ``cell_map`` account
     (command, data, showers, seconds, classes mapped); the map's histograms start at the generator's cell
     threshold. The generator's table is made from as many showers generated at the data's conditions (seeded from
-    ``seed``); a map already in ``model_dir`` is replaced. The card's validation figures are left out (they measured the generator without this map): add them with
-    ``python -m calogen validate --model out_dir --update-card``. Raises ValueError, writing nothing, when
+    ``seed``); a map already in ``model_dir`` is replaced. The card's validation figures are left out (they
+    measured the generator without this map): add them with ``python -m calogen validate --model out_dir
+    --update-card``. Raises ValueError, writing nothing, when
     ``out_dir`` is ``model_dir`` or a folder that holds files, or when the model is not factorised."""
     from calogen.gan.generate import load_generator, save_model
 
