@@ -361,6 +361,7 @@ def test_campaign_improves_the_hit_count_resumes_and_exports(toy_file: Path, tmp
     card = json.loads((folder / "card.json").read_text())
     assert card["arch"] == "factorised-conv2d" and card["training"]["steps"] == 120
     assert card["training"]["showers_seen"] == 120 * 16 and card["training"]["data"]["files"] == 1
+    assert card["training"]["device"] == "cpu" and {s["device"] for s in card["training"]["sessions"]} == {"cpu"}
     generator = load_generator(folder)
     sample = generator.generate(100.0, math.pi / 2, n=3, seed=7)
     assert sample.showers.shape == (3, 51, 51, 25) and float(sample.showers.min()) >= 0.0
@@ -370,6 +371,35 @@ def test_campaign_improves_the_hit_count_resumes_and_exports(toy_file: Path, tmp
     (folder / "card.json").write_text(json.dumps(card))
     with pytest.raises(ModelLoadError, match="shape"):
         load_generator(folder)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_a_campaign_on_cuda_is_refused_without_a_cuda_device(toy_file: Path, tmp_path: Path) -> None:
+    config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), batch_size=8, flow_epochs=1, holdout=32,
+                            shape=SMALL_SHAPE)
+    with pytest.raises(ValueError, match="no CUDA device"):
+        run_campaign(config, tmp_path / "run", minutes=1.0, steps=1, log=lambda _: None, device="cuda")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_campaign_trains_on_cuda_and_its_model_loads_on_the_cpu(toy_file: Path, tmp_path: Path) -> None:
+    """A session on the GPU: the nets, the flow's fit and the training showers there; the checkpoint resumes on
+    the CPU and the card records both devices."""
+    torch.manual_seed(4)
+    config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), batch_size=16, flow_epochs=2,
+                            holdout=32, seed=4, shape=SMALL_SHAPE, lr_generator=1e-3, lr_critic=1e-3,
+                            instance_noise=0.0, axis_weight=0.0)  # as the CPU campaign's test
+    run = tmp_path / "run"
+    first = run_campaign(config, run, minutes=30.0, steps=15, monitor_every=15, log=lambda _: None, device="cuda")
+    before = abs(first["monitor"]["hits_rel_error"])
+    state = run_campaign(config, run, minutes=30.0, steps=120, monitor_every=40, log=lambda _: None, device="cuda")
+    assert abs(state["monitor"]["hits_rel_error"]) < before
+    run_campaign(config, run, minutes=30.0, steps=122, log=lambda _: None)  # resumed on the CPU
+    card = json.loads((export_model(run, tmp_path / "models" / "m") / "card.json").read_text())
+    assert card["training"]["device"].startswith("cuda (") and card["training"]["device"].endswith("), cpu")
+    sample = load_generator(tmp_path / "models" / "m").generate(100.0, math.pi / 2, n=3, seed=7)
+    assert sample.showers.shape == (3, 51, 51, 25) and np.isfinite(sample.showers).all()
 
 
 def test_sigterm_ends_a_campaign_session_with_its_checkpoint(toy_file: Path, tmp_path: Path) -> None:

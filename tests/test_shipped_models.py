@@ -30,7 +30,8 @@ def test_card_records_training_and_held_out_validation(folder: Path) -> None:
     card = json.loads((folder / "card.json").read_text())
     training = card["training"]
     assert training["command"].startswith(("python -m calogen train", "python -m calogen campaign"))
-    assert training["device"] in {"cpu", "cuda"}
+    # "cpu", "cuda", or a campaign's devices in order of use, e.g. "cpu, cuda:0 (NVIDIA H200)"
+    assert all(part.startswith(("cpu", "cuda")) for part in training["device"].split(", "))
     if training["command"].startswith("python -m calogen train"):
         assert training["wall_time_s"] > 0 and training["epochs"] > 0
     else:  # a campaign says how far it got

@@ -88,6 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--width-weight", type=float, default=1.0,
                         help="weight of the layer-width constraint in the generator loss (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where to train: cpu (the default) or cuda (the nets, the energy flow's fit and the "
+                        "training showers on the GPU; the card records each session's device)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,8 +150,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"started {run_dir} from {args.from_model}", flush=True)
     elif args.from_model:
         print(f"{run_dir / CHECKPOINT} exists: resuming it (--from-model starts a new run only)", flush=True)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda: torch sees no CUDA device on this machine")
     state = run_campaign(config, run_dir, minutes=args.minutes, command=command, refit_flow=args.refit_flow,
-                         log=lambda line: print(line, flush=True))
+                         log=lambda line: print(line, flush=True), device=args.device)
     print(f"{run_dir}: step {state['step']}, {state['showers_seen']} showers seen, "
           f"{state['cpu_seconds'] / 3600:.2f} CPU hours over {len(state['sessions'])} session(s)")
     if args.export:

@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="leave the rings inside this one as generated: 0 maps every cell, 1 from 1.5 cells, "
                         "2 from 3 cells out (the default), 3 from 6, 4 from 12")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the generated showers are drawn (default cpu); the histograms are filled on "
+                        "the CPU either way")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
         config = CellMapConfig(**settings)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda: torch sees no CUDA device on this machine")
     torch.set_num_threads(args.threads)
     command = "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     folder = export_with_cell_map(args.model, args.data, args.out, max_showers=args.showers, seed=args.seed,
-                                  command=command, config=config,
+                                  command=command, config=config, device=args.device,
                                   log=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"wrote {folder}; add the validation figures with: python -m calogen validate --model {folder} "
           "--reference data/reference.h5 --draws 4 --update-card")

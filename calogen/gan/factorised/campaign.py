@@ -126,18 +126,21 @@ def train_energy_flow(model: FactorisedGenerator, train: TrainingData, holdout: 
     epoch is marked ``"kept": True`` in the history."""
     rng = np.random.default_rng(config.seed)
     flow = model.energy_flow
-    u_train = to_flow_space(train.layer_energy.numpy(), train.energy_gev.numpy(), rng)
+    device = flow.shift.device
+    layer_train, energy_train = train.layer_energy.cpu().numpy(), train.energy_gev.cpu().numpy()
+    u_train = to_flow_space(layer_train, energy_train, rng)
     flow.fit_standardisation(u_train)
-    u_hold = torch.from_numpy(to_flow_space(holdout.layer_energy.numpy(), holdout.energy_gev.numpy(), rng))
-    c_train = context_features(train.energy_gev, train.theta_rad)
-    c_hold = context_features(holdout.energy_gev, holdout.theta_rad)
+    u_hold = torch.from_numpy(to_flow_space(holdout.layer_energy.cpu().numpy(), holdout.energy_gev.cpu().numpy(),
+                                            rng)).to(device)
+    c_train = context_features(train.energy_gev, train.theta_rad).to(device)
+    c_hold = context_features(holdout.energy_gev, holdout.theta_rad).to(device)
     optimiser = torch.optim.Adam(flow.parameters(), lr=config.flow_lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(config.flow_epochs, 1))
     history: list[dict[str, Any]] = []
     best_nll, best_state, best_epoch = math.inf, None, 0
     for epoch in range(config.flow_epochs):
-        u_epoch = torch.from_numpy(to_flow_space(train.layer_energy.numpy(), train.energy_gev.numpy(), rng))
-        order = torch.from_numpy(rng.permutation(len(train)))
+        u_epoch = torch.from_numpy(to_flow_space(layer_train, energy_train, rng)).to(device)
+        order = torch.from_numpy(rng.permutation(len(train))).to(device)
         losses = []
         for start in range(0, len(train), config.flow_batch):
             idx = order[start:start + config.flow_batch]
@@ -170,9 +173,10 @@ def monitor_figures(model: FactorisedGenerator, holdout: TrainingData, cells_hol
     """
     generator = torch.Generator().manual_seed(seed)
     noise = model.truncate_noise(torch.randn(len(holdout), model.latent_dim, generator=generator), generator)
+    device = model.energy_flow.shift.device
     model.eval()
     with torch.no_grad():
-        fake = model(holdout.energy_gev, holdout.theta_rad, noise).numpy()
+        fake = model(holdout.energy_gev.to(device), holdout.theta_rad.to(device), noise.to(device)).cpu().numpy()
     model.train()
     energy = holdout.energy_gev.numpy()
     sf_fake, sf_real = features.sampling_fraction(fake, energy), features.sampling_fraction(cells_holdout, energy)
@@ -249,7 +253,8 @@ def _stop_on_signal(log: Callable[[str], None]) -> Iterator[threading.Event]:
 
 def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float, steps: int | None = None,
                  command: str = "", log: Callable[[str], None] = print, checkpoint_minutes: float = 5.0,
-                 monitor_every: int = 250, critic_warmup: int = 200, refit_flow: bool = False) -> dict[str, Any]:
+                 monitor_every: int = 250, critic_warmup: int = 200, refit_flow: bool = False,
+                 device: str = "cpu") -> dict[str, Any]:
     """Train for ``minutes`` of wall time or until the campaign reaches ``steps`` generator steps, whichever comes
     first (resuming ``run_dir/checkpoint.pt`` when present); returns the state.
 
@@ -259,8 +264,13 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     checkpoint without a critic (a run started from a shipped model folder) first trains a new critic alone for
     ``critic_warmup`` steps against the generator as it stands, so that the generator's first steps follow a
     critic that has seen its showers. ``refit_flow`` fits the energy flow again on this session's data (a
-    production that has grown since the flow was fitted).
+    production that has grown since the flow was fitted). ``device``: "cpu" or "cuda": where the nets, the flow's
+    fit and the training showers live (the monitoring showers and the checkpoint stay on the CPU side; a run may
+    change device between sessions, each session records its own).
     """
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for but torch sees no CUDA device on this machine")
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     started, cpu_start = time.monotonic(), _cpu_seconds()
@@ -268,8 +278,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     data = load_training_data(config.data, max_showers=config.max_showers)
     train, holdout = data.split(min(config.holdout, len(data) // 5))
     cells_holdout = _holdout_cells(holdout)
-    model = build_factorised(config.arch, {"shape": config.shape})
-    critic = ShapeCritic(model.shape_config)
+    model = build_factorised(config.arch, {"shape": config.shape}).to(dev)
+    critic = ShapeCritic(model.shape_config).to(dev)
     opt_g = torch.optim.Adam(model.shape.parameters(), lr=config.lr_generator, betas=(0.0, 0.9))
     opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr_critic, betas=(0.0, 0.9))
     state: dict[str, Any] = {"step": 0, "showers_seen": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0,
@@ -300,7 +310,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     earlier_sessions = len(state["sessions"])
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "start_step": state["step"],
                "command": command, "host": platform.node(), "threads": torch.get_num_threads(),
-               "data_showers": len(data), "data_physics": data_physics(config.data), "config": asdict(config)}
+               "data_showers": len(data), "data_physics": data_physics(config.data), "config": asdict(config),
+               "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})"}
     physics = session["data_physics"]
     if state["flow_history"] and state.get("flow_data_physics") != physics:
         # the energy flow carries the sampling fraction: data of other Monte Carlo physics needs it fitted anew
@@ -314,6 +325,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     if not state["flow_history"]:
         state["flow_history"] = train_energy_flow(model, train, holdout, config, log)
         state["flow_data_physics"] = physics
+    if dev.type != "cpu":  # the training showers go where the nets are (float16 views: 130 kB a shower)
+        train = TrainingData(*(t.to(dev) for t in train._tensors()))
 
     marks = {"cpu": cpu_start, "wall": started}
 
@@ -340,23 +353,23 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             log(f"the checkpoint has no critic: training a new one alone for {warmup} steps")
             session["critic_warmup_steps"] = warmup
         for _ in range(warmup):
-            idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size))
+            idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size)).to(dev)
             energy, theta, layers = train.energy_gev[idx], train.theta_rad[idx], train.layer_energy[idx]
             with torch.no_grad():
                 conditions = torch.cat([context_features(energy, theta),
                                         model.energy_flow.standardised(layers, energy)], 1)
-                latent = torch.randn(config.batch_size, model.shape_config.latent_dim)
+                latent = torch.randn(config.batch_size, model.shape_config.latent_dim, device=dev)
                 fake = model.shape(latent, conditions, layers) * layers[:, None, None, :]
             _critic_step(critic, opt_d, train.critic_view[idx].float(), critic_input(fake), conditions)
             if stop.is_set() or time.monotonic() >= deadline:
                 break
         while time.monotonic() < deadline and (steps is None or state["step"] < steps) and not stop.is_set():
-            idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size))
+            idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size)).to(dev)
             real_view = train.critic_view[idx].float()
             energy, theta, layers = train.energy_gev[idx], train.theta_rad[idx], train.layer_energy[idx]
             conditions = torch.cat([context_features(energy, theta),
                                     model.energy_flow.standardised(layers, energy)], 1).detach()
-            latent = torch.randn(config.batch_size, model.shape_config.latent_dim)
+            latent = torch.randn(config.batch_size, model.shape_config.latent_dim, device=dev)
             shapes, density = model.shape.shapes_and_density(latent, conditions, layers)
             fake = shapes * layers[:, None, None, :]  # (B, X, Y, Z) GeV
             # (1) critic step: hinge loss on real and generated showers at the same conditions, both seen through

@@ -117,7 +117,8 @@ def _shower_groups(energy_gev: torch.Tensor, theta_rad: torch.Tensor, config: Ce
     e_pos = (torch.log(energy_gev.double()) - math.log(low)) / (math.log(high) - math.log(low))
     e_bin = (e_pos * config.energy_bins).floor().clamp(0, config.energy_bins - 1).long()
     tilt = (theta_rad.double() * (180.0 / math.pi) - 90.0).abs()
-    a_bin = torch.bucketize(tilt, torch.tensor(config.angle_edges_deg, dtype=torch.float64), right=True)
+    edges = torch.tensor(config.angle_edges_deg, dtype=torch.float64, device=tilt.device)
+    a_bin = torch.bucketize(tilt, edges, right=True)
     return e_bin * config.n_angle + a_bin
 
 
@@ -129,7 +130,8 @@ def _classes_at(index: torch.Tensor, showers_gev: torch.Tensor, groups: torch.Te
     b, x, y, z = index.unbind(1)
     centre = axis[b, z]  # (N, 2)
     distance = torch.sqrt((x.float() - centre[:, 0]) ** 2 + (y.float() - centre[:, 1]) ** 2)
-    ring = torch.bucketize(distance, torch.tensor(config.ring_edges_cells, dtype=torch.float32), right=True)
+    ring = torch.bucketize(distance, torch.tensor(config.ring_edges_cells, dtype=torch.float32, device=distance.device),
+                          right=True)
     return (groups[b] * config.n_layer_groups + z // config.layer_group) * config.n_rings + ring
 
 
@@ -140,12 +142,14 @@ def cell_classes(showers_gev: torch.Tensor, energy_gev: torch.Tensor, theta_rad:
     measured from the layer's energy barycentre."""
     _, nx, ny, nz = showers_gev.shape
     axis = layer_axis(showers_gev.float())  # (B, Z, 2) cells
-    x = torch.arange(nx, dtype=torch.float32)[None, :, None, None]
-    y = torch.arange(ny, dtype=torch.float32)[None, None, :, None]
+    device = showers_gev.device
+    x = torch.arange(nx, dtype=torch.float32, device=device)[None, :, None, None]
+    y = torch.arange(ny, dtype=torch.float32, device=device)[None, None, :, None]
     distance = torch.sqrt((x - axis[:, None, None, :, 0]) ** 2 + (y - axis[:, None, None, :, 1]) ** 2)
-    ring = torch.bucketize(distance, torch.tensor(config.ring_edges_cells, dtype=torch.float32), right=True)
-    group = (torch.arange(nz) // config.layer_group)[None, None, None, :]
-    outer = _shower_groups(energy_gev, theta_rad, config)[:, None, None, None]
+    edges = torch.tensor(config.ring_edges_cells, dtype=torch.float32, device=device)
+    ring = torch.bucketize(distance, edges, right=True)
+    group = (torch.arange(nz, device=device) // config.layer_group)[None, None, None, :]
+    outer = _shower_groups(energy_gev.to(device), theta_rad.to(device), config)[:, None, None, None]
     return (outer * config.n_layer_groups + group) * config.n_rings + ring
 
 

@@ -78,7 +78,7 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | No
         "training": {
             "command": state.get("command") or _progress(run).get("command", ""),
             "data": describe_data(config.data),
-            "device": "cpu",
+            "device": _devices(state["sessions"]),
             "steps": state["step"],
             "showers_seen": state["showers_seen"],
             "batch_size": config.batch_size,
@@ -100,6 +100,17 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | No
     critic = {k: v.detach().contiguous() for k, v in saved["critic"].items()}
     atomic_write(folder / CRITIC_FILE, lambda p: save_file(critic, str(p), metadata={"arch": config.arch}))
     return folder
+
+
+def _devices(sessions: list[dict[str, Any]]) -> str:
+    """Where the campaign's sessions trained, in order of first use: "cpu", or e.g. "cpu, cuda:0 (NVIDIA H200)"
+    (sessions recorded before devices were recorded trained on the CPU)."""
+    seen: list[str] = []
+    for session in sessions:
+        device = str(session.get("device", "cpu"))
+        if device not in seen:
+            seen.append(device)
+    return ", ".join(seen) or "cpu"
 
 
 def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: CampaignConfig) -> Path:
@@ -197,7 +208,7 @@ def _kept_flow_nll(history: list[dict[str, Any]]) -> float | None:
 
 def export_with_cell_map(model_dir: str | Path, data: str | Path, out_dir: str | Path, *,
                          max_showers: int | None = None, seed: int = 0, command: str = "",
-                         config: CellMapConfig | None = None,
+                         config: CellMapConfig | None = None, device: str = "cpu",
                          log: Callable[[str], None] = lambda line: None) -> Path:
     """Fit a :class:`~calogen.gan.factorised.cell_map.CellEnergyMap` to the generator of ``model_dir`` on the
     Monte Carlo showers of ``data`` (a ``produce`` folder or a file; never the held-out reference) and write
@@ -213,7 +224,7 @@ def export_with_cell_map(model_dir: str | Path, data: str | Path, out_dir: str |
     source, folder = Path(model_dir), Path(out_dir)
     if folder.exists() and (folder.resolve() == source.resolve() or any(folder.iterdir())):
         raise ValueError(f"{folder} is the model's folder or holds files already: choose a new folder")
-    loaded = load_generator(source)
+    loaded = load_generator(source, device=device)  # the generated showers are drawn there, histogrammed here
     if loaded.arch not in FACTORISED_ARCHITECTURES:
         raise ValueError(f"{source} holds a {loaded.arch} generator; a cell map is fitted to a factorised one")
     module = cast(FactorisedGenerator, loaded.module)
@@ -243,7 +254,7 @@ def export_with_cell_map(model_dir: str | Path, data: str | Path, out_dir: str |
     if module.shape_config.threshold_gev > 0.0 and module.shape_config.threshold_gev != config.threshold_gev:
         config = replace(config, threshold_gev=module.shape_config.threshold_gev)  # the histograms start at it
     cell_map = fit_cell_map(batches(), generate, config)
-    module.attach_cell_map(cell_map)
+    module.cpu().attach_cell_map(cell_map)
     card = {k: v for k, v in loaded.card.items() if k not in ("validation", "calogen_version")}
     card["config"] = module.config_json()
     card["cell_map"] = {

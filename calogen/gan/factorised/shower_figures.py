@@ -36,8 +36,8 @@ the rest of the window)."""
 def layer_widths(showers_gev: torch.Tensor) -> torch.Tensor:
     """(B, Z) energy-weighted RMS transverse distance from each layer's barycentre, cells; showers (B, X, Y, Z)."""
     _, nx, ny, _ = showers_gev.shape
-    x = torch.arange(nx, dtype=showers_gev.dtype)[None, :, None, None]
-    y = torch.arange(ny, dtype=showers_gev.dtype)[None, None, :, None]
+    x = torch.arange(nx, dtype=showers_gev.dtype, device=showers_gev.device)[None, :, None, None]
+    y = torch.arange(ny, dtype=showers_gev.dtype, device=showers_gev.device)[None, None, :, None]
     total = showers_gev.sum(dim=(1, 2), keepdim=True).clamp(min=1e-12)  # (B, 1, 1, Z)
     axis = layer_axis(showers_gev)  # (B, Z, 2)
     x_mean, y_mean = axis[:, None, None, :, 0], axis[:, None, None, :, 1]
@@ -62,8 +62,8 @@ def ring_hits(showers_gev: torch.Tensor, *, soft: bool = True, width: float = 0.
     :func:`soft_hits` (sigmoid of ``width`` in ln E); otherwise cells above 0.2 MeV. showers (B, X, Y, Z) GeV."""
     _, nx, ny, _ = showers_gev.shape
     axis = layer_axis(showers_gev).detach()  # (B, Z, 2)
-    x = torch.arange(nx, dtype=showers_gev.dtype)[None, :, None, None]
-    y = torch.arange(ny, dtype=showers_gev.dtype)[None, None, :, None]
+    x = torch.arange(nx, dtype=showers_gev.dtype, device=showers_gev.device)[None, :, None, None]
+    y = torch.arange(ny, dtype=showers_gev.dtype, device=showers_gev.device)[None, None, :, None]
     distance = torch.sqrt((x - axis[:, None, None, :, 0]) ** 2 + (y - axis[:, None, None, :, 1]) ** 2)
     if soft:
         hit = _soft_hit(showers_gev, width)
@@ -81,8 +81,8 @@ def core_fraction(showers_gev: torch.Tensor) -> torch.Tensor:
     projection = showers_gev.sum(dim=3)  # (B, X, Y)
     _, nx, ny = projection.shape
     total = projection.sum(dim=(1, 2)).clamp(min=1e-12)
-    x = torch.arange(nx, dtype=projection.dtype)
-    y = torch.arange(ny, dtype=projection.dtype)
+    x = torch.arange(nx, dtype=projection.dtype, device=projection.device)
+    y = torch.arange(ny, dtype=projection.dtype, device=projection.device)
     bx = (projection.sum(dim=2) * x).sum(dim=1) / total
     by = (projection.sum(dim=1) * y).sum(dim=1) / total
     d2 = (x[None, :, None] - bx[:, None, None]) ** 2 + (y[None, None, :] - by[:, None, None]) ** 2
@@ -93,8 +93,9 @@ def layer_axis(showers_gev: torch.Tensor) -> torch.Tensor:
     """(B, Z, 2) energy-weighted x and y barycentre of each layer, cells; showers (B, X, Y, Z)."""
     _, nx, ny, _ = showers_gev.shape
     total = showers_gev.sum(dim=(1, 2)).clamp(min=1e-12)  # (B, Z)
-    x = (showers_gev.sum(dim=2) * torch.arange(nx, dtype=showers_gev.dtype)[None, :, None]).sum(dim=1) / total
-    y = (showers_gev.sum(dim=1) * torch.arange(ny, dtype=showers_gev.dtype)[None, :, None]).sum(dim=1) / total
+    kw = {"dtype": showers_gev.dtype, "device": showers_gev.device}
+    x = (showers_gev.sum(dim=2) * torch.arange(nx, **kw)[None, :, None]).sum(dim=1) / total
+    y = (showers_gev.sum(dim=1) * torch.arange(ny, **kw)[None, :, None]).sum(dim=1) / total
     return torch.stack([x, y], dim=2)
 
 
