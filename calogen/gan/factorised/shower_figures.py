@@ -93,9 +93,9 @@ def layer_axis(showers_gev: torch.Tensor) -> torch.Tensor:
     """(B, Z, 2) energy-weighted x and y barycentre of each layer, cells; showers (B, X, Y, Z)."""
     _, nx, ny, _ = showers_gev.shape
     total = showers_gev.sum(dim=(1, 2)).clamp(min=1e-12)  # (B, Z)
-    kw = {"dtype": showers_gev.dtype, "device": showers_gev.device}
-    x = (showers_gev.sum(dim=2) * torch.arange(nx, **kw)[None, :, None]).sum(dim=1) / total
-    y = (showers_gev.sum(dim=1) * torch.arange(ny, **kw)[None, :, None]).sum(dim=1) / total
+    dtype, device = showers_gev.dtype, showers_gev.device
+    x = (showers_gev.sum(dim=2) * torch.arange(nx, dtype=dtype, device=device)[None, :, None]).sum(dim=1) / total
+    y = (showers_gev.sum(dim=1) * torch.arange(ny, dtype=dtype, device=device)[None, :, None]).sum(dim=1) / total
     return torch.stack([x, y], dim=2)
 
 
