@@ -42,9 +42,7 @@ PHYSICS_VERSION = "2026.12.02"
 Every shower set records it (attribute ``mc_physics``), and so does every production, so that samples of
 different physics are never mixed (2026.12.02: Landau's restricted loss distribution in the silicon)."""
 _GRID_MARGIN = 32  # cells scored beyond the window on each side, before the window is centred
-_MAX_CHUNK_SHOWERS = 64  # showers simulated at once by default on a CPU (with at most chunk_energy_gev between them)
-_MAX_CHUNK_SHOWERS_CUDA = 1024  # and on a GPU, where one step of the cascade costs about as much for many showers as
-# for a few (on an H200, 64 showers at 100 GeV took 0.42 s each, no faster than one CPU core)
+_MAX_CHUNK_SHOWERS = 64  # showers simulated at once by default (with at most chunk_energy_gev between them)
 
 
 @dataclass
@@ -100,10 +98,9 @@ class MonteCarlo:
     device: "cpu" or "cuda"; particle: the primary; detector: a name ("clic_ecal") or a TOML path;
     wide: accept :data:`WIDE_CONDITION_RANGE` instead of :data:`CONDITION_RANGE`;
     progress_steps: split every request into at least this many chunks (at most 64 showers each), so that
-    ``progress`` is called, and a caller can stop, during the run (chunks of at most 64 showers on a CPU, 1024 on
-    a GPU). Small chunks make the cascade run several times slower per shower, and the showers depend on the
-    chunking: a given seed, conditions, device and ``progress_steps`` always give the same showers, whether
-    ``progress`` is given or not.
+    ``progress`` is called, and a caller can stop, during the run. Small chunks make the cascade run several
+    times slower per shower, and the showers depend on the chunking: a given seed, conditions and
+    ``progress_steps`` always give the same showers, whether ``progress`` is given or not.
     """
 
     device: str = "cpu"
@@ -128,8 +125,7 @@ class MonteCarlo:
         Raises :class:`calogen.showers.OutOfRangeError` for conditions outside :attr:`condition_range`.
         """
         self.condition_range.check(conditions, f"the {NAME}")
-        most = _MAX_CHUNK_SHOWERS if torch.device(self.device).type == "cpu" else _MAX_CHUNK_SHOWERS_CUDA
-        chunk = min(most, max(1, math.ceil(len(conditions) / max(self.progress_steps, 1))))
+        chunk = min(_MAX_CHUNK_SHOWERS, max(1, math.ceil(len(conditions) / max(self.progress_steps, 1))))
         showers: ShowerSet = simulate(conditions.energy_gev, conditions.theta_rad, particle=self.particle,
                                       detector=self.detector, seed=seed, device=self.device, progress=progress,
                                       allow_out_of_range=self.wide, max_chunk_showers=chunk)
@@ -149,7 +145,7 @@ def simulate(
     return_bookkeeping: bool = False,
     allow_out_of_range: bool = False,
     chunk_energy_gev: float | None = None,
-    max_chunk_showers: int | None = None,
+    max_chunk_showers: int = _MAX_CHUNK_SHOWERS,
     step_scale: float = 1.0,
 ) -> Any:
     """Simulate showers with the analog cascade Monte Carlo (the engine call under :class:`MonteCarlo`).
@@ -169,7 +165,7 @@ def simulate(
         return_bookkeeping: also return a :class:`Bookkeeping`.
         chunk_energy_gev: summed primary energy simulated at once (memory bound); default 5000 GeV on
             CPU, 50000 GeV on CUDA.
-        max_chunk_showers: at most this many showers at once (default 64 on a CPU, 1024 on a GPU).
+        max_chunk_showers: at most this many showers at once.
         step_scale: multiplies every step limit of e+- (1 = the defaults; 0.5 halves them, for convergence
             studies: the response should not depend on it).
 
@@ -200,8 +196,6 @@ def simulate(
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     gen.manual_seed(int(seed))
     budget = chunk_energy_gev if chunk_energy_gev is not None else (5000.0 if dev.type == "cpu" else 50000.0)
-    if max_chunk_showers is None:
-        max_chunk_showers = _MAX_CHUNK_SHOWERS if dev.type == "cpu" else _MAX_CHUNK_SHOWERS_CUDA
 
     nx, ny = det.n_cells
     grid_cells = max(nx, ny) + 2 * _GRID_MARGIN
