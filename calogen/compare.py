@@ -363,8 +363,10 @@ def validate_model(
     device: str = "cpu",
     command: str | None = None,
     progress: Say | None = None,
+    bf16: bool = False,
 ) -> dict[str, Any]:
-    """Measure a model folder against a held-out reference file; returns its card's ``validation`` entry.
+    """Measure a model folder against a held-out reference file; returns its card's ``validation`` entry
+    (``bf16``: the generator's bfloat16 path, :func:`calogen.gan.generate.load_generator`; the entry says so).
 
     Only reference showers inside the model's condition range are used; the model draws ``draws`` showers at
     each of their conditions (:func:`compare_source`, bins of :meth:`ConditionBins.of_sample`). The entry holds
@@ -375,7 +377,7 @@ def validate_model(
     from calogen.io import read_any
 
     start = time.perf_counter()
-    source = load_generator(model, device=device, fast=True)
+    source = load_generator(model, device=device, fast=True, bf16=bf16)
     reference = read_any(reference_path)
     keep = source.condition_range.contains(reference.conditions)
     if not keep.any():
@@ -389,6 +391,7 @@ def validate_model(
         reference={"file": Path(reference_path).name, "seed": attrs.get("seed"), "source": attrs.get("source"),
                    "held_out": True, "showers": len(reference)},
         generator_seed=seed, draws_per_reference_shower=draws, classifier=classifier, device=str(device),
+        precision="bfloat16 shape network" if bf16 else "float32",
         wall_time_s=round(time.perf_counter() - start, 1),
         measured=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=command,
     )

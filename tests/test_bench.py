@@ -72,9 +72,13 @@ def test_cli_rejects_bad_arguments():
     from calogen.cli._common import CliError
 
     args = argparse.Namespace(device="cpu", batch=0, energy=100.0, theta=90.0, mc_showers=1, repeats=1,
-                              no_mc=True, no_onnx=True, compile=False, json=None, architectures=None)
+                              no_mc=True, no_onnx=True, compile=False, json=None, architectures=None, bf16=False)
     with pytest.raises(CliError, match="--batch 0"):
         bench_cli.run(args)
+    args.batch, args.bf16 = 2, True
+    with pytest.raises(CliError, match="--bf16 needs --architectures"):
+        bench_cli.run(args)
+    args.bf16 = False
     args.batch, args.theta = 2, 200.0
     with pytest.raises(CliError, match="give an angle between 0 and 180 deg"):
         bench_cli.run(args)
@@ -104,16 +108,18 @@ def test_architecture_table_times_both_and_reads_their_figures(tmp_path, capsys)
 
     two = _factorised_model(tmp_path / "c2", "factorised-conv2d", 7, 0.03)
     three = _factorised_model(tmp_path / "c3", "factorised-conv3d", 7, 0.02)
-    rows = architecture_table([two, three], batch_size=2, repeats=1, warmup=0)
+    rows = architecture_table([two, three], batch_size=2, repeats=1, warmup=0, bf16=True)
     assert [r.arch for r in rows] == ["factorised-conv2d", "factorised-conv3d"]
+    assert all(r.bf16_generation_ms_per_shower > 0 and r.compiled_generation_ms_per_shower is None for r in rows)
     assert rows[0].train_cpu_ms_per_shower == pytest.approx(0.5 * 3.6e6 / 90_000)  # 20 ms
     assert rows[1].shape_mse == 0.02 and rows[0].parameters > 0 and rows[1].generation_ms_per_shower > 0
     args = argparse.Namespace(device="cpu", batch=2, energy=100.0, theta=90.0, mc_showers=1, repeats=1,
                               no_mc=True, no_onnx=True, compile=False, json=None,
-                              architectures=[str(two), str(three)])
+                              architectures=[str(two), str(three)], bf16=True)
     assert bench_cli.run(args) == 0
     out = capsys.readouterr().out
     assert "factorised-conv3d" in out and "0.0200" in out and "1.00x" in out
+    assert "c2: " in out and "with the shape network in bfloat16" in out
 
 
 def test_architecture_table_refuses_figures_from_different_references(tmp_path):

@@ -92,6 +92,21 @@ def test_update_card_needs_a_model(reference_file, tmp_path, capsys):
         write_validation(tmp_path, {})
 
 
+def test_the_bf16_path_is_validated_apart_and_only_where_a_model_has_one(model_dir, reference_file, tmp_path,
+                                                                        capsys):
+    before = (model_dir / "card.json").read_text()
+    assert main(["validate", "--model", str(model_dir), "--reference", str(reference_file), "--bf16",
+                 "--update-card"]) == 2
+    assert "the card holds the float32 figures" in capsys.readouterr().err
+    assert main(["validate", "--candidate", str(reference_file), "--reference", str(reference_file),
+                 "--out", str(tmp_path / "v.json"), "--bf16"]) == 2
+    assert "--bf16 needs --model" in capsys.readouterr().err
+    assert main(["validate", "--model", str(model_dir), "--reference", str(reference_file), "--bf16",
+                 "--out", str(tmp_path / "v.json")]) == 2  # an as-published conv2d has no bfloat16 path
+    assert "no bfloat16 path" in capsys.readouterr().err
+    assert (model_dir / "card.json").read_text() == before and not (tmp_path / "v.json").exists()
+
+
 def test_training_figures_move_to_training_selection(model_dir):
     card_path = model_dir / "card.json"
     card = json.loads(card_path.read_text())

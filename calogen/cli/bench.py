@@ -23,7 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions; the median is reported")
     p.add_argument("--no-mc", action="store_true", help="skip the Monte Carlo")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime path")
-    p.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on a CPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time torch.compile (slow to compile on a CPU; with --architectures: the shape nets)")
+    p.add_argument("--bf16", action="store_true",
+                   help="with --architectures: also time the factorised generators' bfloat16 shape network (not "
+                   "exact; faster on CPUs with AVX512-BF16 or AMX)")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--architectures", nargs="+", metavar="MODEL_DIR", default=None,
                    help="instead: the Conv2D-versus-Conv3D table (Rehm et al.) of these trained, validated models: "
@@ -62,6 +66,15 @@ def format_architecture_table(rows: list) -> str:
                      f"{num(r.classifier_auc_high, '.2f'):>8s}")
     lines.append(f"figures from each card's validation against {first.reference}; generation timed here, one "
                  "process, same batch and conditions")
+    for r in rows:
+        if r.compiled_generation_ms_per_shower is not None:
+            lines.append(f"{r.name}: {r.compiled_generation_ms_per_shower:.2f} ms/shower with the shape net through "
+                         f"torch.compile ({r.generation_ms_per_shower / r.compiled_generation_ms_per_shower:.2f}x "
+                         f"faster; compiled once in {r.compile_seconds:.0f} s)")
+        if r.bf16_generation_ms_per_shower is not None:
+            lines.append(f"{r.name}: {r.bf16_generation_ms_per_shower:.2f} ms/shower with the shape network in "
+                         f"bfloat16 ({r.generation_ms_per_shower / r.bf16_generation_ms_per_shower:.2f}x faster; "
+                         "not exact: validate --model ... --bf16)")
     return "\n".join(lines)
 
 
@@ -77,13 +90,15 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--theta {args.theta:g} deg: give an angle between 0 and 180 deg (90 = normal incidence)")
     if args.mc_showers <= 0 or args.repeats <= 0:
         raise CliError("--mc-showers and --repeats must be positive integers")
+    if args.bf16 and not args.architectures:
+        raise CliError("--bf16 needs --architectures (it times the factorised generators' bfloat16 path)")
     if args.architectures:
         from calogen.gan.generate import ModelLoadError
 
         try:
             table = architecture_table(args.architectures, device=device, batch_size=args.batch or 64,
                                        energy_gev=args.energy, theta_rad=float(deg_to_rad(args.theta)),
-                                       repeats=args.repeats)
+                                       repeats=args.repeats, compile=args.compile, bf16=args.bf16)
         except (ValueError, ModelLoadError) as exc:
             raise CliError(str(exc)) from None
         print(format_architecture_table(table))

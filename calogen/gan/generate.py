@@ -333,11 +333,15 @@ def load_generator(
     *,
     models_dir: str | os.PathLike[str] | None = None,
     fast: bool = False,
+    bf16: bool = False,
 ) -> LoadedGenerator:
     """Load a model by name (under :func:`calogen.paths.models_dir` or ``models_dir``) or by folder path.
 
     fast: switch on the generator's exact speed-ups where it has them (``use_fast_path``: conv3d's
     pixel-shuffle rewrite and channels-last layout; outputs agree with the published form to ~1e-5).
+    bf16: run a factorised generator's shape network in bfloat16 (``use_bf16``; not exact, cells move by ~1 % of
+    their energy: validate that path with ``python -m calogen validate --model ... --bf16``); raises
+    :class:`ModelLoadError` for a generator without it.
 
     Builds ``card["arch"]`` with ``card["config"]``, reads ``generator.safetensors`` (safetensors only, never a
     pickle) and checks every tensor's name and shape; raises :class:`ModelLoadError` naming the missing,
@@ -366,6 +370,12 @@ def load_generator(
     use_fast_path = getattr(module, "use_fast_path", None)
     if fast and callable(use_fast_path):
         use_fast_path(True)
+    if bf16:
+        use_bf16 = getattr(module, "use_bf16", None)
+        if not callable(use_bf16):
+            raise ModelLoadError(f"{folder}: a {card['arch']} generator has no bfloat16 path (the factorised "
+                                 "generators have one)")
+        use_bf16(True)
     return LoadedGenerator(module, card, path=folder, device=dev)
 
 

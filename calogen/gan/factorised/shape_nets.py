@@ -50,9 +50,10 @@ Shapes: showers float32 (B, 51, 51, 25) GeV (x, y, layer); conditions float32 (B
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -273,6 +274,21 @@ class ShapeGenerator(nn.Module, abc.ABC):
     before the cell threshold (for losses that need a gradient in the cells the threshold empties)."""
 
     config: ShapeConfig
+    _bf16: bool = False
+
+    def use_bf16(self, enabled: bool = True) -> ShapeGenerator:
+        """Run the network (dense layer and convolutions) in bfloat16 on CPUs that have it (AVX512-BF16, AMX) or on
+        a GPU; the speckle field, the entry offset, the shear, the softmax and the cell threshold stay float32. Not
+        exact: the logits carry bfloat16's 8-bit mantissa, so cells move by a few per cent of their energy, and
+        the showers need their own validation. Returns self."""
+        self._bf16 = enabled
+        return self
+
+    def _net_precision(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        """The autocast context of the network's layers: bfloat16 with :meth:`use_bf16`, else nothing."""
+        if not self._bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16)
 
     @abc.abstractmethod
     def _logits(self, latent: torch.Tensor, conditions: torch.Tensor,
@@ -323,14 +339,16 @@ class ShapeGenerator2D(ShapeGenerator):
         nx, ny, nz = self.config.grid
         c0, cx, cy = self._coarse
         z, speckle, offset = _split_latent(self.config, latent)
-        h = F.leaky_relu(self.dense(torch.cat([z, conditions], 1)), 0.2).view(-1, c0, cx, cy)  # (B, C, 13, 13)
-        h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, C, 26, 26)
-        h = torch.cat([h, conditions[:, :2, None, None].expand(-1, -1, 2 * cx, 2 * cy)], 1)
-        if self._channels_last:
-            h = h.contiguous(memory_format=torch.channels_last)
-        h = F.leaky_relu(self.conv(h), 0.2)
-        # kept layers-first (B, Z or 2Z, X, Y) until the end: elementwise work on contiguous cells is 5x faster
-        out = self.up(h)[:, :, :nx, :ny].contiguous()  # (B, Z or 2Z, 52, 52) -> (B, Z or 2Z, X, Y)
+        with self._net_precision(latent.device):
+            h = F.leaky_relu(self.dense(torch.cat([z, conditions], 1)), 0.2).view(-1, c0, cx, cy)  # (B, C, 13, 13)
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, C, 26, 26)
+            h = torch.cat([h, conditions[:, :2, None, None].expand(-1, -1, 2 * cx, 2 * cy).to(h.dtype)], 1)
+            if self._channels_last:
+                h = h.contiguous(memory_format=torch.channels_last)
+            h = F.leaky_relu(self.conv(h), 0.2)
+            # kept layers-first (B, Z or 2Z, X, Y) until the end: elementwise work on contiguous cells is 5x faster
+            out = self.up(h)[:, :, :nx, :ny]  # (B, Z or 2Z, 52, 52) -> (B, Z or 2Z, X, Y)
+        out = out.float().contiguous()
         spread, eps = ((F.softplus(out[:, nz:]), self.speckle(speckle, layers_first=True))
                        if self.speckle is not None else (None, None))
         logits = _speckled(out[:, :nz], spread, eps, offset, layers_first=True)  # (B, Z, X, Y)
@@ -360,11 +378,13 @@ class ShapeGenerator3D(ShapeGenerator):
         nx, ny, nz = self.config.grid
         c0, cx, cy, cz = self._coarse
         z, speckle, offset = _split_latent(self.config, latent)
-        h = F.leaky_relu(self.dense(torch.cat([z, conditions], 1)), 0.2).view(-1, c0, cx, cy, cz)
-        h = torch.cat([h, conditions[:, :2, None, None, None].expand(-1, -1, cx, cy, cz)], 1)  # (B, C0+2, 13, 13, 7)
-        h = F.leaky_relu(self.conv(h), 0.2)
-        h = F.leaky_relu(self.up1(h), 0.2)  # (B, C2, 26, 26, 14)
-        out = self.up2(h)[:, :, :nx, :ny, :nz].contiguous()  # (B, 1 or 2, 52, 52, 28) -> (B, 1 or 2, X, Y, Z)
+        with self._net_precision(latent.device):
+            h = F.leaky_relu(self.dense(torch.cat([z, conditions], 1)), 0.2).view(-1, c0, cx, cy, cz)
+            h = torch.cat([h, conditions[:, :2, None, None, None].expand(-1, -1, cx, cy, cz).to(h.dtype)], 1)
+            h = F.leaky_relu(self.conv(h), 0.2)  # (B, C1, 13, 13, 7)
+            h = F.leaky_relu(self.up1(h), 0.2)  # (B, C2, 26, 26, 14)
+            out = self.up2(h)[:, :, :nx, :ny, :nz]  # (B, 1 or 2, 52, 52, 28) -> (B, 1 or 2, X, Y, Z)
+        out = out.float().contiguous()
         spread, eps = (F.softplus(out[:, 1]), self.speckle(speckle)) if self.speckle is not None else (None, None)
         return _sheared(self.shear, _speckled(out[:, 0], spread, eps, offset), conditions, layer_energy_gev)
 
