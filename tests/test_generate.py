@@ -192,6 +192,8 @@ def test_cli_generate_and_models(
                    "--allow-extrapolation to go beyond\n") and code == 2
     assert main(["generate", "--model", "ghost", "-n", "2", "--out", str(tmp_path / "y.h5")]) == 2
     assert "model 'ghost' not found" in capsys.readouterr().err
+    assert main(["generate", "--model", "tiny", "-n", "2", "--bf16", "--out", str(tmp_path / "z.h5")]) == 2
+    assert "has no bfloat16 path" in capsys.readouterr().err and not (tmp_path / "z.h5").exists()
     assert main(["models"]) == 0
     table = capsys.readouterr().out
     assert "tiny" in table and "wgan-gp-atlas" in table and "2-500" in table and "mre=0.05" in table

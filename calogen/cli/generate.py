@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="showers per forward pass")
     parser.add_argument("--fast", action="store_true",
                         help="use the generator's exact speed-ups (conv3d: pixel-shuffle rewrite, channels-last)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="a factorised generator's shape network in bfloat16 (faster on CPUs with AVX512-BF16 or "
+                        "AMX; not exact: its own figures come from validate --model ... --bf16)")
     parser.add_argument("--allow-extrapolation", action="store_true",
                         help="allow conditions outside the range the model was trained on")
 
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.n <= 0:
         raise CliError(f"-n {args.n}: the number of showers must be a positive integer")
     device = resolve_device(args.device)
-    model = load_generator(args.model, device=device, fast=args.fast)
+    model = load_generator(args.model, device=device, fast=args.fast, bf16=args.bf16)
     model.batch_size = args.batch_size
     accepted = None if args.allow_extrapolation else model.condition_range
     conditions = conditions_from_args(args, accepted, who=f"model {model.name}",
