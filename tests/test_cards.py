@@ -94,17 +94,30 @@ def test_update_card_needs_a_model(reference_file, tmp_path, capsys):
 
 def test_the_bf16_path_is_validated_apart_and_only_where_a_model_has_one(model_dir, reference_file, tmp_path,
                                                                         capsys):
+    from calogen.gan.factorised.model import build_factorised
+    from calogen.showers import TRAINING_RANGE
+
     before = (model_dir / "card.json").read_text()
-    assert main(["validate", "--model", str(model_dir), "--reference", str(reference_file), "--bf16",
-                 "--update-card"]) == 2
-    assert "the card holds the float32 figures" in capsys.readouterr().err
     assert main(["validate", "--candidate", str(reference_file), "--reference", str(reference_file),
                  "--out", str(tmp_path / "v.json"), "--bf16"]) == 2
     assert "--bf16 needs --model" in capsys.readouterr().err
     assert main(["validate", "--model", str(model_dir), "--reference", str(reference_file), "--bf16",
-                 "--out", str(tmp_path / "v.json")]) == 2  # an as-published conv2d has no bfloat16 path
+                 "--update-card", "--out", str(tmp_path / "v.json")]) == 2  # an as-published conv2d has none
     assert "no bfloat16 path" in capsys.readouterr().err
     assert (model_dir / "card.json").read_text() == before and not (tmp_path / "v.json").exists()
+
+    factorised = build_factorised("factorised-conv2d", {"shape": {"channels": [8, 8, 4], "latent_dim": 12,
+                                                                  "speckle_dim": 4}})
+    folder = save_model(tmp_path / "models" / "f2d", factorised,
+                        {"name": "f2d", "arch": "factorised-conv2d", "config": factorised.config_json(),
+                         "condition_range": TRAINING_RANGE.to_json(), "preprocessing": {"kind": "identity"},
+                         "validation": {"sf_mre": 0.5, "bins": []}})
+    assert main(["validate", "--model", str(folder), "--reference", str(reference_file), "--bf16", "--no-classifier",
+                 "--update-card", "--quiet"]) == 0
+    card = json.loads((folder / "card.json").read_text())
+    assert card["validation"] == {"sf_mre": 0.5, "bins": []}  # the float32 figures stay
+    assert card["validation_bf16"]["precision"] == "bfloat16 shape network"
+    assert len(card["validation_bf16"]["bins"]) == 2  # 50 and 100 GeV; 900 GeV lies outside the range
 
 
 def test_training_figures_move_to_training_selection(model_dir):

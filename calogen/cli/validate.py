@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "the generator's share of the sampling noise in every bin")
     parser.add_argument("--bf16", action="store_true",
                         help="with --model: validate the generator's bfloat16 path (factorised generators; faster on "
-                        "CPUs with AVX512-BF16 or AMX, not exact); the card keeps the float32 figures")
+                        "CPUs with AVX512-BF16 or AMX, not exact); --update-card writes its figures as the card's "
+                        "validation_bf16, beside the float32 ones")
     parser.add_argument("--update-card", action="store_true",
                         help="with --model: write the measured figures into the model's card.json")
     parser.add_argument("--html", default=None, help="also write a self-contained HTML report here")
@@ -96,9 +97,6 @@ def _run_model(args: argparse.Namespace) -> int:
 
     if args.draws < 1:
         raise CliError(f"--draws {args.draws}: draw at least one shower per reference shower")
-    if args.bf16 and args.update_card:
-        raise CliError("--bf16 with --update-card: the card holds the float32 figures; write the bfloat16 ones with "
-                       "--out")
     command = "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     validation = validate_model(
         args.model, args.reference, seed=args.seed if args.seed else 97531, classifier=not args.no_classifier,
@@ -108,7 +106,9 @@ def _run_model(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(validation, indent=2) + "\n")
     if args.update_card:
-        print(f"updated {write_validation(resolve_model_dir(args.model), validation)}", file=sys.stderr)
+        key = "validation_bf16" if args.bf16 else "validation"
+        print(f"updated {write_validation(resolve_model_dir(args.model), validation, key=key)} ({key})",
+              file=sys.stderr)
     if not args.quiet:
         comparison = Comparison.from_json(validation)
         print(f"compared {args.model} with {comparison.info.n_reference} reference showers of "

@@ -20,8 +20,10 @@ from calogen.io import atomic_write
 __all__ = ["write_validation"]
 
 
-def write_validation(model_dir: str | os.PathLike[str], validation: dict[str, Any]) -> Path:
-    """Replace ``validation`` in ``model_dir/card.json`` (atomic: temporary file, then rename).
+def write_validation(model_dir: str | os.PathLike[str], validation: dict[str, Any], *,
+                     key: str = "validation") -> Path:
+    """Replace ``validation`` (or ``key``: ``validation_bf16`` holds the figures of a factorised generator's
+    bfloat16 path) in ``model_dir/card.json`` (atomic: temporary file, then rename).
 
     Figures written at training time (the epoch-selection SF errors) move to ``training.selection``.
     Raises FileNotFoundError when the folder has no card.
@@ -30,11 +32,13 @@ def write_validation(model_dir: str | os.PathLike[str], validation: dict[str, An
     if not card_path.is_file():
         raise FileNotFoundError(f"{card_path}: no model card to update")
     card = json.loads(card_path.read_text())
+    if key not in ("validation", "validation_bf16"):
+        raise ValueError(f"key={key!r}: a card holds 'validation' and 'validation_bf16'")
     previous = card.get("validation")
-    if isinstance(previous, dict) and previous and "bins" not in previous:
+    if key == "validation" and isinstance(previous, dict) and previous and "bins" not in previous:
         # the training-time figures (held-out SF error per epoch, used to select the epoch) stay with training
         card.setdefault("training", {}).setdefault("selection", previous)
-    card["validation"] = validation
+    card[key] = validation
     text = json.dumps(card, indent=2, default=_json_default) + "\n"
 
     def write(tmp: Path) -> None:

@@ -255,7 +255,7 @@ def export_with_cell_map(model_dir: str | Path, data: str | Path, out_dir: str |
         config = replace(config, threshold_gev=module.shape_config.threshold_gev)  # the histograms start at it
     cell_map = fit_cell_map(batches(), generate, config)
     module.cpu().attach_cell_map(cell_map)
-    card = {k: v for k, v in loaded.card.items() if k not in ("validation", "calogen_version")}
+    card = {k: v for k, v in loaded.card.items() if k not in ("validation", "validation_bf16", "calogen_version")}
     card["config"] = module.config_json()
     card["cell_map"] = {
         "command": command,
