@@ -327,20 +327,16 @@ class ArchitectureRow:
     classifier_auc_low: float | None
     classifier_auc_high: float | None
     reference: str  # the reference file and seed the card's figures were measured on
-    compiled_generation_ms_per_shower: float | None = None  # the same, the shape net through torch.compile
-    compile_seconds: float | None = None  # the one-off compilation of that path (the first batch)
     bf16_generation_ms_per_shower: float | None = None  # the same, the shape network in bfloat16 (not exact)
 
 
 def architecture_table(model_dirs: list[str | Path], *, device: str | torch.device = "cpu", batch_size: int = 64,
                        energy_gev: float = 100.0, theta_rad: float = math.pi / 2, repeats: int = 5,
-                       warmup: int = 3, compile: bool = False, bf16: bool = False) -> list[ArchitectureRow]:
+                       warmup: int = 3, bf16: bool = False) -> list[ArchitectureRow]:
     """The Rehm et al. table for trained generators (campaign cards): parameters, training CPU time per shower,
     generation time per shower (timed here, one process, same conditions and batch, after ``warmup`` untimed
     batches: the first calls of a network build oneDNN's kernels and cost ~40 % more) and the validation figures of
-    each card; with ``compile``, also the generation time with the shape net through ``torch.compile``
-    (:meth:`calogen.gan.factorised.model.FactorisedGenerator.compile_shape`, timed after its compilation, whose
-    time is reported apart); with ``bf16``, also with the shape network in bfloat16
+    each card; with ``bf16``, also the generation time with the shape network in bfloat16
     (:meth:`calogen.gan.factorised.model.FactorisedGenerator.use_bf16`: not exact, validated apart with
     ``validate --bf16``). Raises ValueError when a card has no validation or the cards were validated on
     different reference samples (the figures would not be comparable)."""
@@ -361,16 +357,6 @@ def architecture_table(model_dirs: list[str | Path], *, device: str | torch.devi
         loaded.batch_size = batch_size
         fn = partial(sources.sample, loaded, conditions, seed=0, allow_extrapolation=True)
         sec, _ = time_call(fn, n_showers=batch_size, device=dev, warmup=warmup, repeats=repeats)
-        compiled_ms = compile_s = None
-        compile_shape = getattr(loaded.module, "compile_shape", None)
-        if compile and callable(compile_shape):
-            compile_shape(True)
-            started = time.perf_counter()
-            fn()  # the first batch compiles
-            compile_s = time.perf_counter() - started
-            compiled_sec, _ = time_call(fn, n_showers=batch_size, device=dev, warmup=warmup, repeats=repeats)
-            compiled_ms = 1e3 * compiled_sec
-            compile_shape(False)
         bf16_ms = None
         use_bf16 = getattr(loaded.module, "use_bf16", None)
         if bf16 and callable(use_bf16):
@@ -388,7 +374,6 @@ def architecture_table(model_dirs: list[str | Path], *, device: str | torch.devi
             classifier_auc_low=validation.get("classifier_auc_low"),
             classifier_auc_high=validation.get("classifier_auc_high"),
             reference=f"{reference.get('file')} (seed {reference.get('seed')}, {reference.get('showers')} showers)",
-            compiled_generation_ms_per_shower=compiled_ms, compile_seconds=compile_s,
             bf16_generation_ms_per_shower=bf16_ms,
         ))
     if len({row.reference for row in rows}) > 1:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -645,26 +644,6 @@ def test_the_unrolled_offset_stencil_equals_the_convolution() -> None:
     first = maps.permute(0, 3, 1, 2).contiguous()
     torch.testing.assert_close(_stencil_sum(first, kernel, layers_first=True),
                                _offset_within_cell(first, offset, layers_first=True))
-
-
-@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
-                    reason="torch.compile on a CPU needs a C++ compiler")
-def test_a_compiled_shape_generator_draws_the_eager_showers() -> None:
-    """compile_shape changes how the shapes are computed, not what they are: the same showers to float rounding,
-    the same state dict, and eager again when switched off."""
-    torch.manual_seed(0)
-    shape = SMALL_SHAPE | {"axis_shear": True, "entry_offset": True, "latent_dim": 14, "speckle_cap": 2.0}
-    model = build_factorised("factorised-conv2d", {"shape": shape}).eval()
-    keys = set(model.state_dict())
-    energy, theta = torch.tensor([10.0, 100.0, 400.0]), torch.tensor([1.1, math.pi / 2, 2.0])
-    noise = torch.randn(3, model.latent_dim)
-    with torch.inference_mode():
-        eager = model(energy, theta, noise)
-        compiled = model.compile_shape()(energy, theta, noise)
-        again = model.compile_shape(False)(energy, theta, noise)
-    assert float((compiled - eager).abs().sum() / eager.sum()) < 1e-4
-    torch.testing.assert_close(compiled.sum(dim=(1, 2)), eager.sum(dim=(1, 2)), rtol=1e-5, atol=1e-9)
-    assert torch.equal(again, eager) and set(model.state_dict()) == keys
 
 
 def test_the_bf16_shape_network_keeps_the_layer_energies_and_moves_cells_little() -> None:

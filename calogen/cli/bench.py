@@ -23,8 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions; the median is reported")
     p.add_argument("--no-mc", action="store_true", help="skip the Monte Carlo")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime path")
-    p.add_argument("--compile", action="store_true",
-                   help="also time torch.compile (slow to compile on a CPU; with --architectures: the shape nets)")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on a CPU)")
     p.add_argument("--bf16", action="store_true",
                    help="with --architectures: also time the factorised generators' bfloat16 shape network (not "
                    "exact; faster on CPUs with AVX512-BF16 or AMX)")
@@ -67,10 +66,6 @@ def format_architecture_table(rows: list) -> str:
     lines.append(f"figures from each card's validation against {first.reference}; generation timed here, one "
                  "process, same batch and conditions")
     for r in rows:
-        if r.compiled_generation_ms_per_shower is not None:
-            lines.append(f"{r.name}: {r.compiled_generation_ms_per_shower:.2f} ms/shower with the shape net through "
-                         f"torch.compile ({r.generation_ms_per_shower / r.compiled_generation_ms_per_shower:.2f}x "
-                         f"faster; compiled once in {r.compile_seconds:.0f} s)")
         if r.bf16_generation_ms_per_shower is not None:
             lines.append(f"{r.name}: {r.bf16_generation_ms_per_shower:.2f} ms/shower with the shape network in "
                          f"bfloat16 ({r.generation_ms_per_shower / r.bf16_generation_ms_per_shower:.2f}x faster; "
@@ -98,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             table = architecture_table(args.architectures, device=device, batch_size=args.batch or 64,
                                        energy_gev=args.energy, theta_rad=float(deg_to_rad(args.theta)),
-                                       repeats=args.repeats, compile=args.compile, bf16=args.bf16)
+                                       repeats=args.repeats, bf16=args.bf16)
         except (ValueError, ModelLoadError) as exc:
             raise CliError(str(exc)) from None
         print(format_architecture_table(table))

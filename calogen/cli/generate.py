@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_condition_args(parser)
     add_device_arg(parser)
     parser.add_argument("--out", required=True, type=Path, help="output HDF5 file (native format)")
-    parser.add_argument("--batch-size", type=int, default=256, help="showers per forward pass")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="showers per forward pass (default 64 on a CPU, 256 on a GPU)")
     parser.add_argument("--fast", action="store_true",
                         help="use the generator's exact speed-ups (conv3d: pixel-shuffle rewrite, channels-last)")
     parser.add_argument("--bf16", action="store_true",
@@ -48,13 +49,13 @@ def run(args: argparse.Namespace) -> int:
     from calogen.gan.generate import load_generator
     from calogen.io import write_showers
 
-    if args.batch_size <= 0:
+    if args.batch_size is not None and args.batch_size <= 0:
         raise CliError(f"--batch-size {args.batch_size} must be a positive integer")
     if args.n <= 0:
         raise CliError(f"-n {args.n}: the number of showers must be a positive integer")
     device = resolve_device(args.device)
     model = load_generator(args.model, device=device, fast=args.fast, bf16=args.bf16)
-    model.batch_size = args.batch_size
+    model.batch_size = args.batch_size or model.batch_size
     accepted = None if args.allow_extrapolation else model.condition_range
     conditions = conditions_from_args(args, accepted, who=f"model {model.name}",
                                       hint="; pass --allow-extrapolation to go beyond")

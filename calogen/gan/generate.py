@@ -53,7 +53,9 @@ __all__ = [
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "generator.safetensors"
 _DEFAULT_PREPROCESSING = {"kind": "power", "power": DEFAULT_POWER, "scale": DEFAULT_SCALE}
-_DEFAULT_BATCH = 256
+_DEFAULT_BATCH = 256  # showers per forward pass on a GPU
+_CPU_BATCH = 64  # and on a CPU, where a batch's tensors then stay in the caches: a factorised conv2d shower costs
+# 40 % less than in batches of 256 (3.3 against 5.7 ms on two cores)
 
 
 class ModelLoadError(ValueError):
@@ -231,7 +233,7 @@ class LoadedGenerator:
 
     Attributes: ``name``, ``path`` (model folder), ``card`` (dict), ``arch``, ``module`` (the torch generator in
     eval mode), ``device``, ``condition_range`` (the card's, see :func:`card_condition_range`), ``batch_size``
-    (showers per forward pass in :meth:`sample`, 256).
+    (showers per forward pass in :meth:`sample`: 64 on a CPU, 256 on a GPU).
     """
 
     def __init__(
@@ -246,7 +248,7 @@ class LoadedGenerator:
         self.latent_dim = int(cast(int, module.latent_dim))  # every calogen generator has one (calogen.gan.nets)
         self.preprocessing = dict(card.get("preprocessing") or _DEFAULT_PREPROCESSING)
         self.condition_range = card_condition_range(card)
-        self.batch_size = _DEFAULT_BATCH
+        self.batch_size = _CPU_BATCH if self.device.type == "cpu" else _DEFAULT_BATCH
 
     def __repr__(self) -> str:
         return f"LoadedGenerator(name={self.name!r}, arch={self.arch!r}, device={str(self.device)!r})"
@@ -266,7 +268,7 @@ class LoadedGenerator:
         *,
         seed: int | None = None,
         allow_extrapolation: bool = False,
-        batch_size: int = _DEFAULT_BATCH,
+        batch_size: int | None = None,
         progress: Progress | None = None,
     ) -> ShowerSet:
         """Sample showers from numbers or arrays.
@@ -284,8 +286,8 @@ class LoadedGenerator:
                 self.condition_range.check(conditions, f"model {self.name}")
             except OutOfRangeError as exc:
                 raise OutOfRangeError(f"{exc}; pass allow_extrapolation=True to go beyond") from None
-        return self._draw(conditions, seed=seed, batch_size=batch_size, progress=progress,
-                          extrapolated=allow_extrapolation)
+        return self._draw(conditions, seed=seed, batch_size=self.batch_size if batch_size is None else batch_size,
+                          progress=progress, extrapolated=allow_extrapolation)
 
     def _draw(self, conditions: Conditions, *, seed: int | None, batch_size: int, progress: Progress | None,
               extrapolated: bool) -> ShowerSet:

@@ -10,7 +10,6 @@ A model folder may also hold a fitted :class:`~calogen.gan.factorised.cell_map.C
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -45,7 +44,6 @@ class FactorisedGenerator(nn.Module):
         self.shape_config = shape_config
         self.latent_dim = flow_config.n_layers + shape_config.latent_dim
         self.cell_map = CellEnergyMap(cell_map_config) if cell_map_config is not None else None
-        self._compiled_shape: Callable[..., torch.Tensor] | None = None  # see compile_shape
 
     def use_fast_path(self, enabled: bool = True) -> FactorisedGenerator:
         """Switch the shape generator's exact speed-ups on or off, where it has them (the Conv2D net's
@@ -62,21 +60,11 @@ class FactorisedGenerator(nn.Module):
         self.shape.use_bf16(enabled)
         return self
 
-    def compile_shape(self, enabled: bool = True) -> FactorisedGenerator:
-        """Run the shape generator through ``torch.compile`` (TorchInductor fuses its elementwise work: the speckle
-        field, the entry offset, the shear, the softmax and the cell threshold) or, with ``enabled=False``, eagerly
-        again. The weights are shared and the state dict is unchanged; the showers agree with the eager ones to
-        float rounding (~1e-6 relative). The first batch of each size compiles (25-40 s on two CPU cores, a C++
-        compiler needed); on two CPU cores a conv2d shower then costs about half. Returns self."""
-        self._compiled_shape = torch.compile(self.shape.forward, dynamic=False) if enabled else None
-        return self
-
     def showers(self, energy_gev: torch.Tensor, theta_rad: torch.Tensor, layer_energy_gev: torch.Tensor,
                 latent: torch.Tensor) -> torch.Tensor:
         """(B, X, Y, Z) GeV: the shape generator's layers scaled to the given layer energies (B, 25), GeV."""
         conditions = shape_conditions(self.energy_flow, energy_gev, theta_rad, layer_energy_gev)
-        shape = self._compiled_shape if self._compiled_shape is not None else self.shape
-        return shape(latent, conditions, layer_energy_gev) * layer_energy_gev[:, None, None, :]
+        return self.shape(latent, conditions, layer_energy_gev) * layer_energy_gev[:, None, None, :]
 
     def forward(self, energy_gev: torch.Tensor, theta_rad: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """energy_gev (B,), theta_rad (B,), noise (B, latent_dim) standard normal -> showers (B, X, Y, Z), GeV;
