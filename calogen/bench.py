@@ -330,6 +330,12 @@ class ArchitectureRow:
     bf16_generation_ms_per_shower: float | None = None  # the same, the shape network in bfloat16 (not exact)
 
 
+def _switched(switch: Callable[[bool], Any], on: bool, fn: Callable[[], Any]) -> Any:
+    """``switch(on)``, then ``fn()``: a call on one of a generator's two inference paths."""
+    switch(on)
+    return fn()
+
+
 def architecture_table(model_dirs: list[str | Path], *, device: str | torch.device = "cpu", batch_size: int = 64,
                        energy_gev: float = 100.0, theta_rad: float = math.pi / 2, repeats: int = 5,
                        warmup: int = 3, bf16: bool = False) -> list[ArchitectureRow]:
@@ -356,14 +362,19 @@ def architecture_table(model_dirs: list[str | Path], *, device: str | torch.devi
         reference = validation.get("reference") or {}
         loaded.batch_size = batch_size
         fn = partial(sources.sample, loaded, conditions, seed=0, allow_extrapolation=True)
-        sec, _ = time_call(fn, n_showers=batch_size, device=dev, warmup=warmup, repeats=repeats)
-        bf16_ms = None
         use_bf16 = getattr(loaded.module, "use_bf16", None)
         if bf16 and callable(use_bf16):
-            use_bf16(True)
-            bf16_sec, _ = time_call(fn, n_showers=batch_size, device=dev, warmup=warmup, repeats=repeats)
-            bf16_ms = 1e3 * bf16_sec
+            # float32 and bfloat16 batches alternate, so that a machine's drift (a shared host) hits both alike
+            exact, fast = partial(_switched, use_bf16, False, fn), partial(_switched, use_bf16, True, fn)
+            time_call(fast, n_showers=batch_size, device=dev, warmup=warmup, repeats=1)
+            pairs = [(time_call(exact, n_showers=batch_size, device=dev, warmup=1, repeats=1)[0],
+                      time_call(fast, n_showers=batch_size, device=dev, warmup=1, repeats=1)[0])
+                     for _ in range(repeats)]
             use_bf16(False)
+            sec, bf16_ms = statistics.median(p[0] for p in pairs), 1e3 * statistics.median(p[1] for p in pairs)
+        else:
+            sec, _ = time_call(fn, n_showers=batch_size, device=dev, warmup=warmup, repeats=repeats)
+            bf16_ms = None
         seen = float(training.get("showers_seen") or 0.0)
         cpu_ms = 3.6e6 * float(training.get("cpu_hours") or math.nan) / seen if seen else math.nan
         rows.append(ArchitectureRow(
