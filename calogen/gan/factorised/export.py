@@ -103,7 +103,7 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | No
 
 
 def _devices(sessions: list[dict[str, Any]]) -> str:
-    """Where the campaign's sessions trained, in order of first use: "cpu", or e.g. "cpu, cuda:0 (NVIDIA H200)"
+    """Where the campaign's sessions trained, in order of first use: "cpu", or e.g. "cpu, cuda (NVIDIA H200)"
     (sessions recorded before devices were recorded trained on the CPU)."""
     seen: list[str] = []
     for session in sessions:

@@ -279,7 +279,7 @@ class ShapeGenerator(nn.Module, abc.ABC):
     def use_bf16(self, enabled: bool = True) -> ShapeGenerator:
         """Run the network (dense layer and convolutions) in bfloat16 on CPUs that have it (AVX512-BF16, AMX) or on
         a GPU; the speckle field, the entry offset, the shear, the softmax and the cell threshold stay float32. Not
-        exact: the logits carry bfloat16's 8-bit mantissa, so cells move by a few per cent of their energy, and
+        exact: the logits carry bfloat16's 8-bit mantissa, so cells move by about a per cent of their energy, and
         the showers need their own validation. Returns self."""
         self._bf16 = enabled
         return self
