@@ -662,3 +662,30 @@ def test_the_bf16_shape_network_keeps_the_layer_energies_and_moves_cells_little(
         torch.testing.assert_close(bf16.sum(dim=(1, 2)), exact.sum(dim=(1, 2)), rtol=1e-5, atol=1e-9)
         moved = float((bf16 - exact).abs().sum() / exact.sum())
         assert 0.0 < moved < 0.05, (arch, moved)
+
+
+def test_the_axis_shear_moves_layers_first_logits_as_it_moves_cells_first_ones() -> None:
+    """The Conv2D generator shears its logits where y is the contiguous axis (B, Z, X, Y): the same values, to the
+    bit, as the shear of the (B, X, Y, Z) view."""
+    from calogen.gan.factorised.shape_nets import _AxisShear
+
+    torch.manual_seed(3)
+    shear = _AxisShear((51, 51, 25))
+    logits = torch.randn(4, 25, 51, 51)
+    shift = shear.shift_cells(torch.tensor([1.1, 1.4, math.pi / 2, 2.0]), torch.rand(4, 25))
+    first = shear(logits, shift, layers_first=True)
+    assert torch.equal(first.permute(0, 2, 3, 1), shear(logits.permute(0, 2, 3, 1), shift))
+    assert not torch.equal(first, logits)  # at 1.1 rad the layers move by cells
+
+
+def test_the_upsampling_convolution_on_the_coarse_grid_equals_the_upsampled_one() -> None:
+    """Nearest x2 upsampling then a 3 x 3 convolution (padding 1) is, phase by phase, a 2 x 2 convolution of the
+    coarse grid whose taps sum the 3 x 3 ones: the same values, the borders' zero padding included."""
+    from calogen.gan.factorised.shape_nets import _upsampled_conv
+
+    torch.manual_seed(5)
+    conv = torch.nn.Conv2d(6, 5, 3, padding=1)
+    h = torch.randn(3, 6, 13, 11)
+    with torch.no_grad():
+        upsampled = conv(torch.nn.functional.interpolate(h, scale_factor=2.0, mode="nearest"))
+        torch.testing.assert_close(_upsampled_conv(h, conv), upsampled, rtol=1e-5, atol=1e-5)
