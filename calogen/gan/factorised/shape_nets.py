@@ -137,27 +137,20 @@ class _AxisShear(nn.Module):
 
     def forward(self, logits: torch.Tensor, shift: torch.Tensor, *, layers_first: bool = False) -> torch.Tensor:
         """logits (B, X, Y, Z), or (B, Z, X, Y) with ``layers_first``, shift (B, Z) cells -> logits moved by
-        ``shift`` along y (the edge values beyond), in the same layout."""
-        if layers_first:  # y is the last, contiguous axis: the same arithmetic, gathered along it
-            b, nz, nx, ny = logits.shape
-            y = torch.arange(ny, device=logits.device, dtype=logits.dtype)
-            source = y[None, None, :] - shift[:, :, None].to(logits.dtype)  # (B, Z, Y)
-            low = source.floor()
-            frac = (source - low)[:, :, None]  # (B, Z, 1, Y)
-            index = low.long()
-            first = index.clamp(0, ny - 1)[:, :, None].expand(b, nz, nx, ny)
-            second = (index + 1).clamp(0, ny - 1)[:, :, None].expand(b, nz, nx, ny)
-            return logits.gather(3, first) * (1.0 - frac) + logits.gather(3, second) * frac
-        b, nx, ny, nz = logits.shape
+        ``shift`` along y (the edge values beyond), in the same layout. The work is done layers first, gathering along
+        y as the last axis (for (B, X, Y, Z) logits too: the result then lies layers first in memory, as the softmax
+        over each layer's cells wants it)."""
+        if not layers_first:
+            return self.forward(logits.permute(0, 3, 1, 2), shift, layers_first=True).permute(0, 2, 3, 1)
+        b, nz, nx, ny = logits.shape
         y = torch.arange(ny, device=logits.device, dtype=logits.dtype)
-        source = y[None, :, None] - shift[:, None, :].to(logits.dtype)  # (B, Y, Z): where each cell's logit comes from
+        source = y[None, None, :] - shift[:, :, None].to(logits.dtype)  # (B, Z, Y): where each cell's logit comes from
         low = source.floor()
-        frac = (source - low)[:, None]  # (B, 1, Y, Z)
+        frac = (source - low)[:, :, None]  # (B, Z, 1, Y)
         index = low.long()
-        first = index.clamp(0, ny - 1)[:, None].expand(b, nx, ny, nz)
-        second = (index + 1).clamp(0, ny - 1)[:, None].expand(b, nx, ny, nz)
-        return logits.gather(2, first) * (1.0 - frac) + logits.gather(2, second) * frac
-
+        first = index.clamp(0, ny - 1)[:, :, None].expand(b, nz, nx, ny)
+        second = (index + 1).clamp(0, ny - 1)[:, :, None].expand(b, nz, nx, ny)
+        return logits.gather(3, first) * (1.0 - frac) + logits.gather(3, second) * frac
 
 def _offset_within_cell(maps: torch.Tensor, offset: torch.Tensor, *, layers_first: bool = False) -> torch.Tensor:
     """maps (B, X, Y, Z), or (B, Z, X, Y) with ``layers_first``, moved by offset (B, 2) cells in x and y, each
