@@ -484,6 +484,12 @@ def test_a_campaign_goes_on_from_its_exported_model_folder(toy_file: Path, tmp_p
                          log=lambda _: None)
     assert state["speckle_cap_from_step"] == 3 and state["config"]["shape"]["speckle_cap"] == 2.0
 
+    reordered = replace(config, shape={**SMALL_SHAPE, "axis_shear": True, "speckle_after_shear": True})
+    checkpoint_from_model(folder, tmp_path / "fresh" / "i", reordered)  # the field after the shear, with the shear
+    state = run_campaign(reordered, tmp_path / "fresh" / "i", minutes=30.0, steps=4, critic_warmup=1,
+                         log=lambda _: None)
+    assert state["speckle_after_shear_from_step"] == 3 and state["axis_shear_from_step"] == 3
+
     other = replace(config, shape={**SMALL_SHAPE, "speckle_dim": 0})
     with pytest.raises(ValueError, match="shape settings"):
         checkpoint_from_model(folder, tmp_path / "fresh" / "d", other)
@@ -575,6 +581,8 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
     (["--lr-critic", "0"], "learning rates must be positive"),
     (["--hit-width", "0"], "hit_width=0.0 must be positive"),
     (["--speckle-cap", "0"], "--speckle-cap 0: give a positive bound"),
+    (["--speckle-after-shear"], "--speckle-after-shear orders the speckle field and the axis shear: give --axis-shear"),
+    (["--angle-groups", "100", "80"], "angle_group_edges_deg=[100.0, 80.0]: give increasing angles"),
     (["--from-model", "nowhere"], "cannot start a run from nowhere: model 'nowhere' not found"),
     (["--from-model", str(Path(__file__).parents[1] / "models" / "conv2d"), "--speckle-dim", "0"],
      ("was trained with shape settings {'speckle_dim': 32, 'threshold_gev': 5e-05, 'axis_shear': True, "
@@ -676,6 +684,33 @@ def test_the_axis_shear_moves_layers_first_logits_as_it_moves_cells_first_ones()
     first = shear(logits, shift, layers_first=True)
     assert torch.equal(first.permute(0, 2, 3, 1), shear(logits.permute(0, 2, 3, 1), shift))
     assert not torch.equal(first, logits)  # at 1.1 rad the layers move by cells
+
+
+def test_the_speckle_field_after_the_shear_keeps_its_strength_at_every_angle() -> None:
+    """Sheared with the logits, the speckle field is interpolated between neighbouring cells and weakened except
+    where a layer's shift is a whole number of cells (at 90 deg all are): its spread at 62 deg is ~0.8 of that at
+    90 deg. Added after the shear (of the mean and the spread) it has unit variance at both."""
+    from calogen.gan.factorised.shape_nets import _AxisShear, _placed_logits
+
+    shear = _AxisShear((51, 51, 25))
+    generator = torch.Generator().manual_seed(4)
+    eps = torch.randn(64, 25, 51, 51, generator=generator)
+    mean, spread = torch.zeros_like(eps), torch.ones_like(eps)
+    layers = torch.ones(64, 25)
+
+    def spread_at(theta_deg: float, after: bool) -> float:
+        config = ShapeConfig(speckle_dim=8, axis_shear=True, speckle_after_shear=after)
+        conditions = torch.zeros(64, 27)
+        conditions[:, 1] = (math.radians(theta_deg) - math.pi / 2) / 0.5
+        logits = _placed_logits(config, shear, mean, spread, eps, None, conditions, layers, layers_first=True)
+        return float(logits[:, :, :, 15:36].std())  # away from the window's edges, which the shift repeats
+
+    assert spread_at(90.0, False) == pytest.approx(1.0, abs=0.01)
+    assert spread_at(62.0, False) < 0.85  # interpolated: weaker off 90 deg
+    assert spread_at(62.0, True) == pytest.approx(1.0, abs=0.01)
+    assert spread_at(90.0, True) == pytest.approx(1.0, abs=0.01)
+    with pytest.raises(ValueError, match="needs axis_shear"):
+        build_shape_generator(ShapeConfig(speckle_dim=8, speckle_after_shear=True))
 
 
 def test_the_upsampling_convolution_on_the_coarse_grid_equals_the_upsampled_one() -> None:

@@ -81,6 +81,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="bound the speckle field as C tanh(eps / C) (C > 0; default: unbounded), so that no "
                         "cell far from the axis holds many times its mean (a new run's setting, which a run keeps; "
                         "it may also be switched on with --from-model)")
+    parser.add_argument("--speckle-after-shear", action="store_true",
+                        help="with --axis-shear: shear the mean logits and the spread, then add the speckle field, "
+                        "so that the field has the same strength at every angle (sheared with the logits it is "
+                        "weakened by the interpolation except where a shift is a whole number of cells, as at 90 "
+                        "deg; a new run's setting, which a run keeps; it may also be switched on with --from-model)")
+    parser.add_argument("--angle-groups", type=float, nargs="+", default=None, metavar="DEG",
+                        help="edges of the incidence-angle groups within which the physics constraints compare "
+                        "batch means, degrees (default 80 100)")
     parser.add_argument("--energy-groups", type=float, nargs="+", default=None, metavar="GEV",
                         help="compare the batch means of the physics constraints (widths, hits, rings, core) within "
                         "these energy groups too, GeV edges (e.g. 12.6 79.4: three groups of equal counts over "
@@ -133,12 +141,17 @@ def run(args: argparse.Namespace) -> int:
         if not args.speckle_cap > 0.0:
             raise CliError(f"--speckle-cap {args.speckle_cap:g}: give a positive bound (leave it out for none)")
         shape["speckle_cap"] = args.speckle_cap
+    if args.speckle_after_shear:
+        if not args.axis_shear:
+            raise CliError("--speckle-after-shear orders the speckle field and the axis shear: give --axis-shear too")
+        shape["speckle_after_shear"] = True
+    groups = {} if args.angle_groups is None else {"angle_group_edges_deg": tuple(args.angle_groups)}
     try:
         config = CampaignConfig(arch=args.arch, data=args.data, batch_size=args.batch_size, seed=args.seed,
                                 shape=shape, lr_generator=args.lr_generator, lr_critic=args.lr_critic,
                                 instance_noise=args.instance_noise, hit_width=args.hit_width,
                                 dense_hits=args.dense_hits, width_weight=args.width_weight,
-                                energy_group_edges_gev=tuple(args.energy_groups or ()))
+                                energy_group_edges_gev=tuple(args.energy_groups or ()), **groups)
         build_factorised(args.arch, {"shape": shape})  # a setting the nets refuse fails here, not after the flow
     except ValueError as exc:
         raise CliError(str(exc)) from None

@@ -39,6 +39,7 @@ from calogen.gan.factorised.energy_flow import context_features, to_flow_space
 from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
 from calogen.gan.factorised.shape_nets import CELL_SCALE_GEV, ShapeCritic, critic_input
 from calogen.gan.factorised.shower_figures import (
+    ANGLE_GROUP_EDGES_DEG,
     axis_distance,
     condition_groups,
     core_fraction,
@@ -80,6 +81,8 @@ class CampaignConfig:
     axis_weight: float = 1.0  # weight of the shower-axis constraint (layer barycentre distance, cells)
     ring_weight: float = 1.0  # weight of the hits-by-distance constraint (mean |log(1 + hits)| per layer and ring)
     hit_width: float = 0.25  # width of the soft hit count's sigmoid, in ln(cell energy)
+    angle_group_edges_deg: tuple[float, ...] = ANGLE_GROUP_EDGES_DEG  # the batch-mean constraints compare within
+    # these groups of incidence angle (degrees)
     energy_group_edges_gev: tuple[float, ...] = ()  # the batch-mean constraints also compare within these energy
     # groups (GeV edges; () compares all energies of an angle group together)
     dense_hits: bool = False  # count the generator's soft hits on its density before the cell threshold, and the
@@ -104,6 +107,9 @@ class CampaignConfig:
         edges = tuple(self.energy_group_edges_gev)
         if any(e <= 0.0 for e in edges) or list(edges) != sorted(set(edges)):
             raise ValueError(f"energy_group_edges_gev={list(edges)}: give increasing positive energies, GeV")
+        angles = tuple(self.angle_group_edges_deg)
+        if any(not 0.0 < a < 180.0 for a in angles) or list(angles) != sorted(set(angles)):
+            raise ValueError(f"angle_group_edges_deg={list(angles)}: give increasing angles inside 0-180 degrees")
         if min(self.angle_weight, self.width_weight, self.hits_weight, self.core_weight, self.axis_weight,
                self.ring_weight) < 0.0:
             raise ValueError("the constraint weights must not be negative")
@@ -387,7 +393,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             # batch means compared within angle groups (and energy groups when the config has them): over the
             # whole batch a shape too narrow at 62 deg and too wide at 90 deg averages out (the shipped cards showed
             # it for the core and the hit counts), and so does one too narrow at 10 GeV and too wide at 100 GeV
-            groups = condition_groups(theta, energy, energy_edges_gev=tuple(config.energy_group_edges_gev))
+            groups = condition_groups(theta, energy, angle_edges_deg=tuple(config.angle_group_edges_deg),
+                                      energy_edges_gev=tuple(config.energy_group_edges_gev))
             width_loss = grouped_gap(torch.log(layer_widths(fake)), torch.log(layer_widths(real_cells)), groups)
             # hits per layer and ring (B, Z, R); the rings cover the window, so their sum is the layer's count
             # the cell threshold empties cells whose soft hit then has no gradient: dense_hits counts the hits on

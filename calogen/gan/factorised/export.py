@@ -122,10 +122,10 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
     exported before critics were kept) gives a checkpoint without one: the campaign then trains a new critic
     alone first. Raises ValueError, writing nothing, when ``run_dir`` already holds a checkpoint, when the
     folder is not a factorised campaign's, or when its architecture or shape settings differ from ``config``'s
-    (but for the axis shear, the entry offset and the speckle cap, which ``config`` may switch on:
-    ``state["axis_shear_from_step"]``, ``state["entry_offset_from_step"]`` and ``state["speckle_cap_from_step"]``
-    record where). A folder's cell map is not carried over: it is fitted again to the trained generator
-    (``python -m calogen cell-map``).
+    (but for the axis shear, the entry offset, the speckle cap and the speckle field after the shear, which
+    ``config`` may switch on: ``state["<setting>_from_step"]`` records where, e.g.
+    ``state["axis_shear_from_step"]``). A folder's cell map is not carried over: it is fitted again to the trained
+    generator (``python -m calogen cell-map``).
     """
     from calogen.gan.generate import ModelLoadError, load_generator
 
@@ -147,7 +147,7 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
     if shape != config.shape and not switched:
         raise ValueError(f"{folder} was trained with shape settings {shape}, not {config.shape}: start from it "
                          "with the same settings (--channels, --speckle-dim, --threshold-mev; --axis-shear, "
-                         "--entry-offset and --speckle-cap may be added)")
+                         "--entry-offset, --speckle-cap and --speckle-after-shear may be added)")
     if not {"steps", "showers_seen", "cpu_hours", "sessions"} <= set(training):
         raise ValueError(f"{folder / 'card.json'} has no campaign account (steps, showers seen, CPU hours, sessions)")
     critic_state = None
@@ -179,10 +179,10 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
 
 def _switched_on(trained: object, wanted: dict[str, Any]) -> list[str]:
     """The settings that ``wanted`` switches on over the shape settings a model was ``trained`` with, when that is
-    all that differs, else []. Three may be switched on, as none changes a weight: the axis shear (a fixed table),
+    all that differs, else []. Four may be switched on, as none changes a weight: the axis shear (a fixed table),
     so that a generator that learned the tilt itself can go on with the shear and unlearn it; the entry offset,
-    whose two latent values come on top of the network's (``latent_dim`` grows by them); and a bound on the
-    speckle field of a generator trained with the unbounded one."""
+    whose two latent values come on top of the network's (``latent_dim`` grows by them); a bound on the
+    speckle field of a generator trained with the unbounded one; and the speckle field added after the shear."""
     if not isinstance(trained, dict):
         return []
     grown = dict(trained)
@@ -194,6 +194,8 @@ def _switched_on(trained: object, wanted: dict[str, Any]) -> list[str]:
         grown["latent_dim"] = int(trained.get("latent_dim", ShapeConfig.latent_dim)) + OFFSET_DIM
     if float(wanted.get("speckle_cap") or 0.0) > 0.0 and not trained.get("speckle_cap"):
         grown["speckle_cap"], switched = wanted["speckle_cap"], [*switched, "speckle_cap"]
+    if wanted.get("speckle_after_shear") and not trained.get("speckle_after_shear"):
+        grown["speckle_after_shear"], switched = True, [*switched, "speckle_after_shear"]
     return switched if switched and grown == wanted else []
 
 
