@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from calogen.gan.factorised.export import checkpoint_from_model, export_model
     from calogen.gan.factorised.model import build_factorised
     from calogen.gan.factorised.shape_nets import OFFSET_DIM, ShapeConfig
+    from calogen.gan.factorised.shower_figures import ANGLE_GROUP_EDGES_DEG
     from calogen.gan.jobs import RunError, run_path
 
     if args.minutes < 0 or (args.minutes == 0 and not args.export):
@@ -145,13 +146,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.axis_shear:
             raise CliError("--speckle-after-shear orders the speckle field and the axis shear: give --axis-shear too")
         shape["speckle_after_shear"] = True
-    groups = {} if args.angle_groups is None else {"angle_group_edges_deg": tuple(args.angle_groups)}
     try:
         config = CampaignConfig(arch=args.arch, data=args.data, batch_size=args.batch_size, seed=args.seed,
                                 shape=shape, lr_generator=args.lr_generator, lr_critic=args.lr_critic,
                                 instance_noise=args.instance_noise, hit_width=args.hit_width,
                                 dense_hits=args.dense_hits, width_weight=args.width_weight,
-                                energy_group_edges_gev=tuple(args.energy_groups or ()), **groups)
+                                energy_group_edges_gev=tuple(args.energy_groups or ()),
+                                angle_group_edges_deg=(ANGLE_GROUP_EDGES_DEG if args.angle_groups is None
+                                                       else tuple(args.angle_groups)))
         build_factorised(args.arch, {"shape": shape})  # a setting the nets refuse fails here, not after the flow
     except ValueError as exc:
         raise CliError(str(exc)) from None
