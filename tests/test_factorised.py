@@ -713,6 +713,34 @@ def test_the_speckle_field_after_the_shear_keeps_its_strength_at_every_angle() -
         build_shape_generator(ShapeConfig(speckle_dim=8, speckle_after_shear=True))
 
 
+def test_the_placement_after_the_shear_smooths_the_mean_logits_alike_at_every_angle() -> None:
+    """Each interpolation smooths the mean logits. With the entry offset and the field after the shear, a layer is
+    moved along y once, by its shear plus the offset's y part, whose fraction of a cell is uniform at every angle:
+    a white map keeps the same variance at 90 and 62 deg (at 90 deg the placement is the offset's own stencil).
+    The offset and the shear one after the other smooth twice off 90 deg."""
+    from calogen.gan.factorised.shape_nets import _AxisShear, _offset_within_cell, _placed_logits
+
+    shear = _AxisShear((51, 51, 25))
+    generator = torch.Generator().manual_seed(5)
+    mean = torch.randn(256, 25, 51, 51, generator=generator)
+    offset = torch.rand(256, 2, generator=generator) - 0.5
+    layers = torch.ones(256, 25)
+
+    def placed(theta_deg: float, after: bool) -> torch.Tensor:
+        config = ShapeConfig(speckle_dim=8, axis_shear=True, entry_offset=True, latent_dim=66,
+                             speckle_after_shear=after)
+        conditions = torch.zeros(256, 27)
+        conditions[:, 1] = (math.radians(theta_deg) - math.pi / 2) / 0.5
+        return _placed_logits(config, shear, mean, None, None, offset, conditions, layers, layers_first=True)
+
+    inner = (slice(None), slice(None), slice(15, 36), slice(15, 36))  # away from the edges the shift repeats
+    torch.testing.assert_close(placed(90.0, True)[inner], _offset_within_cell(mean, offset, layers_first=True)[inner],
+                               rtol=0.0, atol=1e-4)  # cot(90 deg) is 4e-8 in float32
+    at_90, at_62 = float(placed(90.0, True)[inner].var()), float(placed(62.0, True)[inner].var())
+    assert at_62 == pytest.approx(at_90, rel=0.02)
+    assert float(placed(62.0, False)[inner].var()) < 0.85 * float(placed(90.0, False)[inner].var())
+
+
 def test_the_upsampling_convolution_on_the_coarse_grid_equals_the_upsampled_one() -> None:
     """Nearest x2 upsampling then a 3 x 3 convolution (padding 1) is, phase by phase, a 2 x 2 convolution of the
     coarse grid whose taps sum the 3 x 3 ones: the same values, the borders' zero padding included."""
