@@ -92,7 +92,8 @@ def test_cli_export(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_a_factorised_generator_with_entry_offset_and_cell_map_exports_to_onnx(tmp_path: Path) -> None:
     """The factorised generator's entry offset (a stencil per shower), its shear with the speckle field after it and
-    its cell map (table look-ups) are in the graph: ONNX Runtime gives the showers PyTorch gives, a batch size other than the traced one included."""
+    its cell map (table look-ups) are in the graph: ONNX Runtime gives the showers PyTorch gives, a batch size other
+    than the traced one included."""
     from calogen.gan.factorised.cell_map import CellMapConfig, fit_cell_map
     from calogen.gan.factorised.model import build_factorised
 

@@ -580,6 +580,7 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
     (["--channels", "0", "8", "4"], "every count must be at least 1"),
     (["--lr-critic", "0"], "learning rates must be positive"),
     (["--hit-width", "0"], "hit_width=0.0 must be positive"),
+    (["--spread-weight", "-1"], "the constraint weights must not be negative"),
     (["--speckle-cap", "0"], "--speckle-cap 0: give a positive bound"),
     (["--speckle-after-shear"], "--speckle-after-shear orders the speckle field and the axis shear: give --axis-shear"),
     (["--angle-groups", "100", "80"], "angle_group_edges_deg=[100.0, 80.0]: give increasing angles"),
@@ -598,6 +599,23 @@ def test_campaign_cli_refuses_bad_settings_before_training(flags: list[str], mes
     assert main(argv + flags) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs" / "r").exists()  # nothing was started or written
+
+
+def test_the_spread_gap_compares_shower_to_shower_spreads_within_groups() -> None:
+    """Features whose deviations from their group's mean are twice the Monte Carlo's give ln 2, whatever the groups'
+    means (which differ between the groups and from fake to real); a group of one shower has no spread."""
+    from calogen.gan.factorised.shower_figures import spread_gap
+
+    generator = torch.Generator().manual_seed(2)
+    real = torch.randn(60, 3, generator=generator)
+    groups = [torch.arange(60) < 30, torch.arange(60) >= 30]
+    shifted = real + torch.where(groups[0], 5.0, -2.0)[:, None]  # other group means
+    fake = real.clone()
+    for mask in groups:
+        fake[mask] = shifted[mask].mean(0) + 2.0 * (real[mask] - real[mask].mean(0))
+    assert float(spread_gap(fake, real, groups)) == pytest.approx(math.log(2.0), rel=1e-5)
+    assert float(spread_gap(shifted, real, groups)) == pytest.approx(0.0, abs=1e-5)
+    assert float(spread_gap(fake, real, [torch.arange(60) == 0])) == 0.0
 
 
 def test_core_fraction_matches_the_validation_feature() -> None:

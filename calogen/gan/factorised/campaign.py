@@ -46,6 +46,7 @@ from calogen.gan.factorised.shower_figures import (
     grouped_gap,
     layer_widths,
     ring_hits,
+    spread_gap,
 )
 from calogen.gan.nets.layers import measured_angle
 from calogen.validation import features
@@ -80,6 +81,8 @@ class CampaignConfig:
     core_weight: float = 5.0  # weight of the core constraint (|difference of the batch mean 5.1 mm containment|)
     axis_weight: float = 1.0  # weight of the shower-axis constraint (layer barycentre distance, cells)
     ring_weight: float = 1.0  # weight of the hits-by-distance constraint (mean |log(1 + hits)| per layer and ring)
+    spread_weight: float = 0.0  # weight of the shower-to-shower spread constraint (|ln std| of the log layer
+    # widths and of log(1 + hits) per layer, within the condition groups)
     hit_width: float = 0.25  # width of the soft hit count's sigmoid, in ln(cell energy)
     angle_group_edges_deg: tuple[float, ...] = ANGLE_GROUP_EDGES_DEG  # the batch-mean constraints compare within
     # these groups of incidence angle (degrees)
@@ -111,7 +114,7 @@ class CampaignConfig:
         if any(not 0.0 < a < 180.0 for a in angles) or list(angles) != sorted(set(angles)):
             raise ValueError(f"angle_group_edges_deg={list(angles)}: give increasing angles inside 0-180 degrees")
         if min(self.angle_weight, self.width_weight, self.hits_weight, self.core_weight, self.axis_weight,
-               self.ring_weight) < 0.0:
+               self.ring_weight, self.spread_weight) < 0.0:
             raise ValueError("the constraint weights must not be negative")
         if self.hit_width <= 0.0:
             raise ValueError(f"hit_width={self.hit_width} must be positive (a width in ln of the cell energy)")
@@ -395,7 +398,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             # it for the core and the hit counts), and so does one too narrow at 10 GeV and too wide at 100 GeV
             groups = condition_groups(theta, energy, angle_edges_deg=tuple(config.angle_group_edges_deg),
                                       energy_edges_gev=tuple(config.energy_group_edges_gev))
-            width_loss = grouped_gap(torch.log(layer_widths(fake)), torch.log(layer_widths(real_cells)), groups)
+            fake_widths, real_widths = torch.log(layer_widths(fake)), torch.log(layer_widths(real_cells))
+            width_loss = grouped_gap(fake_widths, real_widths, groups)
             # hits per layer and ring (B, Z, R); the rings cover the window, so their sum is the layer's count
             # the cell threshold empties cells whose soft hit then has no gradient: dense_hits counts the hits on
             # the density before it, where every cell can still grow into a hit
@@ -410,10 +414,15 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             axis_loss = axis_distance(fake, real_cells).mean()
             # hits by distance from the layer's axis: a hit count can be right with hits strewn over the window
             ring_loss = grouped_gap(fake_rings, real_rings, groups, log1p=True)
+            # how much widths and hit counts vary from shower to shower: the means can be right with a generator
+            # whose showers are alternately too narrow and too wide (the classifier sees it)
+            spread_loss = (spread_gap(fake_widths, real_widths, groups)
+                           + spread_gap(torch.log1p(fake_rings.sum(dim=2)), torch.log1p(real_rings.sum(dim=2)), groups)
+                           if config.spread_weight > 0.0 else torch.zeros((), device=fake.device))
             loss_g = (-critic(_noisy(critic_input(fake), sigma), conditions).mean() + config.angle_weight * angle_loss
                       + config.width_weight * width_loss + config.hits_weight * hits_loss
                       + config.core_weight * core_loss + config.axis_weight * axis_loss
-                      + config.ring_weight * ring_loss)
+                      + config.ring_weight * ring_loss + config.spread_weight * spread_loss)
             opt_g.zero_grad()
             loss_g.backward()
             opt_g.step()
@@ -425,6 +434,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
                           "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(),
                           "width_loss": width_loss.item(), "hits_loss": hits_loss.item(), "core_loss": core_loss.item(),
                           "axis_loss_cells": axis_loss.item(), "ring_loss": ring_loss.item(),
+                          "spread_loss": spread_loss.item(),
                           "instance_noise": sigma,
                           **figures}
                 state["monitor"] = record

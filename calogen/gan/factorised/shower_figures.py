@@ -24,6 +24,7 @@ __all__ = [
     "layer_widths",
     "ring_hits",
     "soft_hits",
+    "spread_gap",
 ]
 
 HIT_THRESHOLD_GEV = 2e-4  # a hit is a cell above 0.2 MeV (the 3DGAN analyses' threshold)
@@ -131,6 +132,24 @@ def condition_groups(theta_rad: torch.Tensor, energy_gev: torch.Tensor | None = 
         masks = [m & (energy_gev >= lo) & (energy_gev < hi) for m in masks
                  for lo, hi in itertools.pairwise(energy_bounds)]
     return [m for m in masks if bool(m.any())]
+
+
+def spread_gap(fake: torch.Tensor, real: torch.Tensor, groups: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over the feature's entries of |ln s(fake) - ln s(real)|, s the within-group standard deviation pooled
+    over the groups (each shower's deviation from its group's mean; groups of one shower left out): how much the
+    feature varies from shower to shower at like conditions, which batch means do not constrain. fake, real
+    (B, ...) per-shower features of showers at the same conditions; groups from :func:`condition_groups`."""
+    fake_dev, real_dev = [], []
+    for mask in groups:
+        if int(mask.sum()) < 2:
+            continue
+        fake_dev.append(fake[mask] - fake[mask].mean(0))
+        real_dev.append(real[mask] - real[mask].mean(0))
+    if not fake_dev:
+        return fake.new_zeros(())
+    s_fake = torch.cat(fake_dev).pow(2).mean(0).clamp(min=1e-12).sqrt()
+    s_real = torch.cat(real_dev).pow(2).mean(0).clamp(min=1e-12).sqrt()
+    return (torch.log(s_fake) - torch.log(s_real)).abs().mean()
 
 
 def grouped_gap(fake: torch.Tensor, real: torch.Tensor, groups: list[torch.Tensor], *,
