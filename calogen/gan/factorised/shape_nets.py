@@ -154,17 +154,28 @@ class _AxisShear(nn.Module):
         ``shift`` along y (the edge values beyond), in the same layout. The work is done layers first, gathering along
         y as the last axis (for (B, X, Y, Z) logits too: the result then lies layers first in memory, as the softmax
         over each layer's cells wants it)."""
+        return self.move((logits,), shift, layers_first=layers_first)[0]
+
+    def move(self, maps: tuple[torch.Tensor, ...], shift: torch.Tensor, *,
+             layers_first: bool = False) -> list[torch.Tensor]:
+        """Each of ``maps`` (all of one shape and layout, see :meth:`forward`) moved by ``shift`` (B, Z) cells along
+        y. A layer's shift is the same for all its cells, so one gather of Y + 1 cells per row holds both
+        neighbours of every target cell (the whole-cell part), and the fraction interpolates between them."""
         if not layers_first:
-            return self.forward(logits.permute(0, 3, 1, 2), shift, layers_first=True).permute(0, 2, 3, 1)
-        b, nz, nx, ny = logits.shape
-        y = torch.arange(ny, device=logits.device, dtype=logits.dtype)
-        source = y[None, None, :] - shift[:, :, None].to(logits.dtype)  # (B, Z, Y): where each cell's logit comes from
-        low = source.floor()
-        frac = (source - low)[:, :, None]  # (B, Z, 1, Y)
-        index = low.long()
-        first = index.clamp(0, ny - 1)[:, :, None].expand(b, nz, nx, ny)
-        second = (index + 1).clamp(0, ny - 1)[:, :, None].expand(b, nz, nx, ny)
-        return logits.gather(3, first) * (1.0 - frac) + logits.gather(3, second) * frac
+            moved = self.move(tuple(m.permute(0, 3, 1, 2) for m in maps), shift, layers_first=True)
+            return [m.permute(0, 2, 3, 1) for m in moved]
+        b, nz, nx, ny = maps[0].shape
+        dtype = maps[0].dtype
+        shift = shift.to(dtype)
+        whole = torch.floor(-shift)  # (B, Z): the cell y - shift falls in, relative to y
+        frac = (-shift - whole)[:, :, None, None]  # (B, Z, 1, 1)
+        y = torch.arange(ny + 1, device=maps[0].device)
+        index = (y[None, None, :] + whole.long()[:, :, None]).clamp(0, ny - 1)[:, :, None].expand(b, nz, nx, ny + 1)
+        moved = []
+        for m in maps:
+            both = m.gather(3, index)  # (B, Z, X, Y + 1): the lower neighbour of cell y at y, the upper at y + 1
+            moved.append(torch.lerp(both[..., :-1], both[..., 1:], frac))
+        return moved
 
 def _offset_within_cell(maps: torch.Tensor, offset: torch.Tensor, *, layers_first: bool = False) -> torch.Tensor:
     """maps (B, X, Y, Z), or (B, Z, X, Y) with ``layers_first``, moved by offset (B, 2) cells in x and y, each
@@ -246,10 +257,8 @@ def _placed_logits(config: ShapeConfig, shear: _AxisShear | None, mean: torch.Te
         spread = None if spread is None else _offset_within_cell(spread, across, layers_first=layers_first)
     if spread is None or eps is None:
         return shear(mean, shift, layers_first=layers_first)
-    layer_axis_index = 1 if layers_first else 3
-    both = shear(torch.cat([mean, spread], layer_axis_index), torch.cat([shift, shift], 1), layers_first=layers_first)
-    mean, spread = both.chunk(2, layer_axis_index)
-    return mean + spread * eps
+    mean, spread = shear.move((mean, spread), shift, layers_first=layers_first)
+    return torch.addcmul(mean, spread, eps)
 
 
 def _upsampled_conv(h: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
