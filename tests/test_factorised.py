@@ -587,7 +587,7 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
     (["--from-model", "nowhere"], "cannot start a run from nowhere: model 'nowhere' not found"),
     (["--from-model", str(Path(__file__).parents[1] / "models" / "conv2d"), "--speckle-dim", "0"],
      ("was trained with shape settings {'speckle_dim': 32, 'threshold_gev': 5e-05, 'axis_shear': True, "
-      "'entry_offset': True, 'latent_dim': 66, 'speckle_cap': 2.0}, not")),
+      "'entry_offset': True, 'latent_dim': 66, 'speckle_cap': 2.0, 'speckle_after_shear': True}, not")),
 ])
 def test_campaign_cli_refuses_bad_settings_before_training(flags: list[str], message: str, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch,
