@@ -24,11 +24,11 @@ from calogen.gan.factorised.energy_flow import (
 )
 from calogen.gan.factorised.export import export_model
 from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
+from calogen.gan.factorised.placement import offset_within_cell
 from calogen.gan.factorised.shape_nets import (
     OFFSET_DIM,
     ShapeConfig,
     _layer_shapes,
-    _offset_within_cell,
     _Speckle,
     _split_latent,
     build_shape_generator,
@@ -240,12 +240,12 @@ def test_entry_offset_places_the_shower_uniformly_within_its_central_cell(kind: 
     cells = torch.arange(51.0)
     mean = -((cells[:, None] - 25) ** 2 + (cells[None, :] - 25) ** 2)[None, :, :, None].expand(4, 51, 51, 25) / 2.0
     moved = torch.tensor([[0.3, -0.2], [-0.5, 0.49], [0.0, 0.0], [0.1, 0.4]])
-    shape = torch.softmax(_offset_within_cell(mean, moved).reshape(4, -1, 25), 1).reshape(4, 51, 51, 25)
+    shape = torch.softmax(offset_within_cell(mean, moved).reshape(4, -1, 25), 1).reshape(4, 51, 51, 25)
     barycentre_x = (shape.sum(dim=(2, 3)) * cells).sum(1) / 25.0 - 25.0
     barycentre_y = (shape.sum(dim=(1, 3)) * cells).sum(1) / 25.0 - 25.0
     torch.testing.assert_close(torch.stack([barycentre_x, barycentre_y], 1), moved, atol=1e-4, rtol=0.0)
-    layers_first = _offset_within_cell(mean.permute(0, 3, 1, 2), moved, layers_first=True)  # the Conv2D net's layout
-    torch.testing.assert_close(layers_first.permute(0, 2, 3, 1), _offset_within_cell(mean, moved))
+    layers_first = offset_within_cell(mean.permute(0, 3, 1, 2), moved, layers_first=True)  # the Conv2D net's layout
+    torch.testing.assert_close(layers_first.permute(0, 2, 3, 1), offset_within_cell(mean, moved))
 
     conditions = torch.zeros(4, 27)
     with torch.no_grad():
@@ -660,16 +660,16 @@ def test_the_flow_base_is_truncated_and_keeps_its_values_within() -> None:
 def test_the_unrolled_offset_stencil_equals_the_convolution() -> None:
     """What an ONNX export traces (nine shifted copies) gives the values of the per-shower convolution, in both
     layouts."""
-    from calogen.gan.factorised.shape_nets import _stencil_sum
+    from calogen.gan.factorised.placement import stencil_sum
 
     torch.manual_seed(3)
     maps, offset = torch.rand(3, 51, 51, 25), torch.rand(3, 2) - 0.5
     stencil = torch.stack([offset.clamp(min=0.0), 1.0 - offset.abs(), (-offset).clamp(min=0.0)], 2)
     kernel = stencil[:, 0, :, None] * stencil[:, 1, None, :]
-    torch.testing.assert_close(_stencil_sum(maps, kernel), _offset_within_cell(maps, offset))
+    torch.testing.assert_close(stencil_sum(maps, kernel), offset_within_cell(maps, offset))
     first = maps.permute(0, 3, 1, 2).contiguous()
-    torch.testing.assert_close(_stencil_sum(first, kernel, layers_first=True),
-                               _offset_within_cell(first, offset, layers_first=True))
+    torch.testing.assert_close(stencil_sum(first, kernel, layers_first=True),
+                               offset_within_cell(first, offset, layers_first=True))
 
 
 def test_the_bf16_shape_network_keeps_the_layer_energies_and_moves_cells_little() -> None:
@@ -693,10 +693,10 @@ def test_the_bf16_shape_network_keeps_the_layer_energies_and_moves_cells_little(
 def test_the_axis_shear_moves_layers_first_logits_as_it_moves_cells_first_ones() -> None:
     """The Conv2D generator shears its logits where y is the contiguous axis (B, Z, X, Y): the same values, to the
     bit, as the shear of the (B, X, Y, Z) view."""
-    from calogen.gan.factorised.shape_nets import _AxisShear
+    from calogen.gan.factorised.placement import AxisShear
 
     torch.manual_seed(3)
-    shear = _AxisShear((51, 51, 25))
+    shear = AxisShear((51, 51, 25))
     logits = torch.randn(4, 25, 51, 51)
     shift = shear.shift_cells(torch.tensor([1.1, 1.4, math.pi / 2, 2.0]), torch.rand(4, 25))
     first = shear(logits, shift, layers_first=True)
@@ -708,19 +708,19 @@ def test_the_speckle_field_after_the_shear_keeps_its_strength_at_every_angle() -
     """Sheared with the logits, the speckle field is interpolated between neighbouring cells and weakened except
     where a layer's shift is a whole number of cells (at 90 deg all are): its spread at 62 deg is ~0.8 of that at
     90 deg. Added after the shear (of the mean and the spread) it has unit variance at both."""
-    from calogen.gan.factorised.shape_nets import _AxisShear, _placed_logits
+    from calogen.gan.factorised.placement import AxisShear, placed_logits
 
-    shear = _AxisShear((51, 51, 25))
+    shear = AxisShear((51, 51, 25))
     generator = torch.Generator().manual_seed(4)
     eps = torch.randn(64, 25, 51, 51, generator=generator)
     mean, spread = torch.zeros_like(eps), torch.ones_like(eps)
     layers = torch.ones(64, 25)
 
     def spread_at(theta_deg: float, after: bool) -> float:
-        config = ShapeConfig(speckle_dim=8, axis_shear=True, speckle_after_shear=after)
         conditions = torch.zeros(64, 27)
         conditions[:, 1] = (math.radians(theta_deg) - math.pi / 2) / 0.5
-        logits = _placed_logits(config, shear, mean, spread, eps, None, conditions, layers, layers_first=True)
+        logits = placed_logits(shear, mean, spread, eps, None, conditions, layers, speckle_after_shear=after,
+                               layers_first=True)
         return float(logits[:, :, :, 15:36].std())  # away from the window's edges, which the shift repeats
 
     assert spread_at(90.0, False) == pytest.approx(1.0, abs=0.01)
@@ -736,23 +736,22 @@ def test_the_placement_after_the_shear_smooths_the_mean_logits_alike_at_every_an
     moved along y once, by its shear plus the offset's y part, whose fraction of a cell is uniform at every angle:
     a white map keeps the same variance at 90 and 62 deg (at 90 deg the placement is the offset's own stencil).
     The offset and the shear one after the other smooth twice off 90 deg."""
-    from calogen.gan.factorised.shape_nets import _AxisShear, _offset_within_cell, _placed_logits
+    from calogen.gan.factorised.placement import AxisShear, placed_logits
 
-    shear = _AxisShear((51, 51, 25))
+    shear = AxisShear((51, 51, 25))
     generator = torch.Generator().manual_seed(5)
     mean = torch.randn(256, 25, 51, 51, generator=generator)
     offset = torch.rand(256, 2, generator=generator) - 0.5
     layers = torch.ones(256, 25)
 
     def placed(theta_deg: float, after: bool) -> torch.Tensor:
-        config = ShapeConfig(speckle_dim=8, axis_shear=True, entry_offset=True, latent_dim=66,
-                             speckle_after_shear=after)
         conditions = torch.zeros(256, 27)
         conditions[:, 1] = (math.radians(theta_deg) - math.pi / 2) / 0.5
-        return _placed_logits(config, shear, mean, None, None, offset, conditions, layers, layers_first=True)
+        return placed_logits(shear, mean, None, None, offset, conditions, layers, speckle_after_shear=after,
+                             layers_first=True)
 
     inner = (slice(None), slice(None), slice(15, 36), slice(15, 36))  # away from the edges the shift repeats
-    torch.testing.assert_close(placed(90.0, True)[inner], _offset_within_cell(mean, offset, layers_first=True)[inner],
+    torch.testing.assert_close(placed(90.0, True)[inner], offset_within_cell(mean, offset, layers_first=True)[inner],
                                rtol=0.0, atol=1e-4)  # cot(90 deg) is 4e-8 in float32
     at_90, at_62 = float(placed(90.0, True)[inner].var()), float(placed(62.0, True)[inner].var())
     assert at_62 == pytest.approx(at_90, rel=0.02)

@@ -31,18 +31,8 @@ neighbouring cells) before the speckle field is added, so the field keeps its pe
 then acts as without the offset. Without it the network has to learn the offset from its latent, and learns it too
 narrow: the barycentres of its showers scatter by ~0.15 cells about the centre, the Monte Carlo's by ~0.25.
 
-With ``speckle_after_shear`` the shear, too, moves the mean logits and the spread, and the speckle field is added
-on the sheared cells. Shearing the speckled logits instead interpolates the field between neighbouring cells:
-``(1 - f) eps_i + f eps_(i+1)`` has the variance ``(1 - f)^2 + f^2``, 1 where a layer's shift is a whole number of
-cells and 1/2 at half a cell. At 90 deg every shift is zero, so the field there is stronger than at every angle the
-generator otherwise sees (2/3 on average over a uniform fraction), and generators trained so drew their halo twice
-as full within ~2 deg of normal incidence (models/conv2d at 100 GeV: 210 hits beyond 6 cells at 90 deg, 93 at 86
-deg, where the Monte Carlo has 100 and about 105). Added after the shear, the field has unit variance in every
-cell at every angle. The mean logits and the spread are interpolated too, which smooths them by an amount that
-depends on the fraction of a cell they move: with the entry offset that fraction is made the same at every angle,
-the offset's y part and each layer's shear moving the layer in one interpolation, so that the fraction is uniform
-over a cell for every layer at every angle (at 90 deg otherwise all layers would move by the offset alone, and the
-hits within ~2 deg of normal incidence fell 9 % below those at 86 deg).
+With ``speckle_after_shear`` the shear moves the mean logits and the spread, and the speckle field is added
+after it (:mod:`calogen.gan.factorised.placement` says why).
 
 With ``speckle_cap`` c > 0 the field is bounded, ``c tanh(eps / c)``: equal to eps where |eps| is well below c,
 never beyond +-c. The unbounded log-normal tail of ``exp(spread x eps)`` puts, in every shower, a few cells far
@@ -73,8 +63,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from calogen.gan.factorised.placement import AxisShear, placed_logits
 from calogen.gan.nets.layers import set_weight_layout
-from calogen.validation.features import CELL_SIZE_MM, clic_layer_depth_mm
 
 __all__ = [
     "CELL_SCALE_GEV",
@@ -131,134 +121,6 @@ def _layer_shapes(logits: torch.Tensor, floor: torch.Tensor | None = None) -> tu
         sparse = p * (p >= torch.minimum(floor[:, :, None], cap)).to(p.dtype)
     shapes = (sparse / sparse.sum(dim=2, keepdim=True)).reshape(b, nz, nx, ny).permute(0, 2, 3, 1)
     return shapes, p.reshape(b, nz, nx, ny).permute(0, 2, 3, 1)
-
-
-class _AxisShear(nn.Module):
-    """Shifts each layer's logits along y to the shower axis of the incidence angle (module docstring)."""
-
-    def __init__(self, grid: tuple[int, int, int]) -> None:
-        super().__init__()
-        depth = torch.as_tensor(clic_layer_depth_mm(grid[2]), dtype=torch.float32)
-        self.register_buffer("depth_cells", depth / CELL_SIZE_MM, persistent=False)  # (Z,) in cell sizes
-
-    def shift_cells(self, theta_rad: torch.Tensor, layer_energy_gev: torch.Tensor) -> torch.Tensor:
-        """(B, Z) shift of each layer along +y, cells: (d_k - d) cot(theta), d the energy-weighted mean depth."""
-        depth: torch.Tensor = self.depth_cells  # type: ignore[assignment]
-        weight = layer_energy_gev.detach().clamp(min=0.0)
-        mean_depth = (weight * depth).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp(min=1e-12)
-        cot = torch.cos(theta_rad) / torch.sin(theta_rad)
-        return (depth[None, :] - mean_depth) * cot[:, None]
-
-    def forward(self, logits: torch.Tensor, shift: torch.Tensor, *, layers_first: bool = False) -> torch.Tensor:
-        """logits (B, X, Y, Z), or (B, Z, X, Y) with ``layers_first``, shift (B, Z) cells -> logits moved by
-        ``shift`` along y (the edge values beyond), in the same layout. The work is done layers first, gathering along
-        y as the last axis (for (B, X, Y, Z) logits too: the result then lies layers first in memory, as the softmax
-        over each layer's cells wants it)."""
-        return self.move((logits,), shift, layers_first=layers_first)[0]
-
-    def move(self, maps: tuple[torch.Tensor, ...], shift: torch.Tensor, *,
-             layers_first: bool = False) -> list[torch.Tensor]:
-        """Each of ``maps`` (all of one shape and layout, see :meth:`forward`) moved by ``shift`` (B, Z) cells along
-        y. A layer's shift is the same for all its cells, so one gather of Y + 1 cells per row holds both
-        neighbours of every target cell (the whole-cell part), and the fraction interpolates between them."""
-        if not layers_first:
-            moved = self.move(tuple(m.permute(0, 3, 1, 2) for m in maps), shift, layers_first=True)
-            return [m.permute(0, 2, 3, 1) for m in moved]
-        b, nz, nx, ny = maps[0].shape
-        dtype = maps[0].dtype
-        shift = shift.to(dtype)
-        whole = torch.floor(-shift)  # (B, Z): the cell y - shift falls in, relative to y
-        frac = (-shift - whole)[:, :, None, None]  # (B, Z, 1, 1)
-        y = torch.arange(ny + 1, device=maps[0].device)
-        index = (y[None, None, :] + whole.long()[:, :, None]).clamp(0, ny - 1)[:, :, None].expand(b, nz, nx, ny + 1)
-        moved = []
-        for m in maps:
-            both = m.gather(3, index)  # (B, Z, X, Y + 1): the lower neighbour of cell y at y, the upper at y + 1
-            moved.append(torch.lerp(both[..., :-1], both[..., 1:], frac))
-        return moved
-
-def _offset_within_cell(maps: torch.Tensor, offset: torch.Tensor, *, layers_first: bool = False) -> torch.Tensor:
-    """maps (B, X, Y, Z), or (B, Z, X, Y) with ``layers_first``, moved by offset (B, 2) cells in x and y, each
-    within [-0.5, 0.5], by linear interpolation with the neighbouring cells (the edge values beyond).
-
-    Along an axis with shift s a cell becomes ``(1 - |s|) m[i] + s m[i - 1]`` for s > 0 and ``- s m[i + 1]`` for
-    s < 0: a 3 x 3 stencil per shower, the outer product of the two axes', applied as one depthwise convolution.
-    """
-    b = maps.shape[0]
-    s = offset.to(maps.dtype)
-    stencil = torch.stack([s.clamp(min=0.0), 1.0 - s.abs(), (-s).clamp(min=0.0)], 2)  # (B, 2, 3): m[i-1], m[i], m[i+1]
-    kernel = stencil[:, 0, :, None] * stencil[:, 1, None, :]  # (B, 3, 3) over (x, y)
-    if torch.onnx.is_in_onnx_export():  # ONNX has no convolution with a per-shower kernel: the same sum, unrolled
-        return _stencil_sum(maps, kernel, layers_first=layers_first)
-    if layers_first:
-        _, nz, nx, ny = maps.shape
-        weight = kernel.repeat_interleave(nz, 0)[:, None]  # (B Z, 1, 3, 3)
-        padded = F.pad(maps.reshape(1, b * nz, nx, ny), (1, 1, 1, 1), mode="replicate")
-        return F.conv2d(padded, weight, groups=b * nz).view(b, nz, nx, ny)
-    _, nx, ny, nz = maps.shape  # y and the layers flattened: y-neighbours are Z apart, a dilated 2D stencil
-    padded = F.pad(maps[None], (0, 0, 1, 1, 1, 1), mode="replicate").view(1, b, nx + 2, (ny + 2) * nz)
-    return F.conv2d(padded, kernel[:, None], groups=b, dilation=(1, nz)).view(b, nx, ny, nz)
-
-
-def _stencil_sum(maps: torch.Tensor, kernel: torch.Tensor, *, layers_first: bool = False) -> torch.Tensor:
-    """The stencil of :func:`_offset_within_cell` as a sum of nine shifted copies of the edge-padded maps (the same
-    values; what an ONNX graph can express). maps (B, X, Y, Z) or (B, Z, X, Y) with ``layers_first``; kernel
-    (B, 3, 3) over (x, y): entry [i, j] weights the neighbour at (x + i - 1, y + j - 1), as a convolution does."""
-    grid = maps if layers_first else maps.permute(0, 3, 1, 2)  # (B, Z, X, Y)
-    _, _, nx, ny = grid.shape
-    padded = F.pad(grid, (1, 1, 1, 1), mode="replicate")
-    out = torch.zeros_like(grid)
-    for i in range(3):
-        for j in range(3):
-            out = out + kernel[:, i, j, None, None, None] * padded[:, :, i:i + nx, j:j + ny]
-    return out if layers_first else out.permute(0, 2, 3, 1)
-
-
-def _speckled(mean: torch.Tensor, spread: torch.Tensor | None, eps: torch.Tensor | None,
-              offset: torch.Tensor | None, *, layers_first: bool = False) -> torch.Tensor:
-    """Cell logits ``mean + spread x eps`` (all in one layout, see :func:`_offset_within_cell`), the mean logits and
-    the spread first moved by the entry offset (B, 2) when there is one; without a speckle field, the mean."""
-    if offset is not None:
-        mean = _offset_within_cell(mean, offset, layers_first=layers_first)
-        spread = None if spread is None else _offset_within_cell(spread, offset, layers_first=layers_first)
-    return mean if spread is None or eps is None else mean + spread * eps
-
-
-def _theta_rad(conditions: torch.Tensor) -> torch.Tensor:
-    """(B,) incidence angle, radians, from the conditions' second column ((theta - pi/2) / 0.5 rad)."""
-    return 0.5 * conditions[:, 1] + 0.5 * math.pi
-
-
-def _shift(shear: _AxisShear, conditions: torch.Tensor, layer_energy_gev: torch.Tensor | None) -> torch.Tensor:
-    """(B, Z) shift of each layer along y, cells, for the conditions' angles and the layer energies (B, Z) GeV."""
-    if layer_energy_gev is None:
-        raise ValueError("a shape generator with axis_shear needs the layer energies (B, Z) to place the axis")
-    return shear.shift_cells(_theta_rad(conditions), layer_energy_gev)
-
-
-def _placed_logits(config: ShapeConfig, shear: _AxisShear | None, mean: torch.Tensor, spread: torch.Tensor | None,
-                   eps: torch.Tensor | None, offset: torch.Tensor | None, conditions: torch.Tensor,
-                   layer_energy_gev: torch.Tensor | None, *, layers_first: bool = False) -> torch.Tensor:
-    """Cell logits on the shower axis (all in one layout, (B, X, Y, Z) or (B, Z, X, Y) with ``layers_first``):
-    the mean logits and the spread moved by the entry offset, the speckle field added, and the axis shear applied
-    to the result; or, with ``config.speckle_after_shear``, the mean and the spread moved by the entry offset in x
-    and by the shear plus the offset's y part in y (one interpolation per layer), then the field added (module
-    docstring)."""
-    if shear is None or not config.speckle_after_shear:
-        logits = _speckled(mean, spread, eps, offset, layers_first=layers_first)
-        if shear is None:
-            return logits
-        return shear(logits, _shift(shear, conditions, layer_energy_gev), layers_first=layers_first)
-    shift = _shift(shear, conditions, layer_energy_gev)
-    if offset is not None:  # the offset's y part joins the shear: one interpolation along y per layer
-        shift = shift + offset[:, 1:2].to(shift.dtype)
-        across = torch.stack([offset[:, 0], torch.zeros_like(offset[:, 0])], 1)
-        mean = _offset_within_cell(mean, across, layers_first=layers_first)
-        spread = None if spread is None else _offset_within_cell(spread, across, layers_first=layers_first)
-    if spread is None or eps is None:
-        return shear(mean, shift, layers_first=layers_first)
-    mean, spread = shear.move((mean, spread), shift, layers_first=layers_first)
-    return torch.addcmul(mean, spread, eps)
 
 
 def _upsampled_conv(h: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -394,7 +256,7 @@ class ShapeGenerator2D(ShapeGenerator):
         self.conv = nn.Conv2d(c0 + 2, c1, 3, padding=1)
         self.up = nn.ConvTranspose2d(c1, nz * (2 if config.speckle_dim else 1), 4, stride=2, padding=1)
         self.speckle = _Speckle(config.speckle_dim, config.grid, config.speckle_cap) if config.speckle_dim else None
-        self.shear = _AxisShear(config.grid) if config.axis_shear else None
+        self.shear = AxisShear(config.grid) if config.axis_shear else None
         self._channels_last = False
 
     def use_fast_path(self, enabled: bool = True) -> ShapeGenerator2D:
@@ -429,8 +291,8 @@ class ShapeGenerator2D(ShapeGenerator):
                        if self.speckle is not None else (None, None))
         # (B, Z, X, Y): sheared along y where it is the contiguous axis, then seen as (B, X, Y, Z) (the softmax over
         # each layer's cells then runs over contiguous memory)
-        logits = _placed_logits(self.config, self.shear, out[:, :nz], spread, eps, offset, conditions,
-                                layer_energy_gev, layers_first=True)
+        logits = placed_logits(self.shear, out[:, :nz], spread, eps, offset, conditions, layer_energy_gev,
+                               speckle_after_shear=self.config.speckle_after_shear, layers_first=True)
         return logits.permute(0, 2, 3, 1)
 
 
@@ -449,7 +311,7 @@ class ShapeGenerator3D(ShapeGenerator):
         self.up1 = nn.ConvTranspose3d(c1, c2, 4, stride=2, padding=1)
         self.up2 = nn.ConvTranspose3d(c2, 2 if config.speckle_dim else 1, 4, stride=2, padding=1)
         self.speckle = _Speckle(config.speckle_dim, config.grid, config.speckle_cap) if config.speckle_dim else None
-        self.shear = _AxisShear(config.grid) if config.axis_shear else None
+        self.shear = AxisShear(config.grid) if config.axis_shear else None
 
     def _logits(self, latent: torch.Tensor, conditions: torch.Tensor,
                 layer_energy_gev: torch.Tensor | None) -> torch.Tensor:
@@ -465,7 +327,8 @@ class ShapeGenerator3D(ShapeGenerator):
             out = self.up2(h)[:, :, :nx, :ny, :nz]  # (B, 1 or 2, 52, 52, 28) -> (B, 1 or 2, X, Y, Z)
         out = out.float().contiguous()
         spread, eps = (F.softplus(out[:, 1]), self.speckle(speckle)) if self.speckle is not None else (None, None)
-        return _placed_logits(self.config, self.shear, out[:, 0], spread, eps, offset, conditions, layer_energy_gev)
+        return placed_logits(self.shear, out[:, 0], spread, eps, offset, conditions, layer_energy_gev,
+                             speckle_after_shear=self.config.speckle_after_shear)
 
 
 def build_shape_generator(config: ShapeConfig) -> ShapeGenerator:
