@@ -409,7 +409,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             else:
                 fake_rings = ring_hits(fake, width=config.hit_width)
                 real_rings = ring_hits(real_cells, soft=False)
-            hits_loss = grouped_gap(fake_rings.sum(dim=2), real_rings.sum(dim=2), groups, log1p=True)
+            fake_hits, real_hits = fake_rings.sum(dim=2), real_rings.sum(dim=2)  # (B, Z) per layer
+            hits_loss = grouped_gap(fake_hits, real_hits, groups, log1p=True)
             core_loss = grouped_gap(core_fraction(fake)[:, None], core_fraction(real_cells)[:, None], groups)
             axis_loss = axis_distance(fake, real_cells).mean()
             # hits by distance from the layer's axis: a hit count can be right with hits strewn over the window
@@ -417,7 +418,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             # how much widths and hit counts vary from shower to shower: the means can be right with a generator
             # whose showers are alternately too narrow and too wide (the classifier sees it)
             spread_loss = (spread_gap(fake_widths, real_widths, groups)
-                           + spread_gap(torch.log1p(fake_rings.sum(dim=2)), torch.log1p(real_rings.sum(dim=2)), groups)
+                           + spread_gap(torch.log1p(fake_hits), torch.log1p(real_hits), groups)
                            if config.spread_weight > 0.0 else torch.zeros((), device=fake.device))
             loss_g = (-critic(_noisy(critic_input(fake), sigma), conditions).mean() + config.angle_weight * angle_loss
                       + config.width_weight * width_loss + config.hits_weight * hits_loss
