@@ -24,6 +24,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from calogen.memory import keep_freed_memory
 from calogen.showers import Conditions
 
 __all__ = [
@@ -246,6 +247,8 @@ def run_benchmark(
     from calogen.gan.generate import list_models, load_generator
 
     dev = torch.device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()  # every row timed with the same allocator (the generators' fast path sets it)
     batch = batch_size or auto_batch_size(dev)
     say = progress or (lambda _msg: None)
     engines = [entry for entry, wanted in ((sources.find_source("mc"), include_mc),
@@ -350,6 +353,8 @@ def architecture_table(model_dirs: list[str | Path], *, device: str | torch.devi
     from calogen.gan.generate import load_generator
 
     dev = torch.device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()
     rows: list[ArchitectureRow] = []
     conditions = Conditions.broadcast(energy_gev, theta_rad, batch_size)
     for folder in model_dirs:

@@ -769,3 +769,19 @@ def test_the_upsampling_convolution_on_the_coarse_grid_equals_the_upsampled_one(
     with torch.no_grad():
         upsampled = conv(torch.nn.functional.interpolate(h, scale_factor=2.0, mode="nearest"))
         torch.testing.assert_close(_upsampled_conv(h, conv), upsampled, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(26, 22), (25, 21)])
+def test_the_transposed_convolution_phase_by_phase_equals_the_cropped_one(size: tuple[int, int]) -> None:
+    """A 4 x 4 transposed convolution of stride 2 computed as four 2 x 2 convolutions, one per output phase, written
+    into the cropped grid: the same values as the transposed convolution cropped, for even and odd crops."""
+    from calogen.gan.factorised.shape_nets import _phased_deconv
+
+    torch.manual_seed(6)
+    up = torch.nn.ConvTranspose2d(6, 5, 4, stride=2, padding=1)
+    h = torch.randn(3, 6, 13, 11)
+    with torch.no_grad():
+        expected = up(h)[:, :, :size[0], :size[1]]
+        got = _phased_deconv(h, up, size)
+        assert got.is_contiguous() and got.shape == expected.shape
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

@@ -34,6 +34,7 @@ from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, build_factori
 from calogen.gan.nets import ARCHITECTURES, build_generator
 from calogen.gan.preprocess import DEFAULT_POWER, DEFAULT_SCALE, from_network_card
 from calogen.io import atomic_write
+from calogen.memory import keep_freed_memory
 from calogen.paths import models_dir as default_models_dir
 from calogen.showers import TRAINING_RANGE, ConditionRange, Conditions, OutOfRangeError, Progress, ShowerSet
 from calogen.version import __version__
@@ -340,7 +341,8 @@ def load_generator(
     """Load a model by name (under :func:`calogen.paths.models_dir` or ``models_dir``) or by folder path.
 
     fast: switch on the generator's exact speed-ups where it has them (``use_fast_path``: conv3d's
-    pixel-shuffle rewrite and channels-last layout; outputs agree with the published form to ~1e-5).
+    pixel-shuffle rewrite and channels-last layout; outputs agree with the published form to ~1e-5); on a CPU
+    also :func:`calogen.memory.keep_freed_memory` (process-wide: freed tensors' memory is kept for the next batch).
     bf16: run a factorised generator's shape network in bfloat16 (``use_bf16``; not exact, cells move by ~1 % of
     their energy: validate that path with ``python -m calogen validate --model ... --bf16``); raises
     :class:`ModelLoadError` for a generator without it.
@@ -372,6 +374,8 @@ def load_generator(
     use_fast_path = getattr(module, "use_fast_path", None)
     if fast and callable(use_fast_path):
         use_fast_path(True)
+    if fast and dev.type == "cpu":
+        keep_freed_memory()
     if bf16:
         use_bf16 = getattr(module, "use_bf16", None)
         if not callable(use_bf16):

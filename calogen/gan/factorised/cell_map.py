@@ -122,12 +122,11 @@ def _shower_groups(energy_gev: torch.Tensor, theta_rad: torch.Tensor, config: Ce
     return e_bin * config.n_angle + a_bin
 
 
-def _classes_at(index: torch.Tensor, showers_gev: torch.Tensor, groups: torch.Tensor,
-                config: CellMapConfig) -> torch.Tensor:
-    """int64 (N,): the classes of the cells at ``index`` (N, 4) = (shower, x, y, layer) of showers (B, X, Y, Z)
-    GeV, with the showers' groups (B,) from :func:`_shower_groups`."""
-    axis = layer_axis(showers_gev.float())  # (B, Z, 2) cells
-    b, x, y, z = index.unbind(1)
+def _classes_at(cells: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], axis: torch.Tensor,
+                groups: torch.Tensor, config: CellMapConfig) -> torch.Tensor:
+    """int64 (N,): the classes of the cells ``cells`` = (shower, layer, x, y), each int64 (N,), of showers whose
+    layer barycentres are ``axis`` (B, Z, 2) cells and whose groups are ``groups`` (B,) (:func:`_shower_groups`)."""
+    b, z, x, y = cells
     centre = axis[b, z]  # (N, 2)
     distance = torch.sqrt((x.float() - centre[:, 0]) ** 2 + (y.float() - centre[:, 1]) ** 2)
     ring = torch.bucketize(distance, torch.tensor(config.ring_edges_cells, dtype=torch.float32, device=distance.device),
@@ -243,11 +242,19 @@ class CellEnergyMap(nn.Module):
         """showers (B, X, Y, Z) GeV at energies (B,) GeV and angles (B,) rad -> mapped showers, same shape, each
         layer scaled back to its energy before the map."""
         c = self.config
-        index = (showers_gev >= c.threshold_gev).nonzero()  # (N, 4): only the filled cells are classed and moved
+        # layers first: generated showers lie so in memory (the shape generators' softmax runs over each layer's
+        # cells), so finding the filled cells and summing the layers read contiguous memory
+        grid = showers_gev.permute(0, 3, 1, 2)  # (B, Z, X, Y)
+        index = (grid >= c.threshold_gev).nonzero()  # (N, 4): only the filled cells are classed and moved
+        b, z, x, y = index.unbind(1)
+        before = grid.sum(dim=(2, 3))  # (B, Z) GeV
+        nx, ny = grid.shape[2:]
+        axis = torch.stack([(grid.sum(dim=3) * torch.arange(nx, dtype=grid.dtype, device=grid.device)).sum(dim=2),
+                            (grid.sum(dim=2) * torch.arange(ny, dtype=grid.dtype, device=grid.device)).sum(dim=2)],
+                           dim=2) / before.clamp(min=1e-12)[:, :, None]  # (B, Z, 2): layer_axis, cells
         groups = _shower_groups(energy_gev.to(showers_gev.device), theta_rad.to(showers_gev.device), c)
-        classes = _classes_at(index, showers_gev, groups, c)
-        b, x, y, z = index.unbind(1)
-        values = showers_gev[b, x, y, z]
+        classes = _classes_at((b, z, x, y), axis.float(), groups, c)
+        values = grid[b, z, x, y]
         # quantile of each cell in the generator's distribution of its class (piecewise-linear cumulative histogram)
         position = _log_bins(values, c)
         k = position.floor().long().clamp(max=c.n_bins - 1)
@@ -262,14 +269,14 @@ class CellEnergyMap(nn.Module):
         mapped = torch.pow(10.0, math.log10(c.threshold_gev) + q * (c.log10_span / c.n_bins))
         mapped = torch.where(u <= empty, torch.zeros_like(mapped), mapped)
         mapped = torch.where(self.active[classes], mapped.to(values.dtype), values)
-        out = showers_gev.index_put((b, x, y, z), mapped)  # a new tensor; cells below the threshold stay
-        before = showers_gev.sum(dim=(1, 2), keepdim=True)
-        after = out.sum(dim=(1, 2), keepdim=True)
+        out = grid.index_put((b, z, x, y), mapped)  # a new tensor; cells below the threshold stay
+        after = out.sum(dim=(2, 3))
         # a layer whose every cell the map emptied keeps its generated cells (its energy is the flow's)
-        emptied = (after <= 0) & (before > 0)
-        out = torch.where(emptied, showers_gev, out)
-        after = torch.where(emptied, before, after)
-        return out * torch.where(after > 0, before / after.clamp(min=1e-30), torch.ones_like(after))
+        emptied = ((after <= 0) & (before > 0))[:, :, None, None]
+        out = torch.where(emptied, grid, out)
+        after = torch.where(emptied[:, :, 0, 0], before, after)
+        scale = torch.where(after > 0, before / after.clamp(min=1e-30), torch.ones_like(after))
+        return (out * scale[:, :, None, None]).permute(0, 2, 3, 1)
 
 
 def fit_cell_map(reference_batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
