@@ -49,6 +49,7 @@ from calogen.gan.factorised.shower_figures import (
     spread_gap,
 )
 from calogen.gan.nets.layers import measured_angle
+from calogen.memory import keep_freed_memory
 from calogen.validation import features
 from calogen.version import __version__
 
@@ -278,6 +279,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     change device between sessions, each session records its own).
     """
     dev = torch.device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()  # freed tensors reused: a CPU step 20-35 % faster (calogen.memory)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device cuda was asked for but torch sees no CUDA device on this machine")
     run = Path(run_dir)

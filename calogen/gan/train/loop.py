@@ -45,6 +45,7 @@ from calogen.gan.train.regressor import collect_showers
 from calogen.gan.train.regressor import evaluate as evaluate_regressor
 from calogen.gan.train.regressor import pretrain as pretrain_regressor
 from calogen.gan.train.stopping import Stop, StopNow
+from calogen.memory import keep_freed_memory
 from calogen.showers import ShowerSet
 
 __all__ = ["TrainingFailed", "heldout_sf_error", "train"]
@@ -221,6 +222,8 @@ def _train(config: TrainConfig, run: RunDirectory, stop: Stop, *, rank: int, wor
     if config.threads:
         torch.set_num_threads(config.threads)
     device = rank_device(resolve_device(config.device), world)
+    if device.type == "cpu":
+        keep_freed_memory()  # freed tensors reused instead of faulted in again (calogen.memory)
     torch.manual_seed(config.seed + 1000 * rank)
     generator = build_generator(config.arch, **config.generator_config).to(device)
     discriminator = build_discriminator(config.arch, **config.discriminator_config).to(device)
