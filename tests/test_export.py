@@ -90,16 +90,17 @@ def test_cli_export(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert capsys.readouterr().err.splitlines()[-1].startswith("error: model")
 
 
-def test_a_factorised_generator_with_entry_offset_and_cell_map_exports_to_onnx(tmp_path: Path) -> None:
-    """The factorised generator's entry offset (a stencil per shower), its shear with the speckle field after it and
-    its cell map (table look-ups) are in the graph: ONNX Runtime gives the showers PyTorch gives, a batch size other
-    than the traced one included."""
+@pytest.mark.parametrize("spline", [False, True])
+def test_a_factorised_generator_with_entry_offset_and_cell_map_exports_to_onnx(tmp_path: Path, spline: bool) -> None:
+    """The factorised generator's entry offset (a stencil per shower), its shear with the speckle field after it
+    (linear or quadratic B-spline) and its cell map (table look-ups) are in the graph: ONNX Runtime gives the
+    showers PyTorch gives, a batch size other than the traced one included."""
     from calogen.gan.factorised.cell_map import CellMapConfig, fit_cell_map
     from calogen.gan.factorised.model import build_factorised
 
     torch.manual_seed(5)
     shape = {"channels": [8, 8, 4], "latent_dim": 14, "speckle_dim": 4, "threshold_gev": 5e-5,
-             "entry_offset": True, "axis_shear": True, "speckle_after_shear": True}
+             "entry_offset": True, "axis_shear": True, "speckle_after_shear": True, "spline_placement": spline}
     module = build_factorised("factorised-conv2d", {"shape": shape})
     energy = torch.exp(torch.empty(64).uniform_(np.log(2.0), np.log(500.0)))
     theta = torch.empty(64).uniform_(np.deg2rad(60), np.deg2rad(120))

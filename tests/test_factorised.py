@@ -490,6 +490,13 @@ def test_a_campaign_goes_on_from_its_exported_model_folder(toy_file: Path, tmp_p
                          log=lambda _: None)
     assert state["speckle_after_shear_from_step"] == 3 and state["axis_shear_from_step"] == 3
 
+    splined = replace(config, shape={**SMALL_SHAPE, "axis_shear": True, "speckle_after_shear": True,
+                                     "spline_placement": True})
+    checkpoint_from_model(folder, tmp_path / "fresh" / "j", splined)  # the B-spline placement with what it needs
+    state = run_campaign(splined, tmp_path / "fresh" / "j", minutes=30.0, steps=4, critic_warmup=1,
+                         log=lambda _: None)
+    assert state["spline_placement_from_step"] == 3 and state["config"]["shape"]["spline_placement"] is True
+
     other = replace(config, shape={**SMALL_SHAPE, "speckle_dim": 0})
     with pytest.raises(ValueError, match="shape settings"):
         checkpoint_from_model(folder, tmp_path / "fresh" / "d", other)
@@ -583,6 +590,8 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
     (["--spread-weight", "-1"], "the constraint weights must not be negative"),
     (["--speckle-cap", "0"], "--speckle-cap 0: give a positive bound"),
     (["--speckle-after-shear"], "--speckle-after-shear orders the speckle field and the axis shear: give --axis-shear"),
+    (["--axis-shear", "--spline-placement"], ("--spline-placement moves the mean logits and the spread: give "
+                                              "--speckle-after-shear too")),
     (["--angle-groups", "100", "80"], "angle_group_edges_deg=[100.0, 80.0]: give increasing angles"),
     (["--from-model", "nowhere"], "cannot start a run from nowhere: model 'nowhere' not found"),
     (["--from-model", str(Path(__file__).parents[1] / "models" / "conv2d"), "--speckle-dim", "0"],
@@ -785,3 +794,56 @@ def test_the_transposed_convolution_phase_by_phase_equals_the_cropped_one(size: 
         got = _phased_deconv(h, up, size)
         assert got.is_contiguous() and got.shape == expected.shape
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_quadratic_b_spline_moves_by_the_fraction_and_smooths_alike_for_every_fraction() -> None:
+    """The B-spline weights sum to one, move a map by exactly the fraction, spread it by 1/4 cell^2 about the new
+    position for every fraction, and equal linear interpolation at half a cell. A white map keeps 0.50-0.59 of its
+    variance along each axis for every offset (linear interpolation: all of it at the cell's centre, half at its
+    edge), and the
+    shear's B-spline (any shift, whole cells plus a fraction) agrees with the offset's where both apply."""
+    from calogen.gan.factorised.placement import AxisShear, offset_within_cell, shift_weights
+
+    fractions = torch.linspace(-0.5, 0.5, 21, dtype=torch.float64)
+    weights = shift_weights(fractions, spline=True)  # over the neighbours i - 1, i, i + 1
+    position = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(weights.sum(1), torch.ones(21, dtype=torch.float64))
+    # cell i takes from i - 1 with the first weight: the map moves towards larger i by the fraction
+    moved_by = -(weights * position).sum(1)
+    torch.testing.assert_close(moved_by, fractions)
+    spread = (weights * (position[None, :] + fractions[:, None]) ** 2).sum(1)
+    torch.testing.assert_close(spread, torch.full((21,), 0.25, dtype=torch.float64))
+    half = torch.tensor([0.5, -0.5], dtype=torch.float64)
+    torch.testing.assert_close(shift_weights(half, spline=True), shift_weights(half))
+
+    generator = torch.Generator().manual_seed(7)
+    white = torch.randn(64, 25, 51, 51, generator=generator)
+    inner = (slice(None), slice(None), slice(5, 46), slice(5, 46))
+
+    def kept(offset: float, spline: bool) -> float:
+        moved = offset_within_cell(white, torch.full((64, 2), offset), layers_first=True, spline=spline)
+        return float(moved[inner].var() / white[inner].var())
+
+    # moved in x and y: the product of the two axes' 1/2 ... 38/64 (B-spline) or 1/2 ... 1 (linear)
+    spline_kept = [kept(f, True) for f in (0.0, 0.2, 0.45)]
+    assert spline_kept[0] == pytest.approx((38 / 64) ** 2, rel=0.03)
+    assert min(spline_kept) > 0.25 * 0.97
+    assert kept(0.0, False) == pytest.approx(1.0) and kept(0.45, False) == pytest.approx(0.505 ** 2, rel=0.03)
+
+    def along_y(maps: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:  # the offset's x move on transposed maps
+        offset = torch.stack([shift, torch.zeros_like(shift)], 1)
+        return offset_within_cell(maps.transpose(2, 3), offset, layers_first=True, spline=True,
+                                  x_only=True).transpose(2, 3)
+
+    shear = AxisShear((51, 51, 25))
+    shift = torch.rand(64, generator=generator) - 0.5
+    torch.testing.assert_close(shear(white, shift[:, None].expand(64, 25), layers_first=True, spline=True)[inner],
+                               along_y(white, shift)[inner])
+    three = shear(white, torch.full((64, 25), 3.3), layers_first=True, spline=True)
+    torch.testing.assert_close(three[:, :, :, 8:46], along_y(white, torch.full((64,), 0.3))[:, :, :, 5:43])
+    # x_only leaves y as it is (the B-spline at a zero offset would smooth it)
+    x_moved = offset_within_cell(white, torch.tensor([[0.3, 0.4]]).expand(64, 2), layers_first=True, spline=True,
+                                 x_only=True)
+    torch.testing.assert_close(x_moved, along_y(white.transpose(2, 3), torch.full((64,), 0.3)).transpose(2, 3))
+    with pytest.raises(ValueError, match="needs speckle_after_shear"):
+        build_shape_generator(ShapeConfig(speckle_dim=8, axis_shear=True, spline_placement=True))

@@ -86,6 +86,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "so that the field has the same strength at every angle (sheared with the logits it is "
                         "weakened by the interpolation except where a shift is a whole number of cells, as at 90 "
                         "deg; a new run's setting, which a run keeps; it may also be switched on with --from-model)")
+    parser.add_argument("--spline-placement", action="store_true",
+                        help="with --speckle-after-shear: move the mean logits and the spread by the quadratic "
+                        "B-spline instead of linear interpolation, which smooths every cell alike wherever the "
+                        "shower sits in its cell (linearly, the hit count follows the entry offset; a new run's "
+                        "setting, which a run keeps; it may also be switched on with --from-model)")
     parser.add_argument("--angle-groups", type=float, nargs="+", default=None, metavar="DEG",
                         help="edges of the incidence-angle groups within which the physics constraints compare "
                         "batch means, degrees (default 80 100)")
@@ -149,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.axis_shear:
             raise CliError("--speckle-after-shear orders the speckle field and the axis shear: give --axis-shear too")
         shape["speckle_after_shear"] = True
+    if args.spline_placement:
+        if not args.speckle_after_shear:
+            raise CliError("--spline-placement moves the mean logits and the spread: give --speckle-after-shear too")
+        shape["spline_placement"] = True
     try:
         config = CampaignConfig(arch=args.arch, data=args.data, batch_size=args.batch_size, seed=args.seed,
                                 shape=shape, lr_generator=args.lr_generator, lr_critic=args.lr_critic,

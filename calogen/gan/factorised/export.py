@@ -179,10 +179,11 @@ def checkpoint_from_model(model_dir: str | Path, run_dir: str | Path, config: Ca
 
 def _switched_on(trained: object, wanted: dict[str, Any]) -> list[str]:
     """The settings that ``wanted`` switches on over the shape settings a model was ``trained`` with, when that is
-    all that differs, else []. Four may be switched on, as none changes a weight: the axis shear (a fixed table),
+    all that differs, else []. Five may be switched on, as none changes a weight: the axis shear (a fixed table),
     so that a generator that learned the tilt itself can go on with the shear and unlearn it; the entry offset,
     whose two latent values come on top of the network's (``latent_dim`` grows by them); a bound on the
-    speckle field of a generator trained with the unbounded one; and the speckle field added after the shear."""
+    speckle field of a generator trained with the unbounded one; the speckle field added after the shear; and the
+    quadratic B-spline placement."""
     if not isinstance(trained, dict):
         return []
     grown = dict(trained)
@@ -196,6 +197,8 @@ def _switched_on(trained: object, wanted: dict[str, Any]) -> list[str]:
         grown["speckle_cap"], switched = wanted["speckle_cap"], [*switched, "speckle_cap"]
     if wanted.get("speckle_after_shear") and not trained.get("speckle_after_shear"):
         grown["speckle_after_shear"], switched = True, [*switched, "speckle_after_shear"]
+    if wanted.get("spline_placement") and not trained.get("spline_placement"):
+        grown["spline_placement"], switched = True, [*switched, "spline_placement"]
     return switched if switched and grown == wanted else []
 
 

@@ -32,7 +32,9 @@ then acts as without the offset. Without it the network has to learn the offset 
 narrow: the barycentres of its showers scatter by ~0.15 cells about the centre, the Monte Carlo's by ~0.25.
 
 With ``speckle_after_shear`` the shear moves the mean logits and the spread, and the speckle field is added
-after it (:mod:`calogen.gan.factorised.placement` says why).
+after it (:mod:`calogen.gan.factorised.placement` says why). With ``spline_placement`` the offset and the shear move
+them by the quadratic B-spline, which smooths every cell alike wherever the shower sits (linear interpolation does
+not: the hit count then follows the entry offset; the same module says how much).
 
 With ``speckle_cap`` c > 0 the field is bounded, ``c tanh(eps / c)``: equal to eps where |eps| is well below c,
 never beyond +-c. The unbounded log-normal tail of ``exp(spread x eps)`` puts, in every shower, a few cells far
@@ -97,6 +99,7 @@ class ShapeConfig:
     entry_offset: bool = False  # the last 2 latent values place the shower within its central cell (+-0.5 cells)
     speckle_cap: float = 0.0  # > 0: the speckle field is bounded, c tanh(eps / c) (0: the unbounded normal field)
     speckle_after_shear: bool = False  # the shear moves the mean logits and the spread, then the field is added
+    spline_placement: bool = False  # the entry offset and the shear move by the quadratic B-spline (placement.py)
 
 
 def _layer_shapes(logits: torch.Tensor, floor: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -324,7 +327,8 @@ class ShapeGenerator2D(ShapeGenerator):
         # (B, Z, X, Y): sheared along y where it is the contiguous axis, then seen as (B, X, Y, Z) (the softmax over
         # each layer's cells then runs over contiguous memory)
         logits = placed_logits(self.shear, out[:, :nz], spread, eps, offset, conditions, layer_energy_gev,
-                               speckle_after_shear=self.config.speckle_after_shear, layers_first=True)
+                               speckle_after_shear=self.config.speckle_after_shear, layers_first=True,
+                               spline=self.config.spline_placement)
         return logits.permute(0, 2, 3, 1)
 
 
@@ -360,7 +364,8 @@ class ShapeGenerator3D(ShapeGenerator):
         out = out.float().contiguous()
         spread, eps = (F.softplus(out[:, 1]), self.speckle(speckle)) if self.speckle is not None else (None, None)
         return placed_logits(self.shear, out[:, 0], spread, eps, offset, conditions, layer_energy_gev,
-                             speckle_after_shear=self.config.speckle_after_shear)
+                             speckle_after_shear=self.config.speckle_after_shear,
+                             spline=self.config.spline_placement)
 
 
 def build_shape_generator(config: ShapeConfig) -> ShapeGenerator:
@@ -374,6 +379,9 @@ def build_shape_generator(config: ShapeConfig) -> ShapeGenerator:
     if config.speckle_cap < 0.0 or (config.speckle_cap > 0.0 and config.speckle_dim == 0):
         raise ValueError(f"speckle_cap={config.speckle_cap}: use 0 (an unbounded field) or a positive bound of a "
                          "speckle field (speckle_dim > 0)")
+    if config.spline_placement and not config.speckle_after_shear:
+        raise ValueError("spline_placement moves the mean logits and the spread by the quadratic B-spline: it needs "
+                         "speckle_after_shear (and with it axis_shear and a speckle field)")
     if config.speckle_after_shear and not (config.axis_shear and config.speckle_dim):
         raise ValueError("speckle_after_shear orders the speckle field and the axis shear: it needs axis_shear and "
                          "a speckle field (speckle_dim > 0)")
