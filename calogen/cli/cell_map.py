@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--energy-bins", type=int, default=None,
                         help="primary-energy bins over 2-500 GeV, equal in log E (default 16)")
     parser.add_argument("--first-ring", type=int, default=None,
-                        help="leave the rings inside this one as generated: 0 maps every cell, 1 from 1.5 cells, "
-                        "2 from 3 cells out (the default), 3 from 6, 4 from 12")
+                        help="leave the rings inside this one as generated: 0 maps every cell (the default), 1 from "
+                        "1.5 cells, 2 from 3 cells out, 3 from 6, 4 from 12")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where the generated showers are drawn (default cpu); the histograms are filled on "

@@ -48,9 +48,13 @@ class CellMapConfig:
     layer_group: layers per group (the last group may be shorter); ring_edges_cells: edges of the rings around the
     layer's barycentre, cells; threshold_gev: the generator's cell threshold, the histograms' lower end, GeV;
     log10_span: the histograms cover log10(threshold) ... log10(threshold) + log10_span in ``n_bins`` bins;
-    first_ring: the rings inside it (counted from 0, the core) are left as generated: near the axis a cell holds
-    many particles and its energy scales with the primary energy, which a class's energy bin would blur, while
-    from about 3 cells out cells hold the few minimum-ionising crossings whose distribution the map is for.
+    first_ring: the rings inside it (counted from 0, the core) are left as generated. Near the axis a cell holds
+    many particles and its energy scales with the primary energy, which a class's energy bin (41 % wide at 16 bins)
+    blurs, but the map keeps each class's rank order and each layer's energy, and mapping every cell (0, the
+    default) is what brings the 2 GeV hit counts, which lie mostly within 3 cells of the axis, to the Monte
+    Carlo's: a Conv2D and a 3D-conv generator, mapped on 6,200 training showers, from the two inner rings left out
+    to none, went from 22-23 to 24 of 24 reference bins with the hit count within 10 % (2 GeV: 0.85-0.92 -> 0.93-0.99
+    of the Monte Carlo's), the classifier AUCs and FPD the same within their noise.
     """
 
     n_layers: int = 25
@@ -63,7 +67,7 @@ class CellMapConfig:
     log10_span: float = 5.0
     n_bins: int = 200
     min_cells: int = 200
-    first_ring: int = 2
+    first_ring: int = 0
 
     def __post_init__(self) -> None:
         low, high = self.energy_range_gev
