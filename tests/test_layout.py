@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Lower layers first; a module may import its own layer and the layers before it, never a later one.
 LAYERS = [
-    ("calogen.version", "calogen.paths", "calogen.showers"),
+    ("calogen.version", "calogen.paths", "calogen.showers", "calogen.memory"),
     ("calogen.detector",),
     ("calogen.io",),
     ("calogen.validation",),
