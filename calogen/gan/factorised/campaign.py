@@ -426,8 +426,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
                            + spread_gap(torch.log1p(fake_hits), torch.log1p(real_hits), groups)
                            if config.spread_weight > 0.0 else torch.zeros((), device=fake.device))
             # each shower's hit count against its Monte Carlo twin's (same conditions and layer energies): the Monte
-            # Carlo's varies by ~3 % at given layer energies, and batch means (above) are blind to a generator whose
-            # hit count follows its latent or its conditions too steeply (its spread was 2-3 times the Monte Carlo's)
+            # Carlo's varies by 2-6 % at a given total energy (10-300 GeV), and batch means (above) are blind to a
+            # generator whose hit count follows its latent or its conditions too steeply (2-3 times that spread)
             paired_hits_loss = (torch.log1p(fake_hits.sum(1)) - torch.log1p(real_hits.sum(1))).abs().mean()
             loss_g = (-critic(_noisy(critic_input(fake), sigma), conditions).mean() + config.angle_weight * angle_loss
                       + config.width_weight * width_loss + config.hits_weight * hits_loss
