@@ -252,12 +252,9 @@ class CellEnergyMap(nn.Module):
         index = (grid >= c.threshold_gev).nonzero()  # (N, 4): only the filled cells are classed and moved
         b, z, x, y = index.unbind(1)
         before = grid.sum(dim=(2, 3))  # (B, Z) GeV
-        nx, ny = grid.shape[2:]
-        axis = torch.stack([(grid.sum(dim=3) * torch.arange(nx, dtype=grid.dtype, device=grid.device)).sum(dim=2),
-                            (grid.sum(dim=2) * torch.arange(ny, dtype=grid.dtype, device=grid.device)).sum(dim=2)],
-                           dim=2) / before.clamp(min=1e-12)[:, :, None]  # (B, Z, 2): layer_axis, cells
+        axis = layer_axis(showers_gev.float())  # (B, Z, 2) cells (its sums over x and y read contiguous memory too)
         groups = _shower_groups(energy_gev.to(showers_gev.device), theta_rad.to(showers_gev.device), c)
-        classes = _classes_at((b, z, x, y), axis.float(), groups, c)
+        classes = _classes_at((b, z, x, y), axis, groups, c)
         values = grid[b, z, x, y]
         # quantile of each cell in the generator's distribution of its class (piecewise-linear cumulative histogram)
         position = _log_bins(values, c)
