@@ -7,7 +7,7 @@ import pytest
 from synthetic import synthetic_showers
 
 from calogen.showers import ShowerSet
-from calogen.validation.classifier import classifier_test, roc_auc
+from calogen.validation.classifier import _platt, classifier_test, roc_auc
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +46,14 @@ def test_too_few_showers_and_unknown_level_are_refused(draws: dict[str, ShowerSe
     with pytest.raises(ValueError, match="level='mid'"):
         classifier_test(draws["a"], draws["b"], level="mid")
     assert np.isfinite(classifier_test(draws["a"], draws["b"], max_showers=20, epochs=1).auc)
+
+
+def test_one_overconfident_validation_shower_does_not_turn_the_ranking_round() -> None:
+    # a cell-level net gave one Monte Carlo validation shower a logit of 659: fitted freely, Platt scaling
+    # went to a = -0.0003, and the calibrated test output ranked the showers the other way (AUC 0.08 for 0.92)
+    rng = np.random.default_rng(0)
+    logits = np.r_[rng.normal(-1.0, 1.0, 300), rng.normal(1.0, 1.0, 300), 659.0]
+    labels = np.r_[np.zeros(300), np.ones(300), 0.0]
+    a, _ = _platt(logits, labels)
+    assert a >= 0.0
+    assert _platt(logits[:-1], labels[:-1])[0] == pytest.approx(2.0, abs=0.3)  # the clean fit: unit-variance classes
