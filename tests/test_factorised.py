@@ -354,6 +354,8 @@ def test_campaign_improves_the_hit_count_resumes_and_exports(toy_file: Path, tmp
     assert state["step"] == 120 and len(state["sessions"]) == 2
     after = abs(state["monitor"]["hits_rel_error"])
     assert before > 1.0 and after < 0.5 * before, (before, after)
+    for distance in ("fpd_x1e3", "kpd_x1e3"):  # the high-level features' distributions come closer too
+        assert 0.0 < state["monitor"][distance] < first["monitor"][distance], distance
     progress = json.loads((run / "progress.json").read_text())
     assert progress["step"] == 120 and progress["cpu_hours"] > 0.0
 
