@@ -369,6 +369,20 @@ def test_campaign_improves_the_hit_count_resumes_and_exports(toy_file: Path, tmp
     assert sample.showers.shape == (3, 51, 51, 25) and float(sample.showers.min()) >= 0.0
     np.testing.assert_array_equal(generator.generate(100.0, math.pi / 2, n=3, seed=7).showers, sample.showers)
 
+    # the session's best monitored weights (lowest KPD against the monitoring showers, its start included)
+    best = state["sessions"][-1]["best"]
+    monitored = [json.loads(line) for line in (run / "monitor.jsonl").read_text().splitlines()]
+    assert best["kpd_x1e3"] <= min(r["kpd_x1e3"] for r in monitored if r["step"] > 15)
+    best_folder = export_model(run, tmp_path / "models" / "best2d", best=True)
+    best_card = json.loads((best_folder / "card.json").read_text())
+    assert best_card["training"]["steps"] == best["step"] == best_card["training"]["weights"]["step"]
+    assert best_card["training"]["cpu_hours"] == card["training"]["cpu_hours"]  # the whole campaign's
+    assert load_generator(best_folder).generate(100.0, math.pi / 2, n=2, seed=7).showers.shape == (2, 51, 51, 25)
+    (run / "best.pt").unlink()
+    with pytest.raises(ValueError, match="best monitored"):
+        export_model(run, tmp_path / "models" / "none", best=True)
+    assert not (tmp_path / "models" / "none").exists()
+
     card["config"]["shape"]["channels"] = [16, 8, 4]  # a card that no longer matches its weights
     (folder / "card.json").write_text(json.dumps(card))
     with pytest.raises(ModelLoadError, match="shape"):
@@ -614,6 +628,7 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
                                               "--speckle-after-shear too")),
     (["--angle-groups", "100", "80"], "angle_group_edges_deg=[100.0, 80.0]: give increasing angles"),
     (["--from-model", "nowhere"], "cannot start a run from nowhere: model 'nowhere' not found"),
+    (["--export-best"], "--export-best says which weights --export writes: give --export MODEL_DIR too"),
     (["--from-model", str(Path(__file__).parents[1] / "models" / "conv2d"), "--speckle-dim", "0"],
      ("was trained with shape settings {'speckle_dim': 32, 'threshold_gev': 5e-05, 'axis_shear': True, "
       "'entry_offset': True, 'latent_dim': 66, 'speckle_cap': 2.0, 'speckle_after_shear': True}, not")),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 import torch
 
@@ -49,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fit the energy flow again on this session's data (a production that has grown)")
     parser.add_argument("--export", metavar="MODEL_DIR", default=None,
                         help="write the model folder (weights + card) at the end")
+    parser.add_argument("--export-best", action="store_true",
+                        help="with --export: the weights of the last session's best monitored point (the lowest KPD "
+                        "against the monitoring showers, the session's start included) instead of the last ones")
     parser.add_argument("--status", default=None,
                         help="the card's one-line account of how far the campaign got (default: in progress)")
     parser.add_argument("--batch-size", type=int, default=64, help="showers per step (default 64)")
@@ -116,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the campaign session, then export when asked."""
     from calogen.gan.factorised.campaign import CHECKPOINT, DEFAULT_SHAPE, CampaignConfig, run_campaign
-    from calogen.gan.factorised.export import checkpoint_from_model, export_model
+    from calogen.gan.factorised.export import checkpoint_from_model
     from calogen.gan.factorised.model import build_factorised
     from calogen.gan.factorised.shape_nets import OFFSET_DIM, ShapeConfig
     from calogen.gan.factorised.shower_figures import ANGLE_GROUP_EDGES_DEG
@@ -132,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     torch.set_num_threads(args.threads)
     command = "python -m calogen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.export_best and not args.export:
+        raise CliError("--export-best says which weights --export writes: give --export MODEL_DIR too")
     if args.minutes == 0:
-        folder = export_model(run_dir, args.export, status=args.status)
+        folder = _export(run_dir, args)
         print(f"wrote {folder} from {run_dir}")
         return 0
     shape = dict(DEFAULT_SHAPE)
@@ -189,7 +195,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"{run_dir}: step {state['step']}, {state['showers_seen']} showers seen, "
           f"{state['cpu_seconds'] / 3600:.2f} CPU hours over {len(state['sessions'])} session(s)")
     if args.export:
-        folder = export_model(run_dir, args.export, status=args.status)
+        folder = _export(run_dir, args)
         print(f"wrote {folder}; add the validation figures with: python -m calogen validate --model {folder} "
               "--reference data/reference.h5 --update-card")
     return 0
+
+
+def _export(run_dir: Path, args: argparse.Namespace) -> Path:
+    from calogen.gan.factorised.export import export_model
+
+    try:
+        return export_model(run_dir, args.export, status=args.status, best=args.export_best)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None

@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from calogen.gan.factorised.campaign import CHECKPOINT, CampaignConfig
+from calogen.gan.factorised.campaign import BEST, CHECKPOINT, CampaignConfig
 from calogen.gan.factorised.cell_map import CellMapConfig, fit_cell_map
 from calogen.gan.factorised.data import data_files, describe_data
 from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
@@ -47,8 +47,13 @@ def _progress(run: Path) -> dict[str, Any]:
 
 
 def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | None = None,
-                 name: str | None = None) -> Path:
+                 name: str | None = None, best: bool = False) -> Path:
     """Write ``model_dir`` (generator.safetensors + card.json) from the campaign's checkpoint; returns the folder.
+
+    ``best``: the generator's weights are those of the last session's best monitored point (``best.pt``, the
+    lowest KPD against the monitoring showers) rather than the last ones; the card's steps and showers seen are
+    that point's, ``training["weights"]`` says so, and CPU hours and sessions are the whole campaign's. Raises
+    ValueError, writing nothing, when the run has no such file.
 
     The card records the command, the data's provenance, the device, CPU hours, sessions, steps and showers seen;
     The card's command is the one that ran the campaign's last session. ``status`` says how far the campaign got
@@ -62,11 +67,22 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | No
     state = saved["state"]
     config = CampaignConfig(**state["config"])
     model = build_factorised(config.arch, {"shape": config.shape})
-    model.load_state_dict(saved["model"])
+    weights: dict[str, Any] = {"from": "the last step", "step": state["step"], "showers_seen": state["showers_seen"]}
+    if best:
+        if not (run / BEST).exists():
+            raise ValueError(f"{run / BEST} does not exist: no session of this run has kept its best monitored "
+                             "weights; export the last ones")
+        kept = torch.load(run / BEST, map_location="cpu", weights_only=False)
+        model.load_state_dict(kept["model"])
+        weights = {"from": "the best monitored point of the last session (lowest KPD against the monitoring "
+                           "showers)", **kept["best"]}
+    else:
+        model.load_state_dict(saved["model"])
     folder = Path(model_dir)
     if status is None:
         status = (f"in progress: {state['step']} steps, {state['showers_seen']} showers seen, "
-                  f"{state['cpu_seconds'] / 3600:.2f} CPU hours")
+                  f"{state['cpu_seconds'] / 3600:.2f} CPU hours"
+                  + (f"; the weights of step {weights['step']}" if best else ""))
     card: dict[str, Any] = {
         "name": name or folder.name,
         "arch": config.arch,
@@ -79,8 +95,9 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | No
             "command": state.get("command") or _progress(run).get("command", ""),
             "data": describe_data(config.data),
             "device": _devices(state["sessions"]),
-            "steps": state["step"],
-            "showers_seen": state["showers_seen"],
+            "steps": weights["step"],
+            "showers_seen": weights["showers_seen"],
+            "weights": weights,
             "batch_size": config.batch_size,
             "cpu_hours": round(state["cpu_seconds"] / 3600.0, 3),
             "wall_hours": round(state["wall_seconds"] / 3600.0, 3),
