@@ -369,6 +369,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             torch.save({"model": model.state_dict(), "best": session["best"]}, tmp)
             os.replace(tmp, run / BEST)
 
+    (run / BEST).unlink(missing_ok=True)  # an earlier session's best point is not this session's
     keep_if_best(monitor_figures(model, holdout, cells_holdout, config.seed))  # where the session starts
 
     def save() -> None:
