@@ -407,6 +407,25 @@ def test_the_paired_hit_constraint_brings_each_showers_hit_count_to_its_monte_ca
         CampaignConfig(arch="factorised-conv2d", data=str(toy_file), paired_hits_weight=-1.0)
 
 
+def test_with_no_adversarial_weight_the_generator_does_not_follow_the_critic(toy_file: Path, tmp_path: Path) -> None:
+    """At adversarial weight 0 the shape generator learns from the physics constraints alone: critics trained at
+    other learning rates leave its weights the same to the bit; at weight 1 they do not."""
+    def shape_weights(adversarial: float, lr_critic: float) -> dict[str, torch.Tensor]:
+        torch.manual_seed(4)
+        config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), batch_size=16, flow_epochs=1,
+                                holdout=32, seed=4, shape=SMALL_SHAPE, lr_generator=1e-3, lr_critic=lr_critic,
+                                adversarial_weight=adversarial)
+        run = tmp_path / f"run-{adversarial}-{lr_critic}"
+        run_campaign(config, run, minutes=30.0, steps=6, log=lambda _: None)
+        saved = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+        return {k: v for k, v in saved["model"].items() if k.startswith("shape.")}
+
+    alone, other_critic = shape_weights(0.0, 1e-3), shape_weights(0.0, 1e-2)
+    assert all(torch.equal(alone[k], other_critic[k]) for k in alone)
+    followed, other_followed = shape_weights(1.0, 1e-3), shape_weights(1.0, 1e-2)
+    assert not all(torch.equal(followed[k], other_followed[k]) for k in followed)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_a_campaign_on_cuda_is_refused_without_a_cuda_device(toy_file: Path, tmp_path: Path) -> None:
     config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), batch_size=8, flow_epochs=1, holdout=32,
@@ -621,7 +640,8 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
     (["--channels", "0", "8", "4"], "every count must be at least 1"),
     (["--lr-critic", "0"], "learning rates must be positive"),
     (["--hit-width", "0"], "hit_width=0.0 must be positive"),
-    (["--spread-weight", "-1"], "the constraint weights must not be negative"),
+    (["--spread-weight", "-1"], "the adversarial and constraint weights must not be negative"),
+    (["--adversarial-weight", "-1"], "the adversarial and constraint weights must not be negative"),
     (["--speckle-cap", "0"], "--speckle-cap 0: give a positive bound"),
     (["--speckle-after-shear"], "--speckle-after-shear orders the speckle field and the axis shear: give --axis-shear"),
     (["--axis-shear", "--spline-placement"], ("--spline-placement moves the mean logits and the spread: give "

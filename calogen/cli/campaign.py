@@ -111,6 +111,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="weight of the per-shower hit-count constraint: each generated shower's log(1 + hits) "
                         "against that of the Monte Carlo shower whose conditions and layer energies it was drawn "
                         "with (default 0: off)")
+    parser.add_argument("--adversarial-weight", type=float, default=1.0,
+                        help="weight of the critic's term in the generator loss (default 1; 0: the physics "
+                        "constraints alone)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where to train: cpu (the default) or cuda (the nets, the energy flow's fit and the "
@@ -174,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
                                 instance_noise=args.instance_noise, hit_width=args.hit_width,
                                 dense_hits=args.dense_hits, width_weight=args.width_weight,
                                 spread_weight=args.spread_weight, paired_hits_weight=args.paired_hits_weight,
+                                adversarial_weight=args.adversarial_weight,
                                 energy_group_edges_gev=tuple(args.energy_groups or ()),
                                 angle_group_edges_deg=(ANGLE_GROUP_EDGES_DEG if args.angle_groups is None
                                                        else tuple(args.angle_groups)))
