@@ -111,6 +111,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="weight of the per-shower hit-count constraint: each generated shower's log(1 + hits) "
                         "against that of the Monte Carlo shower whose conditions and layer energies it was drawn "
                         "with (default 0: off)")
+    parser.add_argument("--angle-bias-weight", type=float, default=0.0,
+                        help="weight of the gap between the generated and Monte Carlo mean axis angle (a straight "
+                        "line through the layer barycentres against depth, as validate measures it), radians, "
+                        "within the condition groups (default 0: off)")
     parser.add_argument("--adversarial-weight", type=float, default=1.0,
                         help="weight of the critic's term in the generator loss (default 1; 0: the physics "
                         "constraints alone)")
@@ -178,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
                                 dense_hits=args.dense_hits, width_weight=args.width_weight,
                                 spread_weight=args.spread_weight, paired_hits_weight=args.paired_hits_weight,
                                 adversarial_weight=args.adversarial_weight,
+                                angle_bias_weight=args.angle_bias_weight,
                                 energy_group_edges_gev=tuple(args.energy_groups or ()),
                                 angle_group_edges_deg=(ANGLE_GROUP_EDGES_DEG if args.angle_groups is None
                                                        else tuple(args.angle_groups)))

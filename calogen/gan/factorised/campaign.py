@@ -40,6 +40,7 @@ from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGen
 from calogen.gan.factorised.shape_nets import CELL_SCALE_GEV, ShapeCritic, critic_input
 from calogen.gan.factorised.shower_figures import (
     ANGLE_GROUP_EDGES_DEG,
+    axis_angle,
     axis_distance,
     condition_groups,
     core_fraction,
@@ -83,6 +84,8 @@ class CampaignConfig:
     adversarial_weight: float = 1.0  # weight of the critic's term in the generator loss (the constraints hold the
     # shapes' means; the critic's term alone took a shipped conv2d from KPD 48 to 600-1000 within 700 steps)
     angle_weight: float = 1.0  # weight of the measured-angle constraint (radians of mean absolute error)
+    angle_bias_weight: float = 0.0  # weight of |mean difference| of the axis angle fitted as validation measures it
+    # (radians), within the condition groups: the batch-wide bias in the angle term cancels between 62 and 118 deg
     width_weight: float = 1.0  # weight of the layer-width constraint (mean |log width| difference per layer)
     hits_weight: float = 1.0  # weight of the hit-count constraint (mean |log(1 + hits)| difference per layer)
     core_weight: float = 5.0  # weight of the core constraint (|difference of the batch mean 5.1 mm containment|)
@@ -122,8 +125,7 @@ class CampaignConfig:
         angles = tuple(self.angle_group_edges_deg)
         if any(not 0.0 < a < 180.0 for a in angles) or list(angles) != sorted(set(angles)):
             raise ValueError(f"angle_group_edges_deg={list(angles)}: give increasing angles inside 0-180 degrees")
-        if min(self.adversarial_weight, self.angle_weight, self.width_weight, self.hits_weight, self.core_weight,
-               self.axis_weight, self.ring_weight, self.spread_weight, self.paired_hits_weight) < 0.0:
+        if min(v for k, v in asdict(self).items() if k.endswith("_weight")) < 0.0:
             raise ValueError("the adversarial and constraint weights must not be negative")
         if self.hit_width <= 0.0:
             raise ValueError(f"hit_width={self.hit_width} must be positive (a width in ln of the cell energy)")
@@ -307,6 +309,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     data = load_training_data(config.data, max_showers=config.max_showers)
     train, holdout = data.split(min(config.holdout, len(data) // 5))
     cells_holdout = _holdout_cells(holdout)
+    depth_mm = torch.from_numpy(features.clic_layer_depth_mm(train.critic_view.shape[1])).float().to(dev)
     model = build_factorised(config.arch, {"shape": config.shape}).to(dev)
     critic = ShapeCritic(model.shape_config).to(dev)
     opt_g = torch.optim.Adam(model.shape.parameters(), lr=config.lr_generator, betas=(0.0, 0.9))
@@ -433,6 +436,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             # it for the core and the hit counts), and so does one too narrow at 10 GeV and too wide at 100 GeV
             groups = condition_groups(theta, energy, angle_edges_deg=tuple(config.angle_group_edges_deg),
                                       energy_edges_gev=tuple(config.energy_group_edges_gev))
+            angle_bias = (grouped_gap(axis_angle(fake, depth_mm)[:, None], axis_angle(real_cells, depth_mm)[:, None],
+                                      groups) if config.angle_bias_weight > 0.0 else torch.zeros((), device=dev))
             fake_widths, real_widths = torch.log(layer_widths(fake)), torch.log(layer_widths(real_cells))
             width_loss = grouped_gap(fake_widths, real_widths, groups)
             # hits per layer and ring (B, Z, R); the rings cover the window, so their sum is the layer's count
@@ -462,6 +467,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             adversarial = (-critic(_noisy(critic_input(fake), sigma), conditions).mean()
                            if config.adversarial_weight > 0.0 else torch.zeros((), device=fake.device))
             loss_g = (config.adversarial_weight * adversarial + config.angle_weight * angle_loss
+                      + config.angle_bias_weight * angle_bias
                       + config.width_weight * width_loss + config.hits_weight * hits_loss
                       + config.core_weight * core_loss + config.axis_weight * axis_loss
                       + config.ring_weight * ring_loss + config.spread_weight * spread_loss
@@ -475,6 +481,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
                 figures = monitor_figures(model, holdout, cells_holdout, config.seed)
                 record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": loss_d.item(),
                           "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(),
+                          "angle_bias_rad": angle_bias.item(),
                           "width_loss": width_loss.item(), "hits_loss": hits_loss.item(), "core_loss": core_loss.item(),
                           "axis_loss_cells": axis_loss.item(), "ring_loss": ring_loss.item(),
                           "spread_loss": spread_loss.item(), "paired_hits_loss": paired_hits_loss.item(),

@@ -16,6 +16,7 @@ __all__ = [
     "HIT_THRESHOLD_GEV",
     "RING_EDGES_CELLS",
     "angle_groups",
+    "axis_angle",
     "axis_distance",
     "condition_groups",
     "core_fraction",
@@ -98,6 +99,21 @@ def layer_axis(showers_gev: torch.Tensor) -> torch.Tensor:
     x = (showers_gev.sum(dim=2) * torch.arange(nx, dtype=dtype, device=device)[None, :, None]).sum(dim=1) / total
     y = (showers_gev.sum(dim=1) * torch.arange(ny, dtype=dtype, device=device)[None, :, None]).sum(dim=1) / total
     return torch.stack([x, y], dim=2)
+
+
+def axis_angle(showers_gev: torch.Tensor, layer_depth_mm: torch.Tensor, cell_size_mm: float = 5.1) -> torch.Tensor:
+    """(B,) polar angle of each shower's axis, radians (pi/2 at normal incidence): a straight line fitted through
+    the layers' y barycentres against their depth, each layer weighted by its energy, as
+    :func:`calogen.validation.features.measured_angle` measures it, differentiable in the cell energies.
+    showers (B, X, Y, Z) GeV; layer_depth_mm (Z,) depth of each layer behind the front, mm."""
+    weight = showers_gev.sum(dim=(1, 2))  # (B, Z)
+    y_mm = layer_axis(showers_gev)[:, :, 1] * cell_size_mm
+    total = weight.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    z_bar = (weight * layer_depth_mm).sum(dim=1, keepdim=True) / total
+    y_bar = (weight * y_mm).sum(dim=1, keepdim=True) / total
+    dz = layer_depth_mm - z_bar
+    slope = (weight * dz * (y_mm - y_bar)).sum(dim=1) / (weight * dz**2).sum(dim=1).clamp(min=1e-12)
+    return 0.5 * math.pi - torch.atan(slope)
 
 
 def axis_distance(fake_gev: torch.Tensor, real_gev: torch.Tensor) -> torch.Tensor:
