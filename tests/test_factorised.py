@@ -37,6 +37,7 @@ from calogen.gan.factorised.shower_figures import (
     angle_groups,
     axis_angle,
     axis_distance,
+    axis_residuals,
     condition_groups,
     core_fraction,
     grouped_gap,
@@ -441,6 +442,25 @@ def test_the_axis_angle_is_the_validation_measured_angle_and_has_a_gradient() ->
     assert cells.grad is not None and torch.isfinite(cells.grad).all() and cells.grad.abs().sum() > 0
 
 
+def test_axis_residuals_see_the_one_layer_that_strays_from_a_straight_axis() -> None:
+    """One cell per layer on a straight tilted line: no residuals; the same with layer 3 moved 2 cells in x: its x
+    residual is the largest (the fitted line moves a little towards it), y unchanged; an empty layer gives 0."""
+    from calogen.validation.features import clic_layer_depth_mm
+
+    depth = torch.from_numpy(clic_layer_depth_mm(25))
+    straight = torch.zeros(1, 51, 51, 25, dtype=torch.float64)
+    for layer in range(24):  # layer 24 empty
+        straight[0, 25, 10 + round(depth[layer].item() / 5.1), layer] = 1.0
+    residuals = axis_residuals(straight, depth)
+    y_line = residuals[0, :, 1]
+    strayed = straight.clone()
+    strayed[0, :, :, 3] = torch.roll(straight[0, :, :, 3], 2, dims=0)
+    moved = axis_residuals(strayed, depth)[0]
+    assert int(moved[:, 0].abs().argmax()) == 3 and 1.5 < float(moved[3, 0]) < 2.0
+    torch.testing.assert_close(moved[:, 1], y_line)
+    assert float(residuals[0, 24].abs().sum()) == 0.0 and float(residuals[0, :, 0].abs().max()) < 1e-9
+
+
 def test_with_no_adversarial_weight_the_generator_does_not_follow_the_critic(toy_file: Path, tmp_path: Path) -> None:
     """At adversarial weight 0 the shape generator learns from the physics constraints alone: critics trained at
     other learning rates leave its weights the same to the bit; at weight 1 they do not."""
@@ -677,6 +697,7 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
     (["--spread-weight", "-1"], "the adversarial and constraint weights must not be negative"),
     (["--adversarial-weight", "-1"], "the adversarial and constraint weights must not be negative"),
     (["--angle-bias-weight", "-1"], "the adversarial and constraint weights must not be negative"),
+    (["--axis-spread-weight", "-1"], "the adversarial and constraint weights must not be negative"),
     (["--speckle-cap", "0"], "--speckle-cap 0: give a positive bound"),
     (["--speckle-after-shear"], "--speckle-after-shear orders the speckle field and the axis shear: give --axis-shear"),
     (["--axis-shear", "--spline-placement"], ("--spline-placement moves the mean logits and the spread: give "

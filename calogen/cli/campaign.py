@@ -115,6 +115,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="weight of the gap between the generated and Monte Carlo mean axis angle (a straight "
                         "line through the layer barycentres against depth, as validate measures it), radians, "
                         "within the condition groups (default 0: off)")
+    parser.add_argument("--axis-spread-weight", type=float, default=0.0,
+                        help="weight of the constraint on how far single layers' barycentres stray from the shower's "
+                        "own straight axis, shower to shower (|ln rms| per layer, within the condition groups; "
+                        "default 0: off)")
     parser.add_argument("--adversarial-weight", type=float, default=1.0,
                         help="weight of the critic's term in the generator loss (default 1; 0: the physics "
                         "constraints alone)")
@@ -183,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
                                 spread_weight=args.spread_weight, paired_hits_weight=args.paired_hits_weight,
                                 adversarial_weight=args.adversarial_weight,
                                 angle_bias_weight=args.angle_bias_weight,
+                                axis_spread_weight=args.axis_spread_weight,
                                 energy_group_edges_gev=tuple(args.energy_groups or ()),
                                 angle_group_edges_deg=(ANGLE_GROUP_EDGES_DEG if args.angle_groups is None
                                                        else tuple(args.angle_groups)))

@@ -37,11 +37,13 @@ import torch.nn.functional as F
 from calogen.gan.factorised.data import TrainingData, data_physics, load_training_data
 from calogen.gan.factorised.energy_flow import context_features, to_flow_space
 from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
+from calogen.gan.factorised.monitor import monitor_figures
 from calogen.gan.factorised.shape_nets import CELL_SCALE_GEV, ShapeCritic, critic_input
 from calogen.gan.factorised.shower_figures import (
     ANGLE_GROUP_EDGES_DEG,
     axis_angle,
     axis_distance,
+    axis_residuals,
     condition_groups,
     core_fraction,
     grouped_gap,
@@ -52,13 +54,11 @@ from calogen.gan.factorised.shower_figures import (
 from calogen.gan.nets.layers import measured_angle
 from calogen.memory import keep_freed_memory
 from calogen.validation import features
-from calogen.validation.distances import fpd, kpd
 from calogen.version import __version__
 
 __all__ = [
     "DEFAULT_SHAPE",
     "CampaignConfig",
-    "monitor_figures",
     "run_campaign",
     "train_energy_flow",
 ]
@@ -93,6 +93,8 @@ class CampaignConfig:
     ring_weight: float = 1.0  # weight of the hits-by-distance constraint (mean |log(1 + hits)| per layer and ring)
     spread_weight: float = 0.0  # weight of the shower-to-shower spread constraint (|ln std| of the log layer
     # widths and of log(1 + hits) per layer, within the condition groups)
+    axis_spread_weight: float = 0.0  # weight of the constraint on how far single layers stray from the shower's own
+    # axis (|ln rms| of the layer barycentres' distances from the fitted line, per layer, within the condition groups)
     paired_hits_weight: float = 0.0  # weight of the per-shower hit-count constraint (mean |log(1 + hits)| difference
     # between each generated shower and the Monte Carlo shower whose conditions and layer energies it was drawn with)
     hit_width: float = 0.25  # width of the soft hit count's sigmoid, in ln(cell energy)
@@ -181,54 +183,6 @@ def train_energy_flow(model: FactorisedGenerator, train: TrainingData, holdout: 
         history[best_epoch - 1]["kept"] = True
         log(f"energy flow: kept epoch {best_epoch} (held-out NLL {best_nll:.3f})")
     return history
-
-
-def monitor_figures(model: FactorisedGenerator, holdout: TrainingData, cells_holdout: np.ndarray,
-                    seed: int) -> dict[str, float]:
-    """Figures of the current generator against the monitoring showers (never the reference).
-
-    ``cells_holdout``: float32 (N, X, Y, Z) GeV of the monitoring showers. Returns relative errors of the mean
-    sampling fraction, hit count (> 0.2 MeV), hits beyond 6 cells of the layer axis and core containment
-    (5.1 mm), the mean measured-angle difference in degrees, generated minus Monte Carlo, and FPD and KPD (x 1e3)
-    of the high-level features (:func:`calogen.validation.distances.fpd`; from 10 monitoring showers), the
-    generated showers at the monitoring showers' conditions: means can stay put while the shower-to-shower
-    distributions drift (a shipped conv2d trained 6,800 steps more kept its monitored means and went from KPD 48
-    to 80 here, from 59 to 80 against the held-out reference).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    noise = model.truncate_noise(torch.randn(len(holdout), model.latent_dim, generator=generator), generator)
-    device = model.energy_flow.shift.device
-    model.eval()
-    with torch.no_grad():
-        fake = model(holdout.energy_gev.to(device), holdout.theta_rad.to(device), noise.to(device)).cpu().numpy()
-    model.train()
-    energy = holdout.energy_gev.numpy()
-    sf_fake, sf_real = features.sampling_fraction(fake, energy), features.sampling_fraction(cells_holdout, energy)
-    hits_fake, hits_real = features.n_hits(fake), features.n_hits(cells_holdout)
-    core_fake = features.core_containment(fake, 5.1)
-    core_real = features.core_containment(cells_holdout, 5.1)
-    angle_fake = measured_angle(torch.from_numpy(fake)).numpy()
-    far_fake = float(ring_hits(torch.from_numpy(fake), soft=False)[:, :, 3:].sum(dim=(1, 2)).mean())
-    far_real = float(ring_hits(torch.from_numpy(cells_holdout), soft=False)[:, :, 3:].sum(dim=(1, 2)).mean())
-    out = {
-        "sf_rel_error": float(sf_fake.mean() / sf_real.mean() - 1.0),
-        "hits_rel_error": float(hits_fake.mean() / hits_real.mean() - 1.0),
-        # hits further than 6 cells from their layer's axis: where a generator strews noise
-        "far_hits_rel_error": far_fake / max(far_real, 1e-9) - 1.0,
-        "core_5mm_difference": float(core_fake.mean() - core_real.mean()),
-        "angle_difference_deg": float(np.degrees(np.mean(angle_fake) - holdout.angle_rad.numpy().mean())),
-    }
-    if len(holdout) >= 10:  # FPD's smallest subsample
-        high_fake, _ = features.high_level_features(fake, energy)
-        high_real, _ = features.high_level_features(cells_holdout, energy)
-        out["fpd_x1e3"] = fpd(high_real, high_fake, seed=seed)[0] * 1e3
-        out["kpd_x1e3"] = kpd(high_real, high_fake, seed=seed)[0] * 1e3
-    theta = holdout.theta_rad.numpy()
-    for label, mask in (("below_80deg", theta < math.radians(80.0)), ("above_100deg", theta > math.radians(100.0))):
-        if mask.any():  # the mean over all angles hides a shower axis that does not tilt enough
-            out[f"angle_difference_deg_{label}"] = float(np.degrees(np.mean(angle_fake[mask])
-                                                                    - holdout.angle_rad.numpy()[mask].mean()))
-    return out
 
 
 def _noisy(view: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -438,6 +392,9 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
                                       energy_edges_gev=tuple(config.energy_group_edges_gev))
             angle_bias = (grouped_gap(axis_angle(fake, depth_mm)[:, None], axis_angle(real_cells, depth_mm)[:, None],
                                       groups) if config.angle_bias_weight > 0.0 else torch.zeros((), device=dev))
+            axis_spread = (spread_gap(axis_residuals(fake, depth_mm).flatten(1),
+                                      axis_residuals(real_cells, depth_mm).flatten(1), groups)
+                           if config.axis_spread_weight > 0.0 else torch.zeros((), device=dev))
             fake_widths, real_widths = torch.log(layer_widths(fake)), torch.log(layer_widths(real_cells))
             width_loss = grouped_gap(fake_widths, real_widths, groups)
             # hits per layer and ring (B, Z, R); the rings cover the window, so their sum is the layer's count
@@ -467,7 +424,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             adversarial = (-critic(_noisy(critic_input(fake), sigma), conditions).mean()
                            if config.adversarial_weight > 0.0 else torch.zeros((), device=fake.device))
             loss_g = (config.adversarial_weight * adversarial + config.angle_weight * angle_loss
-                      + config.angle_bias_weight * angle_bias
+                      + config.angle_bias_weight * angle_bias + config.axis_spread_weight * axis_spread
                       + config.width_weight * width_loss + config.hits_weight * hits_loss
                       + config.core_weight * core_loss + config.axis_weight * axis_loss
                       + config.ring_weight * ring_loss + config.spread_weight * spread_loss
@@ -481,7 +438,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
                 figures = monitor_figures(model, holdout, cells_holdout, config.seed)
                 record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": loss_d.item(),
                           "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(),
-                          "angle_bias_rad": angle_bias.item(),
+                          "angle_bias_rad": angle_bias.item(), "axis_spread_loss": axis_spread.item(),
                           "width_loss": width_loss.item(), "hits_loss": hits_loss.item(), "core_loss": core_loss.item(),
                           "axis_loss_cells": axis_loss.item(), "ring_loss": ring_loss.item(),
                           "spread_loss": spread_loss.item(), "paired_hits_loss": paired_hits_loss.item(),

@@ -18,6 +18,7 @@ __all__ = [
     "angle_groups",
     "axis_angle",
     "axis_distance",
+    "axis_residuals",
     "condition_groups",
     "core_fraction",
     "grouped_gap",
@@ -101,19 +102,35 @@ def layer_axis(showers_gev: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y], dim=2)
 
 
+def _line_fit(values: torch.Tensor, weight: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slope (B,) and residuals (B, Z) of the straight line fitted to values (B, Z) against depth (Z,), each layer
+    weighted by weight (B, Z)."""
+    total = weight.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    dz = depth - (weight * depth).sum(dim=1, keepdim=True) / total
+    centred = values - (weight * values).sum(dim=1, keepdim=True) / total
+    spread = (weight * dz**2).sum(dim=1, keepdim=True).clamp(min=1e-12)
+    slope = (weight * dz * centred).sum(dim=1, keepdim=True) / spread
+    return slope[:, 0], centred - slope * dz
+
+
 def axis_angle(showers_gev: torch.Tensor, layer_depth_mm: torch.Tensor, cell_size_mm: float = 5.1) -> torch.Tensor:
     """(B,) polar angle of each shower's axis, radians (pi/2 at normal incidence): a straight line fitted through
     the layers' y barycentres against their depth, each layer weighted by its energy, as
     :func:`calogen.validation.features.measured_angle` measures it, differentiable in the cell energies.
     showers (B, X, Y, Z) GeV; layer_depth_mm (Z,) depth of each layer behind the front, mm."""
-    weight = showers_gev.sum(dim=(1, 2))  # (B, Z)
-    y_mm = layer_axis(showers_gev)[:, :, 1] * cell_size_mm
-    total = weight.sum(dim=1, keepdim=True).clamp(min=1e-12)
-    z_bar = (weight * layer_depth_mm).sum(dim=1, keepdim=True) / total
-    y_bar = (weight * y_mm).sum(dim=1, keepdim=True) / total
-    dz = layer_depth_mm - z_bar
-    slope = (weight * dz * (y_mm - y_bar)).sum(dim=1) / (weight * dz**2).sum(dim=1).clamp(min=1e-12)
+    slope, _ = _line_fit(layer_axis(showers_gev)[:, :, 1] * cell_size_mm, showers_gev.sum(dim=(1, 2)), layer_depth_mm)
     return 0.5 * math.pi - torch.atan(slope)
+
+
+def axis_residuals(showers_gev: torch.Tensor, layer_depth_mm: torch.Tensor) -> torch.Tensor:
+    """(B, Z, 2) distance in cells of each layer's x and y barycentre from the shower's own straight axis (lines
+    fitted as in :func:`axis_angle`, in x and in y); 0 in empty layers. How far single layers stray from the axis:
+    in the Monte Carlo's early layers, a few particles wide, 1.6 cells rms at 2-4 GeV and 0.7 at 40-80 GeV.
+    showers (B, X, Y, Z) GeV; layer_depth_mm (Z,) mm."""
+    weight = showers_gev.sum(dim=(1, 2))
+    axis = layer_axis(showers_gev)
+    residuals = torch.stack([_line_fit(axis[:, :, k], weight, layer_depth_mm)[1] for k in range(2)], dim=2)
+    return torch.where((weight > 0.0)[:, :, None], residuals, torch.zeros_like(residuals))
 
 
 def axis_distance(fake_gev: torch.Tensor, real_gev: torch.Tensor) -> torch.Tensor:
