@@ -48,7 +48,7 @@ from calogen.gan.factorised.shower_figures import (
 from calogen.gan.generate import ModelLoadError, load_generator
 from calogen.io import write_showers
 from calogen.showers import ShowerSet
-from calogen.validation.features import measured_angle
+from calogen.validation.features import high_level_features, measured_angle
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -409,6 +409,52 @@ def test_the_paired_hit_constraint_brings_each_showers_hit_count_to_its_monte_ca
         CampaignConfig(arch="factorised-conv2d", data=str(toy_file), paired_hits_weight=-1.0)
 
 
+def test_the_feature_critic_alone_brings_the_high_level_features_closer(toy_file: Path, tmp_path: Path) -> None:
+    """Every other term off, the critic on the classifier's features trains the shapes: the monitored FPD of the
+    high-level features falls; the critic and its optimiser are in the checkpoint and a resumed session goes on
+    with them; a run that had none trains a new one alone first."""
+    torch.manual_seed(4)
+    config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), batch_size=16, flow_epochs=2,
+                            holdout=32, seed=4, shape=SMALL_SHAPE, lr_generator=1e-3, lr_critic=1e-3,
+                            adversarial_weight=0.0, angle_weight=0.0, axis_weight=0.0, width_weight=0.0,
+                            hits_weight=0.0, core_weight=0.0, ring_weight=0.0, feature_adversarial_weight=1.0)
+    run = tmp_path / "run"
+    first = run_campaign(config, run, minutes=30.0, steps=15, monitor_every=15, log=lambda _: None)
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert {"feature_critic", "opt_f"} <= saved.keys()
+    messages: list[str] = []
+    state = run_campaign(config, run, minutes=30.0, steps=100, monitor_every=85, log=messages.append)
+    assert not any("critic alone" in m or "training it alone" in m for m in messages), messages  # it goes on
+    assert state["monitor"]["fpd_x1e3"] < 0.6 * first["monitor"]["fpd_x1e3"], (first["monitor"], state["monitor"])
+    assert state["monitor"]["loss_feature_critic"] > 0.0
+
+    plain = replace(config, feature_adversarial_weight=0.0)
+    run_campaign(plain, tmp_path / "plain", minutes=30.0, steps=2, log=lambda _: None)
+    assert "feature_critic" not in torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=False)
+    messages.clear()
+    run_campaign(config, tmp_path / "plain", minutes=30.0, steps=3, critic_warmup=2, log=messages.append)
+    assert any("no feature critic: training it alone for 2 steps" in m for m in messages), messages
+
+
+def test_the_feature_critics_features_are_the_classifiers() -> None:
+    """Barycentres (from the window centre, /5), ln widths and ln(1 + hits) - 6 of :func:`high_level_features` are
+    those of the validation's classifier, for showers whose cells are far from the hit threshold."""
+    from calogen.gan.factorised.feature_critic import high_level_features as critic_features
+
+    rng = np.random.default_rng(3)
+    cells = rng.exponential(1e-2, size=(2, 51, 51, 25)) * (rng.random((2, 51, 51, 25)) < 0.03)
+    cells[:, 20, 27, :] += 0.05
+    hlf, names = high_level_features(cells.astype(np.float32), np.full(2, 50.0))
+    mine = critic_features(torch.from_numpy(cells), hit_width=0.01).numpy()
+    column = {n: i for i, n in enumerate(names)}
+    for k, (kind, axis) in enumerate([("bary", "x"), ("bary", "y"), ("width", "x"), ("width", "y")]):
+        theirs = hlf[:, [column[f"{axis}_{kind}_layer{z}"] for z in range(25)]]
+        expected = theirs / 5.0 if kind == "bary" else np.log(theirs)
+        np.testing.assert_allclose(mine[:, 25 * k:25 * (k + 1)], expected, rtol=1e-4, atol=1e-5)
+    hits = 10 ** hlf[:, column["log10_1p_hits"]] - 1.0
+    np.testing.assert_allclose(mine[:, -1], np.log1p(hits) - 6.0, atol=2e-3)
+
+
 def test_the_angle_bias_constraint_brings_the_mean_axis_angle_to_the_monte_carlos(toy_file: Path,
                                                                                   tmp_path: Path) -> None:
     """Without the per-shower angle and axis constraints, the grouped axis-angle constraint brings the generated
@@ -680,6 +726,22 @@ def test_layer_widths_of_known_showers() -> None:
     showers[0, 24, 25, 1] = showers[0, 26, 25, 1] = 0.5  # two cells 2 apart: 1 cell from the barycentre
     widths = layer_widths(showers)
     assert float(widths[0, 0]) == pytest.approx(1e-3) and float(widths[0, 1]) == pytest.approx(1.0)
+    per_axis = layer_widths(showers, per_axis=True)  # (B, Z, 2): the pair lies along x
+    assert per_axis.shape == (1, 25, 2)
+    assert float(per_axis[0, 1, 0]) == pytest.approx(1.0) and float(per_axis[0, 1, 1]) == pytest.approx(1e-3)
+
+
+def test_the_per_axis_layer_widths_are_the_validation_features() -> None:
+    rng = np.random.default_rng(5)
+    cells = rng.exponential(1e-3, size=(3, 51, 51, 25)) * (rng.random((3, 51, 51, 25)) < 0.02)
+    cells[:, 25, 25, :] += 0.01  # every layer has energy
+    hlf, names = high_level_features(cells.astype(np.float32), np.full(3, 10.0))
+    widths = layer_widths(torch.from_numpy(cells), per_axis=True).numpy()
+    for k, axis in enumerate("xy"):
+        columns = [names.index(f"{axis}_width_layer{z}") for z in range(25)]
+        np.testing.assert_allclose(widths[:, :, k], hlf[:, columns], rtol=1e-5)
+    radial = layer_widths(torch.from_numpy(cells)).numpy()
+    np.testing.assert_allclose(radial, np.hypot(widths[..., 0], widths[..., 1]), rtol=1e-6)
 
 
 def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
@@ -698,6 +760,8 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
     (["--adversarial-weight", "-1"], "the adversarial and constraint weights must not be negative"),
     (["--angle-bias-weight", "-1"], "the adversarial and constraint weights must not be negative"),
     (["--axis-spread-weight", "-1"], "the adversarial and constraint weights must not be negative"),
+    (["--axis-weight", "-1"], "the adversarial and constraint weights must not be negative"),
+    (["--angle-weight", "-0.5"], "the adversarial and constraint weights must not be negative"),
     (["--speckle-cap", "0"], "--speckle-cap 0: give a positive bound"),
     (["--speckle-after-shear"], "--speckle-after-shear orders the speckle field and the axis shear: give --axis-shear"),
     (["--axis-shear", "--spline-placement"], ("--spline-placement moves the mean logits and the spread: give "

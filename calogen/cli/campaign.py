@@ -104,6 +104,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "2-500 GeV log-uniform; default: all energies of an angle group together)")
     parser.add_argument("--width-weight", type=float, default=1.0,
                         help="weight of the layer-width constraint in the generator loss (default 1)")
+    parser.add_argument("--width-per-axis", action="store_true",
+                        help="the width constraints compare each layer's x and y width, as validate measures them "
+                        "(default: the radial width)")
+    parser.add_argument("--angle-weight", type=float, default=1.0,
+                        help="weight of the per-shower measured-angle constraint, radians (default 1)")
+    parser.add_argument("--axis-weight", type=float, default=1.0,
+                        help="weight of the per-shower axis constraint: each layer's barycentre against that of the "
+                        "Monte Carlo shower drawn with the same conditions and layer energies, cells (default 1; it "
+                        "pulls every shower to the same axis, so it also damps how far layers stray from it)")
     parser.add_argument("--spread-weight", type=float, default=0.0,
                         help="weight of the constraint on how much the layer widths and hit counts vary from shower "
                         "to shower within the condition groups (default 0: off)")
@@ -122,6 +131,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--adversarial-weight", type=float, default=1.0,
                         help="weight of the critic's term in the generator loss (default 1; 0: the physics "
                         "constraints alone)")
+    parser.add_argument("--feature-adversarial-weight", type=float, default=0.0,
+                        help="weight of a second critic's term, a critic that sees the high-level features of the "
+                        "validation's classifier test (each layer's barycentre and width in x and y, the hit count; "
+                        "default 0: off)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where to train: cpu (the default) or cuda (the nets, the energy flow's fit and the "
@@ -184,8 +197,11 @@ def run(args: argparse.Namespace) -> int:
                                 shape=shape, lr_generator=args.lr_generator, lr_critic=args.lr_critic,
                                 instance_noise=args.instance_noise, hit_width=args.hit_width,
                                 dense_hits=args.dense_hits, width_weight=args.width_weight,
+                                width_per_axis=args.width_per_axis, angle_weight=args.angle_weight,
+                                axis_weight=args.axis_weight,
                                 spread_weight=args.spread_weight, paired_hits_weight=args.paired_hits_weight,
                                 adversarial_weight=args.adversarial_weight,
+                                feature_adversarial_weight=args.feature_adversarial_weight,
                                 angle_bias_weight=args.angle_bias_weight,
                                 axis_spread_weight=args.axis_spread_weight,
                                 energy_group_edges_gev=tuple(args.energy_groups or ()),

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from calogen.gan.factorised.data import TrainingData, data_physics, load_training_data
 from calogen.gan.factorised.energy_flow import context_features, to_flow_space
+from calogen.gan.factorised.feature_critic import FeatureCritic, high_level_features
 from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
 from calogen.gan.factorised.monitor import monitor_figures
 from calogen.gan.factorised.shape_nets import CELL_SCALE_GEV, ShapeCritic, critic_input
@@ -87,6 +88,7 @@ class CampaignConfig:
     angle_bias_weight: float = 0.0  # weight of |mean difference| of the axis angle fitted as validation measures it
     # (radians), within the condition groups: the batch-wide bias in the angle term cancels between 62 and 118 deg
     width_weight: float = 1.0  # weight of the layer-width constraint (mean |log width| difference per layer)
+    width_per_axis: bool = False  # the width constraints compare the x and the y width of each layer (else: radial)
     hits_weight: float = 1.0  # weight of the hit-count constraint (mean |log(1 + hits)| difference per layer)
     core_weight: float = 5.0  # weight of the core constraint (|difference of the batch mean 5.1 mm containment|)
     axis_weight: float = 1.0  # weight of the shower-axis constraint (layer barycentre distance, cells)
@@ -95,6 +97,8 @@ class CampaignConfig:
     # widths and of log(1 + hits) per layer, within the condition groups)
     axis_spread_weight: float = 0.0  # weight of the constraint on how far single layers stray from the shower's own
     # axis (|ln rms| of the layer barycentres' distances from the fitted line, per layer, within the condition groups)
+    feature_adversarial_weight: float = 0.0  # weight of a second critic's term, one that sees the validation
+    # classifier's high-level features (layer barycentres and widths in x and y, hits; feature_critic.py)
     paired_hits_weight: float = 0.0  # weight of the per-shower hit-count constraint (mean |log(1 + hits)| difference
     # between each generated shower and the Monte Carlo shower whose conditions and layer energies it was drawn with)
     hit_width: float = 0.25  # width of the soft hit count's sigmoid, in ln(cell energy)
@@ -190,7 +194,7 @@ def _noisy(view: torch.Tensor, sigma: float) -> torch.Tensor:
     return view + sigma * torch.randn_like(view) if sigma > 0.0 else view
 
 
-def _critic_step(critic: ShapeCritic, optimiser: torch.optim.Optimizer, real_view: torch.Tensor,
+def _critic_step(critic: ShapeCritic | FeatureCritic, optimiser: torch.optim.Optimizer, real_view: torch.Tensor,
                  fake_view: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
     """One critic update with the hinge loss on real and generated views at the same conditions; returns the loss."""
     loss = (F.relu(1.0 - critic(real_view, conditions)).mean()
@@ -268,6 +272,10 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     critic = ShapeCritic(model.shape_config).to(dev)
     opt_g = torch.optim.Adam(model.shape.parameters(), lr=config.lr_generator, betas=(0.0, 0.9))
     opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr_critic, betas=(0.0, 0.9))
+    feature_critic = FeatureCritic(model.shape_config.grid[2], model.shape_config.n_conditions).to(dev)
+    opt_f = torch.optim.Adam(feature_critic.parameters(), lr=config.lr_critic, betas=(0.0, 0.9))
+    use_features = config.feature_adversarial_weight > 0.0
+    new_feature_critic = True  # until a checkpoint gives one
     state: dict[str, Any] = {"step": 0, "showers_seen": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0,
                              "sessions": [], "flow_history": [], "config": asdict(config)}
     checkpoint = run / CHECKPOINT
@@ -289,9 +297,17 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         if saved.get("opt_g") is not None and saved.get("opt_d") is not None:
             opt_g.load_state_dict(saved["opt_g"])
             opt_d.load_state_dict(saved["opt_d"])
+        if saved.get("feature_critic") is not None:
+            feature_critic.load_state_dict(saved["feature_critic"])
+            opt_f.load_state_dict(saved["opt_f"])
+            new_feature_critic = False
         state = saved["state"]
         state["config"] = asdict(config)  # a session may change the learning rates or the data; each keeps its own
         log(f"resumed {checkpoint} at step {state['step']} ({state['showers_seen']} showers seen)")
+    # a critic new to a resumed run learns alone first: the cell critic of a run started from a model folder, the
+    # feature critic of a run that had none
+    new_critics = {"cell": warmup > 0, "feature": use_features and new_feature_critic and checkpoint.exists()}
+    warmup = critic_warmup if any(new_critics.values()) else 0
     state["command"] = command
     earlier_sessions = len(state["sessions"])
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "start_step": state["step"],
@@ -341,7 +357,9 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         state["sessions"] = state["sessions"][:earlier_sessions] + [dict(session)]
         tmp = checkpoint.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "critic": critic.state_dict(), "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(), "state": state, "calogen_version": __version__}, tmp)
+                    "opt_d": opt_d.state_dict(), "state": state, "calogen_version": __version__}
+                   | ({"feature_critic": feature_critic.state_dict(), "opt_f": opt_f.state_dict()}
+                      if use_features or not new_feature_critic else {}), tmp)
         os.replace(tmp, checkpoint)
         _write_json(run / "progress.json", {k: v for k, v in state.items() if k != "flow_history"}
                     | {"command": command, "cpu_hours": state["cpu_seconds"] / 3600.0})
@@ -351,7 +369,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     deadline = started + 60.0 * minutes
     with _stop_on_signal(log) as stop:
         if warmup:
-            log(f"the checkpoint has no critic: training a new one alone for {warmup} steps")
+            names = " and ".join(f"{k} critic" for k, new in new_critics.items() if new)
+            log(f"the checkpoint has no {names}: training it alone for {warmup} steps")
             session["critic_warmup_steps"] = warmup
         for _ in range(warmup):
             idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size)).to(dev)
@@ -361,7 +380,13 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
                                         model.energy_flow.standardised(layers, energy)], 1)
                 latent = torch.randn(config.batch_size, model.shape_config.latent_dim, device=dev)
                 fake = model.shape(latent, conditions, layers) * layers[:, None, None, :]
-            _critic_step(critic, opt_d, train.critic_view[idx].float(), critic_input(fake), conditions)
+            real_view = train.critic_view[idx].float()
+            if new_critics["cell"]:
+                _critic_step(critic, opt_d, real_view, critic_input(fake), conditions)
+            if new_critics["feature"]:
+                real_cells = (torch.expm1(real_view) * CELL_SCALE_GEV).permute(0, 2, 3, 1)
+                _critic_step(feature_critic, opt_f, high_level_features(real_cells, config.hit_width),
+                             high_level_features(fake, config.hit_width), conditions)
             if stop.is_set() or time.monotonic() >= deadline:
                 break
         while time.monotonic() < deadline and (steps is None or state["step"] < steps) and not stop.is_set():
@@ -395,7 +420,9 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             axis_spread = (spread_gap(axis_residuals(fake, depth_mm).flatten(1),
                                       axis_residuals(real_cells, depth_mm).flatten(1), groups)
                            if config.axis_spread_weight > 0.0 else torch.zeros((), device=dev))
-            fake_widths, real_widths = torch.log(layer_widths(fake)), torch.log(layer_widths(real_cells))
+            per_axis = config.width_per_axis
+            fake_widths = torch.log(layer_widths(fake, per_axis=per_axis))
+            real_widths = torch.log(layer_widths(real_cells, per_axis=per_axis))
             width_loss = grouped_gap(fake_widths, real_widths, groups)
             # hits per layer and ring (B, Z, R); the rings cover the window, so their sum is the layer's count
             # the cell threshold empties cells whose soft hit then has no gradient: dense_hits counts the hits on
@@ -423,7 +450,15 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             paired_hits_loss = (torch.log1p(fake_hits.sum(1)) - torch.log1p(real_hits.sum(1))).abs().mean()
             adversarial = (-critic(_noisy(critic_input(fake), sigma), conditions).mean()
                            if config.adversarial_weight > 0.0 else torch.zeros((), device=fake.device))
+            # the classifier's features, as the validation's high-level test sees them (feature_critic.py)
+            feature_adversarial = torch.zeros((), device=dev)
+            if use_features:
+                fake_features = high_level_features(fake, config.hit_width)
+                loss_f = _critic_step(feature_critic, opt_f, high_level_features(real_cells, config.hit_width),
+                                      fake_features.detach(), conditions)
+                feature_adversarial = -feature_critic(fake_features, conditions).mean()
             loss_g = (config.adversarial_weight * adversarial + config.angle_weight * angle_loss
+                      + config.feature_adversarial_weight * feature_adversarial
                       + config.angle_bias_weight * angle_bias + config.axis_spread_weight * axis_spread
                       + config.width_weight * width_loss + config.hits_weight * hits_loss
                       + config.core_weight * core_loss + config.axis_weight * axis_loss
@@ -443,6 +478,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
                           "axis_loss_cells": axis_loss.item(), "ring_loss": ring_loss.item(),
                           "spread_loss": spread_loss.item(), "paired_hits_loss": paired_hits_loss.item(),
                           "instance_noise": sigma,
+                          **({"loss_feature_critic": loss_f.item(), "feature_adversarial": feature_adversarial.item()}
+                             if use_features else {}),
                           **figures}
                 state["monitor"] = record
                 keep_if_best(figures)

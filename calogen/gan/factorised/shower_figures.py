@@ -36,16 +36,23 @@ RING_EDGES_CELLS = (1.5, 3.0, 6.0, 12.0)
 """Edges of the rings around each layer's barycentre, cells, in which hits are counted (core, near, halo, far,
 the rest of the window)."""
 
-def layer_widths(showers_gev: torch.Tensor) -> torch.Tensor:
-    """(B, Z) energy-weighted RMS transverse distance from each layer's barycentre, cells; showers (B, X, Y, Z)."""
+def layer_widths(showers_gev: torch.Tensor, *, per_axis: bool = False) -> torch.Tensor:
+    """Energy-weighted RMS transverse distance from each layer's barycentre, cells; showers (B, X, Y, Z).
+
+    (B, Z) the radial one; with ``per_axis`` (B, Z, 2) the x and the y one, as the validation's layer widths
+    (:func:`calogen.validation.features.width`): the incidence angle tilts the shower in y only, so a shape can have
+    the right radial width with y too narrow and x too wide."""
     _, nx, ny, _ = showers_gev.shape
     x = torch.arange(nx, dtype=showers_gev.dtype, device=showers_gev.device)[None, :, None, None]
     y = torch.arange(ny, dtype=showers_gev.dtype, device=showers_gev.device)[None, None, :, None]
-    total = showers_gev.sum(dim=(1, 2), keepdim=True).clamp(min=1e-12)  # (B, 1, 1, Z)
+    total = showers_gev.sum(dim=(1, 2)).clamp(min=1e-12)  # (B, Z)
     axis = layer_axis(showers_gev)  # (B, Z, 2)
     x_mean, y_mean = axis[:, None, None, :, 0], axis[:, None, None, :, 1]
-    spread = (showers_gev * ((x - x_mean) ** 2 + (y - y_mean) ** 2)).sum(dim=(1, 2), keepdim=True) / total
-    return torch.sqrt(spread.clamp(min=1e-6))[:, 0, 0, :]
+    var_x = (showers_gev * (x - x_mean) ** 2).sum(dim=(1, 2)) / total
+    var_y = (showers_gev * (y - y_mean) ** 2).sum(dim=(1, 2)) / total
+    if per_axis:
+        return torch.sqrt(torch.stack([var_x, var_y], dim=2).clamp(min=1e-6))
+    return torch.sqrt((var_x + var_y).clamp(min=1e-6))
 
 
 def _soft_hit(showers_gev: torch.Tensor, width: float = 0.25) -> torch.Tensor:
