@@ -250,7 +250,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     (SIGINT) ends the session after the current step, with the checkpoint written, as a deadline would. A
     checkpoint without a critic (a run started from a shipped model folder) first trains a new critic alone for
     ``critic_warmup`` steps against the generator as it stands, so that the generator's first steps follow a
-    critic that has seen its showers. ``refit_flow`` fits the energy flow again on this session's data (a
+    critic that has seen its showers; so does a new feature critic (``feature_adversarial_weight`` > 0 and a
+    checkpoint without one). ``refit_flow`` fits the energy flow again on this session's data (a
     production that has grown since the flow was fitted). ``device``: "cpu" or "cuda": where the nets, the flow's
     fit and the training showers live (the monitoring showers and the checkpoint stay on the CPU side; a run may
     change device between sessions, each session records its own).
