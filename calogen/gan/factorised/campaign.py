@@ -370,8 +370,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     deadline = started + 60.0 * minutes
     with _stop_on_signal(log) as stop:
         if warmup:
-            names = " and ".join(f"{k} critic" for k, new in new_critics.items() if new)
-            log(f"the checkpoint has no {names}: training it alone for {warmup} steps")
+            names = [{"cell": "critic", "feature": "feature critic"}[k] for k, new in new_critics.items() if new]
+            log(f"the checkpoint has no {' and no '.join(names)}: training a new one alone for {warmup} steps")
             session["critic_warmup_steps"] = warmup
         for _ in range(warmup):
             idx = torch.from_numpy(rng.integers(0, len(train), config.batch_size)).to(dev)
