@@ -135,6 +135,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="weight of a second critic's term, a critic that sees the high-level features of the "
                         "validation's classifier test (each layer's barycentre and width in x and y, the hit count; "
                         "default 0: off)")
+    parser.add_argument("--feature-critic-gain", type=float, default=0.0,
+                        help="> 0: that critic sees its features standardised on training showers and multiplied by "
+                        "this, so that its bounded slope can tell differences of a fraction of a standard deviation "
+                        "(default 0: the raw features)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where to train: cpu (the default) or cuda (the nets, the energy flow's fit and the "
@@ -202,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
                                 spread_weight=args.spread_weight, paired_hits_weight=args.paired_hits_weight,
                                 adversarial_weight=args.adversarial_weight,
                                 feature_adversarial_weight=args.feature_adversarial_weight,
+                                feature_critic_gain=args.feature_critic_gain,
                                 angle_bias_weight=args.angle_bias_weight,
                                 axis_spread_weight=args.axis_spread_weight,
                                 energy_group_edges_gev=tuple(args.energy_groups or ()),

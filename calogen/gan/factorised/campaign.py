@@ -36,10 +36,10 @@ import torch.nn.functional as F
 
 from calogen.gan.factorised.data import TrainingData, data_physics, load_training_data
 from calogen.gan.factorised.energy_flow import context_features, to_flow_space
-from calogen.gan.factorised.feature_critic import FeatureCritic, high_level_features
+from calogen.gan.factorised.feature_critic import FeatureCritic, feature_standardisation, high_level_features
 from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
 from calogen.gan.factorised.monitor import monitor_figures
-from calogen.gan.factorised.shape_nets import CELL_SCALE_GEV, ShapeCritic, critic_input
+from calogen.gan.factorised.shape_nets import ShapeCritic, cells_from_view, critic_input
 from calogen.gan.factorised.shower_figures import (
     ANGLE_GROUP_EDGES_DEG,
     axis_angle,
@@ -99,6 +99,8 @@ class CampaignConfig:
     # axis (|ln rms| of the layer barycentres' distances from the fitted line, per layer, within the condition groups)
     feature_adversarial_weight: float = 0.0  # weight of a second critic's term, one that sees the validation
     # classifier's high-level features (layer barycentres and widths in x and y, hits; feature_critic.py)
+    feature_critic_gain: float = 0.0  # > 0: that critic sees its features standardised on training showers, times
+    # this (spectral normalisation holds its slope to 1 per input unit); 0: the raw features
     paired_hits_weight: float = 0.0  # weight of the per-shower hit-count constraint (mean |log(1 + hits)| difference
     # between each generated shower and the Monte Carlo shower whose conditions and layer energies it was drawn with)
     hit_width: float = 0.25  # width of the soft hit count's sigmoid, in ln(cell energy)
@@ -133,6 +135,8 @@ class CampaignConfig:
             raise ValueError(f"angle_group_edges_deg={list(angles)}: give increasing angles inside 0-180 degrees")
         if min(v for k, v in asdict(self).items() if k.endswith("_weight")) < 0.0:
             raise ValueError("the adversarial and constraint weights must not be negative")
+        if self.feature_critic_gain < 0.0:
+            raise ValueError(f"feature_critic_gain={self.feature_critic_gain} must not be negative (0: raw features)")
         if self.hit_width <= 0.0:
             raise ValueError(f"hit_width={self.hit_width} must be positive (a width in ln of the cell energy)")
 
@@ -205,12 +209,6 @@ def _critic_step(critic: ShapeCritic | FeatureCritic, optimiser: torch.optim.Opt
     return loss
 
 
-def _holdout_cells(holdout: TrainingData) -> np.ndarray:
-    """GeV cells of the monitoring showers, recovered from the critic view (float16 log1p, ~1e-3 relative)."""
-    view = holdout.critic_view.float()
-    return (torch.expm1(view) * CELL_SCALE_GEV).permute(0, 2, 3, 1).numpy()
-
-
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
@@ -267,7 +265,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     torch.manual_seed(config.seed)
     data = load_training_data(config.data, max_showers=config.max_showers)
     train, holdout = data.split(min(config.holdout, len(data) // 5))
-    cells_holdout = _holdout_cells(holdout)
+    cells_holdout = cells_from_view(holdout.critic_view).numpy()
     depth_mm = torch.from_numpy(features.clic_layer_depth_mm(train.critic_view.shape[1])).float().to(dev)
     model = build_factorised(config.arch, {"shape": config.shape}).to(dev)
     critic = ShapeCritic(model.shape_config).to(dev)
@@ -298,8 +296,10 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         if saved.get("opt_g") is not None and saved.get("opt_d") is not None:
             opt_g.load_state_dict(saved["opt_g"])
             opt_d.load_state_dict(saved["opt_d"])
-        if saved.get("feature_critic") is not None:
-            feature_critic.load_state_dict(saved["feature_critic"])
+        # a feature critic trained on features scaled otherwise is a new one (critics before the gain lack its buffers)
+        if saved.get("feature_critic") is not None and saved["state"]["config"].get(
+                "feature_critic_gain", 0.0) == config.feature_critic_gain:
+            feature_critic.load_state_dict(feature_critic.state_dict() | saved["feature_critic"])
             opt_f.load_state_dict(saved["opt_f"])
             new_feature_critic = False
         state = saved["state"]
@@ -309,6 +309,10 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     # feature critic of a run that had none
     new_critics = {"cell": warmup > 0, "feature": use_features and new_feature_critic and checkpoint.exists()}
     warmup = critic_warmup if any(new_critics.values()) else 0
+    if use_features and new_feature_critic and config.feature_critic_gain > 0.0:  # on up to 2,048 training showers
+        views = train.critic_view[:2048].split(256)  # (the hits enter with the campaign's soft count)
+        scales = feature_standardisation((cells_from_view(v).to(dev) for v in views), config.hit_width)
+        feature_critic.standardise(*scales, config.feature_critic_gain)
     state["command"] = command
     earlier_sessions = len(state["sessions"])
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "start_step": state["step"],
@@ -370,7 +374,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     deadline = started + 60.0 * minutes
     with _stop_on_signal(log) as stop:
         if warmup:
-            names = [{"cell": "critic", "feature": "feature critic"}[k] for k, new in new_critics.items() if new]
+            gain = f" at gain {config.feature_critic_gain:g}" if config.feature_critic_gain > 0.0 else ""
+            names = [{"cell": "critic", "feature": "feature critic" + gain}[k] for k, new in new_critics.items() if new]
             log(f"the checkpoint has no {' and no '.join(names)}: training a new one alone for {warmup} steps")
             session["critic_warmup_steps"] = warmup
         for _ in range(warmup):
@@ -385,7 +390,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             if new_critics["cell"]:
                 _critic_step(critic, opt_d, real_view, critic_input(fake), conditions)
             if new_critics["feature"]:
-                real_cells = (torch.expm1(real_view) * CELL_SCALE_GEV).permute(0, 2, 3, 1)
+                real_cells = cells_from_view(real_view)
                 _critic_step(feature_critic, opt_f, high_level_features(real_cells, config.hit_width),
                              high_level_features(fake, config.hit_width), conditions)
             if stop.is_set() or time.monotonic() >= deadline:
@@ -410,7 +415,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             # arXiv:1606.03498, on physics features: they hold the shapes while the critic is far ahead)
             angle_error = measured_angle(fake) - train.angle_rad[idx]
             angle_loss = angle_error.abs().mean() + angle_error.mean().abs()  # per shower, and the batch's bias
-            real_cells = (torch.expm1(real_view) * CELL_SCALE_GEV).permute(0, 2, 3, 1)  # (B, X, Y, Z) GeV
+            real_cells = cells_from_view(real_view)  # (B, X, Y, Z) GeV
             # batch means compared within angle groups (and energy groups when the config has them): over the
             # whole batch a shape too narrow at 62 deg and too wide at 90 deg averages out (the shipped cards showed
             # it for the core and the hit counts), and so does one too narrow at 10 GeV and too wide at 100 GeV

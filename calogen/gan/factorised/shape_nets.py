@@ -77,6 +77,7 @@ __all__ = [
     "ShapeGenerator2D",
     "ShapeGenerator3D",
     "build_shape_generator",
+    "cells_from_view",
     "critic_input",
 ]
 
@@ -395,6 +396,11 @@ def build_shape_generator(config: ShapeConfig) -> ShapeGenerator:
 def critic_input(showers_gev: torch.Tensor) -> torch.Tensor:
     """(B, X, Y, Z) GeV -> (B, Z, X, Y) ``log1p(cell / CELL_SCALE_GEV)``, the critic's view of a shower."""
     return torch.log1p(showers_gev.clamp(min=0.0) / CELL_SCALE_GEV).permute(0, 3, 1, 2)
+
+
+def cells_from_view(view: torch.Tensor) -> torch.Tensor:
+    """(B, Z, X, Y) critic view (:func:`critic_input`, float16 storage: ~1e-3 relative) -> (B, X, Y, Z) GeV."""
+    return (torch.expm1(view.float()) * CELL_SCALE_GEV).permute(0, 2, 3, 1)
 
 
 class ShapeCritic(nn.Module):
