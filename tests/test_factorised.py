@@ -503,8 +503,8 @@ def test_a_standardised_feature_critic_tells_small_differences_apart_that_a_raw_
 def test_a_campaign_standardises_a_new_feature_critic_and_starts_a_new_one_for_another_gain(toy_file: Path,
                                                                                            tmp_path: Path) -> None:
     """With a feature-critic gain the campaign's new critic carries the training showers' feature statistics over
-    the gain (in the checkpoint); a session with another gain trains a new critic alone first, as does one
-    resuming a run whose critic saw the raw features; a negative gain is refused."""
+    the gain (in the checkpoint); a session at the same gain goes on with it, one with another gain trains a new
+    critic alone first, standardised at that gain; a negative gain is refused."""
     from calogen.gan.factorised.data import load_training_data
     from calogen.gan.factorised.feature_critic import feature_standardisation
     from calogen.gan.factorised.shape_nets import cells_from_view
