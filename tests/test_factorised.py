@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy import stats
 
-from calogen.gan.factorised.campaign import CampaignConfig, run_campaign, train_energy_flow
+from calogen.gan.factorised.campaign import CampaignConfig, run_campaign
 from calogen.gan.factorised.data import data_physics, load_training_data
 from calogen.gan.factorised.energy_flow import (
     EnergyFlowConfig,
@@ -23,6 +23,7 @@ from calogen.gan.factorised.energy_flow import (
     to_flow_space,
 )
 from calogen.gan.factorised.export import export_model
+from calogen.gan.factorised.flow_fit import train_energy_flow
 from calogen.gan.factorised.model import FactorisedGenerator, build_factorised
 from calogen.gan.factorised.placement import offset_within_cell
 from calogen.gan.factorised.shape_nets import (
@@ -320,17 +321,15 @@ def test_energy_flow_learns_the_sampling_fraction(toy_file: Path) -> None:
     torch.manual_seed(2)
     data = load_training_data(toy_file)
     train, holdout = data.split(40)
-    config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), flow_epochs=40, flow_batch=32,
-                            flow_lr=3e-3, seed=2)
     model = FactorisedGenerator(EnergyFlowConfig(transforms=3, hidden=32), ShapeConfig(channels=(8, 8, 4),
                                                                                         latent_dim=8))
-    history = train_energy_flow(model, train, holdout, config, log=lambda _: None)
+    history = train_energy_flow(model.energy_flow, train, holdout, epochs=40, batch=32, lr=3e-3, seed=2)
     assert history[-1]["nll_holdout"] < history[0]["nll_holdout"] - 10.0
     # the flow keeps its best epoch on the held-out showers: the likelihood of the weights it ends with is that one
     kept = [epoch for epoch in history if epoch.get("kept")]
     assert len(kept) == 1 and kept[0]["nll_holdout"] == min(epoch["nll_holdout"] for epoch in history)
     c_hold = context_features(holdout.energy_gev, holdout.theta_rad)
-    rng = np.random.default_rng(config.seed)  # the held-out showers dequantised as the fit did, after the training set
+    rng = np.random.default_rng(2)  # the held-out showers dequantised as the fit did, after the training set
     to_flow_space(train.layer_energy.numpy(), train.energy_gev.numpy(), rng)
     u_hold = torch.from_numpy(to_flow_space(holdout.layer_energy.numpy(), holdout.energy_gev.numpy(), rng))
     with torch.no_grad():
@@ -839,6 +838,7 @@ def test_the_reference_sample_is_never_trained_on(tmp_path: Path) -> None:
     (["--axis-weight", "-1"], "the adversarial and constraint weights must not be negative"),
     (["--angle-weight", "-0.5"], "the adversarial and constraint weights must not be negative"),
     (["--feature-critic-gain", "-2"], "feature_critic_gain=-2.0 must not be negative (0: raw features)"),
+    (["--ema-decay", "1"], "ema_decay=1.0: give 0 (no average) or a decay per step below 1"),
     (["--speckle-cap", "0"], "--speckle-cap 0: give a positive bound"),
     (["--speckle-after-shear"], "--speckle-after-shear orders the speckle field and the axis shear: give --axis-shear"),
     (["--axis-shear", "--spline-placement"], ("--spline-placement moves the mean logits and the spread: give "
@@ -1099,3 +1099,57 @@ def test_the_quadratic_b_spline_moves_by_the_fraction_and_smooths_alike_for_ever
     torch.testing.assert_close(x_moved, along_y(white.transpose(2, 3), torch.full((64,), 0.3)).transpose(2, 3))
     with pytest.raises(ValueError, match="needs speckle_after_shear"):
         build_shape_generator(ShapeConfig(speckle_dim=8, axis_shear=True, spline_placement=True))
+
+
+def test_the_weight_average_is_the_exponential_moving_average_and_is_swapped_in_only_within_its_block() -> None:
+    from calogen.gan.factorised.averaging import averaged_weights, shape_average
+
+    net = torch.nn.Linear(2, 1)
+    average = shape_average(net, decay=0.9)
+    for value in (1.0, 2.0, 3.0):  # the first update takes the weights as they are, each next one 10 % of them
+        with torch.no_grad():
+            net.weight.fill_(value)
+        average.update_parameters(net)
+    with averaged_weights(net, average):
+        torch.testing.assert_close(net.weight, torch.full((1, 2), 0.9 * (0.9 * 1.0 + 0.1 * 2.0) + 0.1 * 3.0))
+    assert torch.equal(net.weight, torch.full((1, 2), 3.0))  # its own weights again
+    with pytest.raises(RuntimeError, match="inside"), averaged_weights(net, average):
+        raise RuntimeError("inside")
+    assert torch.equal(net.weight, torch.full((1, 2), 3.0))  # put back when the block fails too
+    with averaged_weights(net, None):
+        assert torch.equal(net.weight, torch.full((1, 2), 3.0))
+    with pytest.raises(ValueError, match="0 < decay < 1"):
+        shape_average(net, decay=1.0)
+
+
+def test_a_campaign_monitors_keeps_and_exports_the_averaged_weights(toy_file: Path, tmp_path: Path) -> None:
+    from calogen.gan.factorised.averaging import averaged_state
+    from calogen.gan.factorised.monitor import monitor_figures
+    from calogen.gan.factorised.shape_nets import cells_from_view
+
+    torch.manual_seed(4)
+    config = CampaignConfig(arch="factorised-conv2d", data=str(toy_file), batch_size=16, flow_epochs=2,
+                            holdout=32, seed=4, shape=SMALL_SHAPE, lr_generator=1e-3, lr_critic=1e-3,
+                            ema_decay=0.9)
+    run = tmp_path / "run"
+    run_campaign(config, run, minutes=30.0, steps=4, monitor_every=2, log=lambda _: None)
+    state = run_campaign(config, run, minutes=30.0, steps=6, monitor_every=3, log=lambda _: None)
+    saved = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert int(saved["shape_average"]["n_averaged"]) == 6  # the second session went on with the first's average
+    averaged = averaged_state(saved["shape_average"])
+    raw = {k.removeprefix("shape."): v for k, v in saved["model"].items() if k.startswith("shape.")}
+    assert not torch.equal(averaged["dense.weight"], raw["dense.weight"])
+
+    folder = export_model(run, tmp_path / "models" / "averaged")
+    card = json.loads((folder / "card.json").read_text())
+    assert card["training"]["weights"]["from"].startswith("the moving average of the shape generator's weights")
+    assert "decay 0.9 per step, over the 6 steps" in card["training"]["weights"]["from"]
+    generator = load_generator(folder)
+    for name, value in averaged.items():  # the folder holds the average, not the last step's weights
+        torch.testing.assert_close(generator.module.state_dict()["shape." + name], value, rtol=0, atol=0)
+    # the last monitored figures (step 6) were the average's: the exported generator gives them again
+    _, holdout = load_training_data(toy_file).split(32)
+    figures = monitor_figures(generator.module, holdout, cells_from_view(holdout.critic_view).numpy(), config.seed)
+    assert state["monitor"]["step"] == 6
+    assert figures["kpd_x1e3"] == pytest.approx(state["monitor"]["kpd_x1e3"], rel=1e-6)
+    assert figures["hits_rel_error"] == pytest.approx(state["monitor"]["hits_rel_error"], rel=1e-6)

@@ -139,6 +139,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="> 0: that critic sees its features standardised on training showers and multiplied by "
                         "this, so that its bounded slope can tell differences of a fraction of a standard deviation "
                         "(default 0: the raw features)")
+    parser.add_argument("--ema-decay", type=float, default=0.0,
+                        help="average the shape generator's weights over the steps, with this decay per step (e.g. "
+                        "0.9995: the last ~2,000 steps count); the average is monitored, kept as the best point "
+                        "and exported (default 0: the last step's weights)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where to train: cpu (the default) or cuda (the nets, the energy flow's fit and the "
@@ -207,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
                                 adversarial_weight=args.adversarial_weight,
                                 feature_adversarial_weight=args.feature_adversarial_weight,
                                 feature_critic_gain=args.feature_critic_gain,
+                                ema_decay=args.ema_decay,
                                 angle_bias_weight=args.angle_bias_weight,
                                 axis_spread_weight=args.axis_spread_weight,
                                 energy_group_edges_gev=tuple(args.energy_groups or ()),

@@ -16,7 +16,6 @@ from what was committed on a machine whose ``runs/`` is new.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import os
@@ -34,10 +33,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from calogen.gan.factorised.averaging import averaged_weights, shape_average
 from calogen.gan.factorised.data import TrainingData, data_physics, load_training_data
-from calogen.gan.factorised.energy_flow import context_features, to_flow_space
+from calogen.gan.factorised.energy_flow import context_features
 from calogen.gan.factorised.feature_critic import FeatureCritic, feature_standardisation, high_level_features
-from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, FactorisedGenerator, build_factorised
+from calogen.gan.factorised.flow_fit import train_energy_flow
+from calogen.gan.factorised.model import FACTORISED_ARCHITECTURES, build_factorised
 from calogen.gan.factorised.monitor import monitor_figures
 from calogen.gan.factorised.shape_nets import ShapeCritic, cells_from_view, critic_input
 from calogen.gan.factorised.shower_figures import (
@@ -61,7 +62,6 @@ __all__ = [
     "DEFAULT_SHAPE",
     "CampaignConfig",
     "run_campaign",
-    "train_energy_flow",
 ]
 
 CHECKPOINT = "checkpoint.pt"
@@ -104,6 +104,8 @@ class CampaignConfig:
     paired_hits_weight: float = 0.0  # weight of the per-shower hit-count constraint (mean |log(1 + hits)| difference
     # between each generated shower and the Monte Carlo shower whose conditions and layer energies it was drawn with)
     hit_width: float = 0.25  # width of the soft hit count's sigmoid, in ln(cell energy)
+    ema_decay: float = 0.0  # > 0: the shape generator's weights are averaged over the steps with this decay per step
+    # (averaging.py); the average is what the campaign monitors, keeps as the session's best and exports
     angle_group_edges_deg: tuple[float, ...] = ANGLE_GROUP_EDGES_DEG  # the batch-mean constraints compare within
     # these groups of incidence angle (degrees)
     energy_group_edges_gev: tuple[float, ...] = ()  # the batch-mean constraints also compare within these energy
@@ -137,6 +139,8 @@ class CampaignConfig:
             raise ValueError("the adversarial and constraint weights must not be negative")
         if self.feature_critic_gain < 0.0:
             raise ValueError(f"feature_critic_gain={self.feature_critic_gain} must not be negative (0: raw features)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay={self.ema_decay}: give 0 (no average) or a decay per step below 1")
         if self.hit_width <= 0.0:
             raise ValueError(f"hit_width={self.hit_width} must be positive (a width in ln of the cell energy)")
 
@@ -144,53 +148,6 @@ class CampaignConfig:
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return float(usage.ru_utime + usage.ru_stime)
-
-
-def train_energy_flow(model: FactorisedGenerator, train: TrainingData, holdout: TrainingData,
-                      config: CampaignConfig, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Fit the flow by maximum likelihood; returns per-epoch mean negative log-likelihoods (train, held out).
-
-    The flow keeps the weights of the epoch with the lowest held-out negative log-likelihood (early stopping on
-    the monitoring showers, never the reference): on a few thousand showers the training likelihood goes on
-    rising after the held-out one has turned, and the flow would learn the fluctuations of these showers. That
-    epoch is marked ``"kept": True`` in the history."""
-    rng = np.random.default_rng(config.seed)
-    flow = model.energy_flow
-    device = flow.shift.device
-    layer_train, energy_train = train.layer_energy.cpu().numpy(), train.energy_gev.cpu().numpy()
-    u_train = to_flow_space(layer_train, energy_train, rng)
-    flow.fit_standardisation(u_train)
-    u_hold = torch.from_numpy(to_flow_space(holdout.layer_energy.cpu().numpy(), holdout.energy_gev.cpu().numpy(),
-                                            rng)).to(device)
-    c_train = context_features(train.energy_gev, train.theta_rad).to(device)
-    c_hold = context_features(holdout.energy_gev, holdout.theta_rad).to(device)
-    optimiser = torch.optim.Adam(flow.parameters(), lr=config.flow_lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(config.flow_epochs, 1))
-    history: list[dict[str, Any]] = []
-    best_nll, best_state, best_epoch = math.inf, None, 0
-    for epoch in range(config.flow_epochs):
-        u_epoch = torch.from_numpy(to_flow_space(layer_train, energy_train, rng)).to(device)
-        order = torch.from_numpy(rng.permutation(len(train))).to(device)
-        losses = []
-        for start in range(0, len(train), config.flow_batch):
-            idx = order[start:start + config.flow_batch]
-            loss = -flow.log_prob(u_epoch[idx], c_train[idx]).mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-        scheduler.step()
-        with torch.no_grad():
-            held = float(-flow.log_prob(u_hold, c_hold).mean())
-        history.append({"epoch": epoch + 1, "nll_train": float(np.mean(losses)), "nll_holdout": held})
-        log(f"energy flow epoch {epoch + 1}/{config.flow_epochs}: NLL {np.mean(losses):.3f} (held out {held:.3f})")
-        if held < best_nll:
-            best_nll, best_state, best_epoch = held, copy.deepcopy(flow.state_dict()), epoch + 1
-    if best_state is not None:  # None only when no epoch gave a finite held-out likelihood: the last weights stay
-        flow.load_state_dict(best_state)
-        history[best_epoch - 1]["kept"] = True
-        log(f"energy flow: kept epoch {best_epoch} (held-out NLL {best_nll:.3f})")
-    return history
 
 
 def _noisy(view: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -252,7 +209,9 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     checkpoint without one). ``refit_flow`` fits the energy flow again on this session's data (a
     production that has grown since the flow was fitted). ``device``: "cpu" or "cuda": where the nets, the flow's
     fit and the training showers live (the monitoring showers and the checkpoint stay on the CPU side; a run may
-    change device between sessions, each session records its own).
+    change device between sessions, each session records its own). With ``config.ema_decay`` > 0 the monitored
+    figures and the session's best point are those of the moving average of the shape generator's weights
+    (:mod:`calogen.gan.factorised.averaging`), which the checkpoint keeps beside the weights and the export writes.
     """
     dev = torch.device(device)
     if dev.type == "cpu":
@@ -278,7 +237,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
     state: dict[str, Any] = {"step": 0, "showers_seen": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0,
                              "sessions": [], "flow_history": [], "config": asdict(config)}
     checkpoint = run / CHECKPOINT
-    warmup = 0
+    warmup, saved_average = 0, None
     if checkpoint.exists():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if saved["state"]["config"]["arch"] != config.arch:
@@ -302,6 +261,7 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             feature_critic.load_state_dict(feature_critic.state_dict() | saved["feature_critic"])
             opt_f.load_state_dict(saved["opt_f"])
             new_feature_critic = False
+        saved_average = saved.get("shape_average")
         state = saved["state"]
         state["config"] = asdict(config)  # a session may change the learning rates or the data; each keeps its own
         log(f"resumed {checkpoint} at step {state['step']} ({state['showers_seen']} showers seen)")
@@ -330,11 +290,16 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         log(f"fitting the energy flow again on this session's {len(train)} training showers")
         state["flow_history"] = []
     if not state["flow_history"]:
-        state["flow_history"] = train_energy_flow(model, train, holdout, config, log)
+        state["flow_history"] = train_energy_flow(model.energy_flow, train, holdout, epochs=config.flow_epochs,
+                                                  batch=config.flow_batch, lr=config.flow_lr, seed=config.seed, log=log)
         state["flow_data_physics"] = physics
     if dev.type != "cpu":  # the training showers go where the nets are (float16 views: 130 kB a shower)
         train = TrainingData(*(t.to(dev) for t in train._tensors()))
 
+    # the moving average of the shape generator's weights (averaging.py), going on from the checkpoint's
+    average = shape_average(model.shape, config.ema_decay) if config.ema_decay > 0.0 else None
+    if average is not None and saved_average is not None:
+        average.load_state_dict(saved_average)
     marks = {"cpu": cpu_start, "wall": started}
 
     def keep_if_best(figures: dict[str, float]) -> None:
@@ -350,7 +315,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             os.replace(tmp, run / BEST)
 
     (run / BEST).unlink(missing_ok=True)  # an earlier session's best point is not this session's
-    keep_if_best(monitor_figures(model, holdout, cells_holdout, config.seed))  # where the session starts
+    with averaged_weights(model.shape, average):  # where the session starts
+        keep_if_best(monitor_figures(model, holdout, cells_holdout, config.seed))
 
     def save() -> None:
         state["cpu_seconds"] += _cpu_seconds() - marks["cpu"]
@@ -364,7 +330,8 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
         torch.save({"model": model.state_dict(), "critic": critic.state_dict(), "opt_g": opt_g.state_dict(),
                     "opt_d": opt_d.state_dict(), "state": state, "calogen_version": __version__}
                    | ({"feature_critic": feature_critic.state_dict(), "opt_f": opt_f.state_dict()}
-                      if use_features or not new_feature_critic else {}), tmp)
+                      if use_features or not new_feature_critic else {})
+                   | ({"shape_average": average.state_dict()} if average is not None else {}), tmp)
         os.replace(tmp, checkpoint)
         _write_json(run / "progress.json", {k: v for k, v in state.items() if k != "flow_history"}
                     | {"command": command, "cpu_hours": state["cpu_seconds"] / 3600.0})
@@ -473,10 +440,14 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
             opt_g.zero_grad()
             loss_g.backward()
             opt_g.step()
+            if average is not None:
+                average.update_parameters(model.shape)
             state["step"] += 1
             state["showers_seen"] += config.batch_size
             if state["step"] % monitor_every == 0:
-                figures = monitor_figures(model, holdout, cells_holdout, config.seed)
+                with averaged_weights(model.shape, average):  # the weights the campaign exports
+                    figures = monitor_figures(model, holdout, cells_holdout, config.seed)
+                    keep_if_best(figures)
                 record = {"step": state["step"], "showers_seen": state["showers_seen"], "loss_critic": loss_d.item(),
                           "loss_generator": loss_g.item(), "angle_loss_rad": angle_loss.item(),
                           "angle_bias_rad": angle_bias.item(), "axis_spread_loss": axis_spread.item(),
@@ -488,7 +459,6 @@ def run_campaign(config: CampaignConfig, run_dir: str | Path, *, minutes: float,
                              if use_features else {}),
                           **figures}
                 state["monitor"] = record
-                keep_if_best(figures)
                 with open(run / "monitor.jsonl", "a") as fh:
                     fh.write(json.dumps(record) + "\n")
                 log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))

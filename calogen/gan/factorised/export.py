@@ -26,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from calogen.gan.factorised.averaging import averaged_state
 from calogen.gan.factorised.campaign import BEST, CHECKPOINT, CampaignConfig
 from calogen.gan.factorised.cell_map import CellMapConfig, fit_cell_map
 from calogen.gan.factorised.data import data_files, describe_data
@@ -50,6 +51,8 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | No
                  name: str | None = None, best: bool = False) -> Path:
     """Write ``model_dir`` (generator.safetensors + card.json) from the campaign's checkpoint; returns the folder.
 
+    The shape generator's weights are the moving average of the run's last session when it kept one
+    (``CampaignConfig.ema_decay``; ``training["weights"]["from"]`` says so), else the last step's.
     ``best``: the generator's weights are those of the last session's best monitored point (``best.pt``, the
     lowest KPD against the monitoring showers) rather than the last ones; the card's steps and showers seen are
     that point's, ``training["weights"]`` says so, and CPU hours and sessions are the whole campaign's. Raises
@@ -78,6 +81,11 @@ def export_model(run_dir: str | Path, model_dir: str | Path, *, status: str | No
                            "showers)", **kept["best"]}
     else:
         model.load_state_dict(saved["model"])
+        if saved.get("shape_average") is not None:  # the run's last session averaged the weights: those are written
+            model.shape.load_state_dict(averaged_state(saved["shape_average"]))
+            averaged = int(saved["shape_average"]["n_averaged"])
+            weights["from"] = (f"the moving average of the shape generator's weights at the last step (decay "
+                               f"{config.ema_decay:g} per step, over the {averaged} steps since averaging began)")
     folder = Path(model_dir)
     if status is None:
         status = (f"in progress: {state['step']} steps, {state['showers_seen']} showers seen, "
