@@ -6,7 +6,7 @@ steps lies nearer its centre (Yazici et al., arXiv:1806.04498; Karras et al., ar
 generators so). The average is taken with :class:`torch.optim.swa_utils.AveragedModel` and
 :func:`torch.optim.swa_utils.get_ema_multi_avg_fn`: after step t, ``average = decay * average + (1 - decay) *
 weights``, starting from the weights of the step where averaging began, so that the last ~1 / (1 - decay) steps
-count. Buffers (the placement tables, the flow's scales) are the generator's own, not averaged.
+count. Buffers (the placement tables) are the generator's own, copied rather than averaged.
 
 The energy flow is not averaged: it is fitted by maximum likelihood, not against the critic
 (:mod:`calogen.gan.factorised.flow_fit`).
