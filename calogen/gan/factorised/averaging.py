@@ -54,7 +54,7 @@ def averaged_weights(shape: nn.Module, average: AveragedModel | None) -> Iterato
         return
     own = {k: v.detach().clone() for k, v in shape.state_dict().items()}
     with torch.no_grad():
-        shape.load_state_dict(averaged_state(average.state_dict()))
+        shape.load_state_dict(average.module.state_dict())
     try:
         yield shape
     finally:
